@@ -1,0 +1,217 @@
+#!/usr/bin/env bash
+# Local PostgreSQL and single-node Apache Kafka (KRaft) on 127.0.0.1, for `make run`,
+# `make test`, benchmarks and CI.
+#
+#   scripts/services.sh up       install what is missing, start both, wait until each answers
+#   scripts/services.sh down     stop what this script started (and nothing else)
+#   scripts/services.sh status   say what is running
+#   scripts/services.sh kafka-restart | pg-restart   used by fault tests
+#
+# Idempotent: `up` on a running stack only checks it. Kafka's jars are resolved from
+# Maven Central once (scripts/kafka/pom.xml) and cached in .cache/kafka/libs.
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+STATE="${SERVICES_STATE_DIR:-$ROOT/.cache/services}"
+KAFKA_CACHE="$ROOT/.cache/kafka"
+KAFKA_LIBS="$KAFKA_CACHE/libs"
+KAFKA_DATA="$STATE/kafka-data"
+KAFKA_LOG="$STATE/kafka.log"
+KAFKA_PID="$STATE/kafka.pid"
+KAFKA_PORT="${KAFKA_PORT:-9092}"
+KAFKA_CONTROLLER_PORT="${KAFKA_CONTROLLER_PORT:-9093}"
+PG_PORT="${DB_PORT:-5432}"
+DB_NAME="${DB_NAME:-helios_analytics}"
+DB_USER="${DB_USER:-helios}"
+DB_PASSWORD="${DB_PASSWORD:-helios}"
+
+log() { printf '[services] %s\n' "$*" >&2; }
+die() { printf '[services] ERROR: %s\n' "$*" >&2; exit 1; }
+
+as_postgres() {
+  if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else sudo -u postgres "$@"; fi
+}
+
+port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
+apt_install() {
+  log "installing $* from Debian packages"
+  export DEBIAN_FRONTEND=noninteractive
+  if [ ! -f "$STATE/.apt-updated" ]; then apt-get update -qq >&2 && touch "$STATE/.apt-updated"; fi
+  apt-get install -y -qq --no-install-recommends "$@" >&2
+}
+
+# ---------------------------------------------------------------- PostgreSQL
+pg_version() {
+  ls /usr/lib/postgresql 2>/dev/null | sort -V | tail -n 1
+}
+
+pg_up() {
+  command -v pg_ctlcluster >/dev/null && [ -n "$(pg_version)" ] || apt_install postgresql
+  local ver; ver="$(pg_version)"
+  if ! pg_lsclusters -h 2>/dev/null | awk '{print $1" "$2}' | grep -qx "$ver main"; then
+    log "creating PostgreSQL $ver cluster 'main'"
+    pg_createcluster "$ver" main >&2
+  fi
+  if pg_lsclusters -h | awk -v v="$ver" '$1==v && $2=="main" {print $4}' | grep -q online; then
+    log "PostgreSQL $ver already running"
+  else
+    log "starting PostgreSQL $ver on 127.0.0.1:$PG_PORT"
+    pg_ctlcluster "$ver" main start -o "-c listen_addresses=127.0.0.1 -p $PG_PORT"
+    touch "$STATE/pg.started-by-us"
+  fi
+  for _ in $(seq 1 60); do
+    as_postgres pg_isready -q -h 127.0.0.1 -p "$PG_PORT" && break
+    sleep 0.5
+  done
+  as_postgres pg_isready -q -h 127.0.0.1 -p "$PG_PORT" || die "PostgreSQL does not answer on 127.0.0.1:$PG_PORT (see /var/log/postgresql/)"
+  # Role (may create the test databases) and database, idempotently.
+  as_postgres psql -q -p "$PG_PORT" -v ON_ERROR_STOP=1 -d postgres \
+    -v user="$DB_USER" -v pass="$DB_PASSWORD" -v db="$DB_NAME" >/dev/null <<'SQL'
+SELECT format('CREATE ROLE %I LOGIN CREATEDB PASSWORD %L', :'user', :'pass')
+  WHERE NOT EXISTS (SELECT FROM pg_roles WHERE rolname = :'user') \gexec
+SELECT format('ALTER ROLE %I LOGIN CREATEDB PASSWORD %L', :'user', :'pass') \gexec
+SELECT format('CREATE DATABASE %I OWNER %I', :'db', :'user')
+  WHERE NOT EXISTS (SELECT FROM pg_database WHERE datname = :'db') \gexec
+SQL
+  log "PostgreSQL ready: postgres://$DB_USER@127.0.0.1:$PG_PORT/$DB_NAME"
+}
+
+pg_down() {
+  if [ -f "$STATE/pg.started-by-us" ]; then
+    log "stopping PostgreSQL"
+    pg_ctlcluster "$(pg_version)" main stop || true
+    rm -f "$STATE/pg.started-by-us"
+  else
+    log "PostgreSQL was not started by this script; leaving it alone"
+  fi
+}
+
+pg_restart() {
+  local ver; ver="$(pg_version)"
+  pg_ctlcluster "$ver" main restart -m fast -o "-c listen_addresses=127.0.0.1 -p $PG_PORT"
+}
+
+# ---------------------------------------------------------------- Kafka
+kafka_fetch() {
+  if [ -f "$KAFKA_LIBS/.complete" ] && cmp -s "$ROOT/scripts/kafka/pom.xml" "$KAFKA_LIBS/.complete"; then
+    return
+  fi
+  command -v java >/dev/null || apt_install openjdk-17-jre-headless
+  command -v mvn >/dev/null || apt_install maven
+  log "fetching Apache Kafka jars from Maven Central into $KAFKA_LIBS (once)"
+  rm -rf "$KAFKA_LIBS"; mkdir -p "$KAFKA_LIBS"
+  if ! mvn -q -B -f "$ROOT/scripts/kafka/pom.xml" dependency:copy-dependencies \
+      -DoutputDirectory="$KAFKA_LIBS" -DincludeScope=runtime >"$STATE/mvn.log" 2>&1; then
+    tail -n 30 "$STATE/mvn.log" >&2
+    die "could not fetch the Kafka jars with Maven (full log: $STATE/mvn.log)"
+  fi
+  cp "$ROOT/scripts/kafka/pom.xml" "$KAFKA_LIBS/.complete"
+}
+
+kafka_running() { [ -f "$KAFKA_PID" ] && kill -0 "$(cat "$KAFKA_PID")" 2>/dev/null; }
+
+kafka_config() {
+  mkdir -p "$STATE"
+  sed -e "s#@DATA@#$KAFKA_DATA#" -e "s#@PORT@#$KAFKA_PORT#g" -e "s#@CPORT@#$KAFKA_CONTROLLER_PORT#g" \
+    "$ROOT/scripts/kafka/server.properties" > "$STATE/server.properties"
+}
+
+kafka_start() {
+  kafka_config
+  local java_cp="$KAFKA_LIBS/*"
+  if [ ! -f "$KAFKA_DATA/meta.properties" ]; then
+    rm -rf "$KAFKA_DATA"
+    local cluster_id; cluster_id="$(java -cp "$java_cp" kafka.tools.StorageTool random-uuid)"
+    java -cp "$java_cp" kafka.tools.StorageTool format -t "$cluster_id" -c "$STATE/server.properties" >/dev/null
+  fi
+  log "starting Kafka on 127.0.0.1:$KAFKA_PORT (log: $KAFKA_LOG)"
+  # setsid: the broker outlives this script and gets no terminal signals.
+  setsid java -Xms512m -Xmx512m -XX:+UseG1GC -Djava.awt.headless=true \
+    -Dlog4j2.configurationFile="$ROOT/scripts/kafka/log4j2.yaml" \
+    -cp "$java_cp" kafka.Kafka "$STATE/server.properties" >"$KAFKA_LOG" 2>&1 < /dev/null &
+  echo $! > "$KAFKA_PID"
+}
+
+kafka_wait() {
+  local deadline=$((SECONDS + ${KAFKA_START_TIMEOUT:-90}))
+  while [ $SECONDS -lt $deadline ]; do
+    if ! kafka_running; then
+      log "Kafka exited during start-up; last lines of $KAFKA_LOG:"
+      tail -n 30 "$KAFKA_LOG" >&2 || true
+      exit 1
+    fi
+    # The client port opens only once the broker is registered and unfenced;
+    # a Metadata request proves it serves clients.
+    if port_open "$KAFKA_PORT" && kafka_metadata_ok; then
+      log "Kafka ready: 127.0.0.1:$KAFKA_PORT"
+      return
+    fi
+    sleep 0.5
+  done
+  log "Kafka did not answer within the timeout; last lines of $KAFKA_LOG:"
+  tail -n 30 "$KAFKA_LOG" >&2 || true
+  exit 1
+}
+
+kafka_metadata_ok() {
+  # Before the virtualenv exists (first `up`), an open client port is the best signal we have.
+  local py="$ROOT/.venv/bin/python"
+  [ -x "$py" ] || return 0
+  "$py" - "$KAFKA_PORT" <<'PY' 2>/dev/null
+import sys
+from kafka import KafkaAdminClient
+client = KafkaAdminClient(bootstrap_servers=f"127.0.0.1:{sys.argv[1]}", request_timeout_ms=3000)
+client.describe_cluster()
+client.close()
+PY
+}
+
+kafka_up() {
+  mkdir -p "$STATE"
+  if kafka_running; then
+    log "Kafka already running (pid $(cat "$KAFKA_PID"))"
+  elif port_open "$KAFKA_PORT"; then
+    log "something else already listens on 127.0.0.1:$KAFKA_PORT; using it as the broker"
+    return
+  else
+    kafka_fetch
+    kafka_start
+  fi
+  kafka_wait
+}
+
+kafka_down() {
+  if kafka_running; then
+    local pid; pid="$(cat "$KAFKA_PID")"
+    log "stopping Kafka (pid $pid)"
+    kill -TERM "$pid"
+    for _ in $(seq 1 60); do kill -0 "$pid" 2>/dev/null || break; sleep 0.5; done
+    kill -0 "$pid" 2>/dev/null && kill -KILL "$pid"
+  else
+    log "Kafka was not started by this script; leaving it alone"
+  fi
+  rm -f "$KAFKA_PID"
+}
+
+status() {
+  local ver; ver="$(pg_version || true)"
+  if [ -n "$ver" ] && pg_lsclusters -h 2>/dev/null | awk -v v="$ver" '$1==v && $2=="main" {print $4}' | grep -q online; then
+    echo "postgresql: running (cluster $ver/main, 127.0.0.1:$PG_PORT)"
+  else
+    echo "postgresql: stopped"
+  fi
+  if kafka_running; then echo "kafka: running (pid $(cat "$KAFKA_PID"), 127.0.0.1:$KAFKA_PORT)"; else echo "kafka: stopped"; fi
+}
+
+mkdir -p "$STATE"
+case "${1:-}" in
+  up) pg_up; kafka_up ;;
+  down) kafka_down; pg_down ;;
+  status) status ;;
+  kafka-restart) kafka_down; kafka_start; kafka_wait ;;
+  kafka-stop) kafka_down ;;
+  kafka-start) kafka_start; kafka_wait ;;
+  pg-restart) pg_restart ;;
+  *) echo "usage: $0 up|down|status|kafka-restart|kafka-stop|kafka-start|pg-restart" >&2; exit 2 ;;
+esac

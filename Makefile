@@ -1,0 +1,60 @@
+# Two commands matter: `make run` (the whole pipeline, locally) and `make test`.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+# Local development runs with DEBUG on (a development secret key, browsable API);
+# production settings are checked by `make lint` and enforced at start-up.
+export DEBUG ?= true
+export DB_NAME ?= helios_analytics
+export DB_USER ?= helios
+export DB_PASSWORD ?= helios
+export DB_HOST ?= 127.0.0.1
+export KAFKA_BROKERS ?= 127.0.0.1:9092
+
+.PHONY: run test bench lint venv services services-down status clean
+
+venv: $(STAMP)
+$(STAMP): requirements.txt requirements-dev.txt
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --disable-pip-version-check --upgrade pip
+	$(PY) -m pip install -q --disable-pip-version-check -r requirements-dev.txt
+	touch $(STAMP)
+
+services: venv
+	scripts/services.sh up
+
+services-down:
+	scripts/services.sh down
+
+status:
+	scripts/services.sh status
+
+## run: services, migrations, producer, consumer and API in the foreground (Ctrl-C stops them)
+run: services
+	scripts/run.sh
+
+## test: everything from nothing to a full test run (fails on any failure or on no tests)
+test: services
+	$(PY) -m pytest
+
+## bench: ingestion and query benchmarks against the local services
+bench: services
+	$(PY) bench/ingest.py
+
+## lint: code, migrations, Dockerfile and Kubernetes manifests
+lint: venv
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(PY) manage.py makemigrations --check --dry-run
+	$(VENV)/bin/hadolint Dockerfile
+	$(VENV)/bin/yamllint -s kubernetes/
+	$(VENV)/bin/kubernetes-validate --strict -k 1.33.0 kubernetes/*.yaml
+	DEBUG=false DJANGO_SECRET_KEY="$$($(PY) -c 'import secrets; print(secrets.token_urlsafe(50))')" \
+	  ALLOWED_HOSTS=analytics.example DJANGO_SECURE_PROXY_SSL_HEADER=true \
+	  $(PY) manage.py check --deploy --fail-level WARNING
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache staticfiles

@@ -1,0 +1,194 @@
+"""Settings for the analytics service, all read from the environment.
+
+Fails fast: with DEBUG=False a missing or unsafe value (secret key, database password,
+allowed hosts) raises ImproperlyConfigured naming the variable, so a bad deployment never
+starts serving. Names follow the service specification (DJANGO_SECRET_KEY, DB_*, KAFKA_*).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from django.core.exceptions import ImproperlyConfigured
+
+from analytics.consumer_settings import ConsumerSettings
+from analytics.env import env_bool, env_int, env_list, env_str
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+DEBUG = env_bool("DEBUG", False)
+
+# Placeholders that appear in the specification and manifests; never acceptable in production.
+_PLACEHOLDER_SECRETS = {"production-secret-key", "your-secret-key", "changeme", "change-me", "secret"}
+_DEV_SECRET_KEY = "django-insecure-local-development-key-do-not-use-in-production"  # noqa: S105 - DEBUG only
+
+if DEBUG:
+    SECRET_KEY = env_str("DJANGO_SECRET_KEY", _DEV_SECRET_KEY)
+else:
+    SECRET_KEY = env_str("DJANGO_SECRET_KEY")
+    if SECRET_KEY in _PLACEHOLDER_SECRETS or SECRET_KEY.startswith("django-insecure") or len(SECRET_KEY) < 32:
+        raise ImproperlyConfigured(
+            "DJANGO_SECRET_KEY is unsafe for DEBUG=False: use a random value of at least 32 characters "
+            "(python -c 'import secrets; print(secrets.token_urlsafe(50))')."
+        )
+
+if DEBUG:
+    ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", ["127.0.0.1", "localhost", "[::1]", "testserver"])
+else:
+    ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", [])
+    if not ALLOWED_HOSTS:
+        raise ImproperlyConfigured("ALLOWED_HOSTS is required when DEBUG=False (comma-separated host names).")
+CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", [])
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "rest_framework",
+    "django_filters",
+    "drf_spectacular",
+    "outcomes",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "analytics.urls"
+WSGI_APPLICATION = "analytics.wsgi.application"
+ASGI_APPLICATION = "analytics.asgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+# ---------------------------------------------------------------- database
+_db_password = env_str("DB_PASSWORD", "helios") if DEBUG else env_str("DB_PASSWORD")
+
+DATABASES = {
+    "default": {
+        "ENGINE": "django.db.backends.postgresql",
+        "NAME": env_str("DB_NAME", "helios_analytics"),
+        "USER": env_str("DB_USER", "helios"),
+        "PASSWORD": _db_password,
+        "HOST": env_str("DB_HOST", "127.0.0.1"),
+        "PORT": str(env_int("DB_PORT", 5432, minimum=1, maximum=65535)),
+        "CONN_MAX_AGE": env_int("DB_CONN_MAX_AGE", 60, minimum=0),
+        "CONN_HEALTH_CHECKS": True,
+        "OPTIONS": {
+            "connect_timeout": env_int("DB_CONNECT_TIMEOUT", 5, minimum=1),
+            "application_name": env_str("DB_APPLICATION_NAME", "analytics-service"),
+        },
+    }
+}
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+# ---------------------------------------------------------------- i18n / static
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATIC_ROOT = BASE_DIR / "staticfiles"
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {
+        "BACKEND": (
+            "django.contrib.staticfiles.storage.StaticFilesStorage"
+            if DEBUG
+            else "whitenoise.storage.CompressedManifestStaticFilesStorage"
+        )
+    },
+}
+
+# ---------------------------------------------------------------- security (production)
+SECURE_CONTENT_TYPE_NOSNIFF = True
+X_FRAME_OPTIONS = "DENY"
+SESSION_COOKIE_SECURE = env_bool("DJANGO_SECURE_COOKIES", not DEBUG)
+CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
+if env_bool("DJANGO_SECURE_PROXY_SSL_HEADER", False):
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+
+# ---------------------------------------------------------------- API
+API_PAGE_SIZE = env_int("API_PAGE_SIZE", 100, minimum=1)
+API_MAX_PAGE_SIZE = env_int("API_MAX_PAGE_SIZE", 1000, minimum=1)
+if API_PAGE_SIZE > API_MAX_PAGE_SIZE:
+    raise ImproperlyConfigured(f"API_PAGE_SIZE={API_PAGE_SIZE} exceeds API_MAX_PAGE_SIZE={API_MAX_PAGE_SIZE}.")
+API_READ_ACCESS = env_str("API_READ_ACCESS", "public")
+if API_READ_ACCESS not in ("public", "authenticated"):
+    raise ImproperlyConfigured(f"API_READ_ACCESS={API_READ_ACCESS!r} must be 'public' or 'authenticated'.")
+
+REST_FRAMEWORK = {
+    "DEFAULT_PERMISSION_CLASSES": ["outcomes.permissions.ReadOpenWriteStaff"],
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "rest_framework.authentication.SessionAuthentication",
+        "rest_framework.authentication.BasicAuthentication",
+    ],
+    "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
+    "DEFAULT_PAGINATION_CLASS": "outcomes.pagination.OutcomePagination",
+    "PAGE_SIZE": API_PAGE_SIZE,
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "DEFAULT_RENDERER_CLASSES": (
+        ["rest_framework.renderers.JSONRenderer", "rest_framework.renderers.BrowsableAPIRenderer"]
+        if DEBUG
+        else ["rest_framework.renderers.JSONRenderer"]
+    ),
+}
+
+SPECTACULAR_SETTINGS = {
+    "TITLE": "Auction outcomes analytics API",
+    "DESCRIPTION": "Real-time-bidding auction outcomes: listing, filtering and aggregations.",
+    "VERSION": "1.0.0",
+    "SERVE_INCLUDE_SCHEMA": False,
+}
+
+# ---------------------------------------------------------------- consumer
+CONSUMER = ConsumerSettings.from_env()
+
+# ---------------------------------------------------------------- logging
+LOG_LEVEL = env_str("LOG_LEVEL", "INFO").upper()
+if LOG_LEVEL not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
+    raise ImproperlyConfigured(f"LOG_LEVEL={LOG_LEVEL!r} is not one of DEBUG, INFO, WARNING, ERROR, CRITICAL.")
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {
+        "json": {
+            "()": "pythonjsonlogger.json.JsonFormatter",
+            "fmt": "%(asctime)s %(levelname)s %(name)s %(message)s",
+            "rename_fields": {"asctime": "timestamp", "levelname": "level", "name": "logger"},
+            "datefmt": "%Y-%m-%dT%H:%M:%S%z",
+        },
+    },
+    "handlers": {
+        "stdout": {"class": "logging.StreamHandler", "formatter": "json", "stream": "ext://sys.stdout"},
+    },
+    "root": {"handlers": ["stdout"], "level": LOG_LEVEL},
+    "loggers": {
+        "kafka": {"level": env_str("KAFKA_LOG_LEVEL", "WARNING").upper()},
+        "django.db.backends": {"level": "INFO"},
+    },
+}

@@ -1,0 +1,250 @@
+"""Bytes from the ``auction_outcomes`` topic → ``OutcomeEvent`` or ``InvalidOutcome``.
+
+Pure: no Kafka, no database, no Django settings. Every rejection carries a stable reason
+code (``DeadLetter.Reason`` values) and a human-readable detail naming the field, so a
+dead letter says exactly what was wrong.
+
+Message format (the service specification's "Message Flow Example")::
+
+    {"bid_request_id": "req-123", "user_id": "user-456", "site_domain": "news.example",
+     "bid_price": 0.80, "win_status": true, "win_price": 0.80, "currency": "USD",
+     "enriched": true, "user_interests": ["technology", "sports"],
+     "auction_timestamp": "2025-10-25T12:00:02Z"}
+
+``bid_id`` is accepted in place of ``bid_request_id``. Prices may be JSON numbers or
+decimal strings and are rounded half-up to cents. ``win_price`` may be omitted (or null)
+for a lost auction and is then 0.00. A timestamp without a UTC offset is taken as UTC.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
+
+import orjson
+
+CENT = Decimal("0.01")
+DEFAULT_MAX_PRICE = Decimal("1000.00")
+DEFAULT_MAX_MESSAGE_BYTES = 65536
+MAX_TEXT_LENGTH = 255
+MAX_INTERESTS = 100
+_CURRENCY_RE = re.compile(r"[A-Z]{3}")
+
+
+@dataclass(frozen=True, slots=True)
+class OutcomeEvent:
+    """One valid auction outcome, ready to store."""
+
+    bid_id: str
+    user_id: str
+    site_domain: str | None
+    win_status: bool
+    win_price: Decimal
+    bid_price: Decimal
+    currency: str
+    enriched: bool
+    user_interests: tuple[str, ...]
+    auction_timestamp: datetime | None
+    raw_json: str  # the complete message text, stored as raw_data
+
+
+@dataclass(frozen=True, slots=True)
+class InvalidOutcome:
+    """Why a message cannot be stored. ``reason`` is a ``DeadLetter.Reason`` value."""
+
+    reason: str
+    detail: str
+
+
+class _Reject(Exception):
+    def __init__(self, reason: str, detail: str) -> None:
+        self.reason = reason
+        self.detail = detail
+
+
+def parse_outcome(
+    value: bytes | None,
+    key: bytes | None = None,
+    *,
+    max_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
+    max_price: Decimal = DEFAULT_MAX_PRICE,
+) -> OutcomeEvent | InvalidOutcome:
+    """Parse and validate one message. Never raises for bad input."""
+    try:
+        return _parse(value, key, max_bytes, max_price)
+    except _Reject as rejected:
+        return InvalidOutcome(rejected.reason, rejected.detail)
+
+
+def _parse(value: bytes | None, key: bytes | None, max_bytes: int, max_price: Decimal) -> OutcomeEvent:
+    if key is not None:
+        try:
+            key.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise _Reject(
+                "undecodable_key", f"message key is not valid UTF-8 ({exc.reason} at byte {exc.start})"
+            ) from None
+    if not value:
+        raise _Reject("empty_message", "message value is empty (null or zero bytes)")
+    if len(value) > max_bytes:
+        raise _Reject("oversized", f"message is {len(value)} bytes, above the limit of {max_bytes}")
+    try:
+        text = value.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise _Reject(
+            "undecodable_value", f"message value is not valid UTF-8 ({exc.reason} at byte {exc.start})"
+        ) from None
+    if "\\u0000" in text:
+        # PostgreSQL's jsonb cannot hold U+0000; storing it would fail the whole batch.
+        raise _Reject("invalid_value", "message contains the NUL character (\\u0000), which cannot be stored")
+    try:
+        data = orjson.loads(value)
+    except orjson.JSONDecodeError as exc:
+        raise _Reject("invalid_json", f"message is not valid JSON: {exc}") from None
+    if not isinstance(data, dict):
+        raise _Reject("not_an_object", f"message is a JSON {_json_type(data)}, not an object")
+
+    bid_id = _bid_id(data)
+    user_id = _text(data, "user_id", required=True)
+    site_domain = _text(data, "site_domain", required=False) or None
+    win_status = _bool(data, "win_status", required=True)
+    bid_price = _price(data, "bid_price", max_price, required=True)
+    win_price = _price(data, "win_price", max_price, required=win_status)
+    if win_price is None:
+        win_price = Decimal("0.00")
+    if win_status and win_price > bid_price:
+        raise _Reject("invalid_value", f"win_price {win_price} is above bid_price {bid_price} for a won auction")
+    currency = data.get("currency")
+    if currency is None:
+        currency = "USD"
+    elif not isinstance(currency, str):
+        raise _Reject("wrong_type", f"currency must be a string, got {_json_type(currency)}")
+    elif not _CURRENCY_RE.fullmatch(currency):
+        raise _Reject("invalid_currency", f"currency {currency[:20]!r} is not a 3-letter ISO 4217 code such as USD")
+    enriched = _bool(data, "enriched", required=False)
+    interests = _interests(data)
+    auction_timestamp = _timestamp(data, "auction_timestamp")
+
+    return OutcomeEvent(
+        bid_id=bid_id,
+        user_id=user_id,
+        site_domain=site_domain,
+        win_status=win_status,
+        win_price=win_price,
+        bid_price=bid_price,
+        currency=currency,
+        enriched=bool(enriched),
+        user_interests=interests,
+        auction_timestamp=auction_timestamp,
+        raw_json=text,
+    )
+
+
+def _json_type(value: object) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, (int, float)):
+        return "number"
+    if isinstance(value, str):
+        return "string"
+    if isinstance(value, list):
+        return "array"
+    return "object"
+
+
+def _bid_id(data: dict) -> str:
+    has_request_id = data.get("bid_request_id") is not None
+    has_bid_id = data.get("bid_id") is not None
+    if not has_request_id and not has_bid_id:
+        raise _Reject("missing_field", "bid_request_id (or bid_id) is required")
+    request_id = _text(data, "bid_request_id", required=False) if has_request_id else None
+    bid_id = _text(data, "bid_id", required=False) if has_bid_id else None
+    if request_id and bid_id and request_id != bid_id:
+        raise _Reject("invalid_value", "bid_request_id and bid_id are both given and differ")
+    result = request_id or bid_id
+    if not result:
+        raise _Reject("invalid_value", "bid_request_id must not be empty")
+    return result
+
+
+def _text(data: dict, field: str, *, required: bool) -> str | None:
+    value = data.get(field)
+    if value is None:
+        if required:
+            raise _Reject("missing_field", f"{field} is required")
+        return None
+    if not isinstance(value, str):
+        raise _Reject("wrong_type", f"{field} must be a string, got {_json_type(value)}")
+    if required and not value.strip():
+        raise _Reject("invalid_value", f"{field} must not be empty")
+    if len(value) > MAX_TEXT_LENGTH:
+        raise _Reject("invalid_value", f"{field} is {len(value)} characters long, above {MAX_TEXT_LENGTH}")
+    return value
+
+
+def _bool(data: dict, field: str, *, required: bool) -> bool | None:
+    value = data.get(field)
+    if value is None:
+        if required:
+            raise _Reject("missing_field", f"{field} is required")
+        return None
+    if not isinstance(value, bool):
+        raise _Reject("wrong_type", f"{field} must be true or false, got {_json_type(value)}")
+    return value
+
+
+def _price(data: dict, field: str, max_price: Decimal, *, required: bool) -> Decimal | None:
+    value = data.get(field)
+    if value is None:
+        if required:
+            raise _Reject("missing_field", f"{field} is required")
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        raise _Reject("wrong_type", f"{field} must be a number, got {_json_type(value)}")
+    try:
+        amount = Decimal(value) if isinstance(value, (int, str)) else Decimal(repr(value))
+    except InvalidOperation:
+        raise _Reject("wrong_type", f"{field} {str(value)[:40]!r} is not a decimal number") from None
+    if not amount.is_finite():
+        raise _Reject("invalid_value", f"{field} must be a finite number")
+    if amount < 0:
+        raise _Reject("negative_price", f"{field} {amount} is negative")
+    if amount > max_price:
+        raise _Reject("price_above_bound", f"{field} {amount} is above the sanity bound {max_price}")
+    return amount.quantize(CENT, rounding=ROUND_HALF_UP)
+
+
+def _interests(data: dict) -> tuple[str, ...]:
+    value = data.get("user_interests")
+    if value is None:
+        return ()
+    if not isinstance(value, list):
+        raise _Reject("wrong_type", f"user_interests must be an array of strings, got {_json_type(value)}")
+    if len(value) > MAX_INTERESTS:
+        raise _Reject("invalid_value", f"user_interests has {len(value)} entries, above {MAX_INTERESTS}")
+    for item in value:
+        if not isinstance(item, str):
+            raise _Reject("wrong_type", f"user_interests must hold only strings, found {_json_type(item)}")
+    return tuple(value)
+
+
+def _timestamp(data: dict, field: str) -> datetime | None:
+    value = data.get(field)
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise _Reject("invalid_timestamp", f"{field} must be an ISO 8601 string, got {_json_type(value)}")
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        raise _Reject("invalid_timestamp", f"{field} {value[:40]!r} is not an ISO 8601 date-time") from None
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=UTC)
+    try:
+        return parsed.astimezone(UTC)
+    except OverflowError:
+        raise _Reject("invalid_timestamp", f"{field} {value[:40]!r} is out of range") from None

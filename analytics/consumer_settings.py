@@ -31,6 +31,7 @@ class ConsumerSettings:
     # Operations.
     metrics_port: int = 9108
     health_file: str = "/tmp/analytics-consumer.alive"  # noqa: S108 - a liveness marker, not data
+    session_timeout_ms: int = 10000
     retry_initial_backoff_ms: int = 200
     retry_max_backoff_ms: int = 30000
 
@@ -60,6 +61,9 @@ class ConsumerSettings:
             dlq_window=env_int("CONSUMER_DLQ_WINDOW", defaults.dlq_window, minimum=1),
             metrics_port=env_int("CONSUMER_METRICS_PORT", defaults.metrics_port, minimum=0, maximum=65535),
             health_file=env_str("CONSUMER_HEALTH_FILE", defaults.health_file),
+            session_timeout_ms=env_int(
+                "CONSUMER_SESSION_TIMEOUT_MS", defaults.session_timeout_ms, minimum=1000, maximum=300000
+            ),
             retry_initial_backoff_ms=env_int(
                 "CONSUMER_RETRY_INITIAL_BACKOFF_MS", defaults.retry_initial_backoff_ms, minimum=1
             ),

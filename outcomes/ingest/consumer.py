@@ -182,8 +182,8 @@ class OutcomeConsumer:
                     enable_auto_commit=False,
                     auto_offset_reset=self.settings.auto_offset_reset,
                     max_poll_records=self.settings.batch_size,
-                    session_timeout_ms=10000,
-                    heartbeat_interval_ms=3000,
+                    session_timeout_ms=self.settings.session_timeout_ms,
+                    heartbeat_interval_ms=max(300, self.settings.session_timeout_ms // 4),
                     fetch_max_bytes=32 * 1024 * 1024,
                     max_partition_fetch_bytes=8 * 1024 * 1024,
                 )
@@ -201,6 +201,8 @@ class OutcomeConsumer:
                 self._consumer.close(autocommit=False)  # leaves the group at once
         except KafkaError:
             logger.warning("error while closing the Kafka consumer", exc_info=True)
+        # The writer thread's database connection is thread-local: close it from that thread.
+        self._executor.submit(_discard_connection).result()
         self._executor.shutdown(wait=True)
 
     # ------------------------------------------------------------------ main loop

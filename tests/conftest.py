@@ -1,0 +1,252 @@
+"""Shared fixtures: real PostgreSQL (pytest-django's test database) and the real Kafka broker.
+
+Every Kafka test gets fresh topics and consumer groups (random names), so runs and tests
+never see each other's messages.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from datetime import UTC, datetime
+from decimal import Decimal
+from pathlib import Path
+
+import orjson
+import pytest
+from django.conf import settings as django_settings
+from django.db import connection
+
+ROOT = Path(__file__).resolve().parent.parent
+BROKERS = os.environ.get("KAFKA_BROKERS", "127.0.0.1:9092")
+
+SPEC_MESSAGE = {
+    "bid_request_id": "req-123",
+    "user_id": "user-456",
+    "bid_price": 0.80,
+    "win_status": True,
+    "win_price": 0.80,
+    "currency": "USD",
+    "enriched": True,
+    "user_interests": ["technology", "sports"],
+    "auction_timestamp": "2025-10-25T12:00:02Z",
+}
+
+
+def message(**overrides) -> dict:
+    data = dict(SPEC_MESSAGE)
+    data["bid_request_id"] = f"req-{uuid.uuid4()}"
+    data.update(overrides)
+    return data
+
+
+def encode(data) -> bytes:
+    return orjson.dumps(data)
+
+
+# ---------------------------------------------------------------------------- database
+@pytest.fixture
+def outcome_factory(db):
+    """Create outcomes directly in the table: ``outcome_factory(n=3, win_status=False, ...)``."""
+    from outcomes.models import AuctionOutcome
+
+    def create(n: int = 1, **fields):
+        rows = []
+        for _ in range(n):
+            values = {
+                "bid_id": f"bid-{uuid.uuid4()}",
+                "user_id": "user-1",
+                "site_domain": "news.example",
+                "win_status": True,
+                "win_price": Decimal("0.80"),
+                "bid_price": Decimal("1.00"),
+                "currency": "USD",
+                "enriched": True,
+                "user_interests": ["sports"],
+                "auction_timestamp": datetime(2025, 10, 25, 12, 0, tzinfo=UTC),
+            }
+            values.update(fields)
+            values.setdefault("raw_data", {k: str(v) for k, v in values.items()})
+            rows.append(AuctionOutcome(**values))
+        return AuctionOutcome.objects.bulk_create(rows)
+
+    return create
+
+
+# ---------------------------------------------------------------------------- Kafka
+@pytest.fixture(scope="session")
+def kafka_admin():
+    from kafka import KafkaAdminClient
+
+    try:
+        admin = KafkaAdminClient(bootstrap_servers=BROKERS, request_timeout_ms=10000)
+    except Exception as exc:  # the broker must be running: `scripts/services.sh up`
+        pytest.fail(f"Kafka is not reachable at {BROKERS} ({exc!r}); run `scripts/services.sh up` (make test does)")
+    yield admin
+    admin.close()
+
+
+@pytest.fixture
+def make_topic(kafka_admin):
+    from kafka.admin import NewTopic
+
+    created = []
+
+    def create(partitions: int = 1) -> str:
+        name = f"test-outcomes-{uuid.uuid4().hex[:12]}"
+        kafka_admin.create_topics([NewTopic(name, partitions, 1)])
+        created.append(name)
+        _wait_for_topic(name, partitions)
+        return name
+
+    yield create
+    if created:
+        with contextlib.suppress(Exception):
+            kafka_admin.delete_topics(created)
+
+
+def _wait_for_topic(name: str, partitions: int) -> None:
+    from kafka import KafkaConsumer
+
+    probe = KafkaConsumer(bootstrap_servers=BROKERS)
+    try:
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            found = probe.partitions_for_topic(name)
+            if found and len(found) == partitions:
+                return
+            time.sleep(0.1)
+            probe.topics()  # refresh metadata
+        raise AssertionError(f"topic {name} did not appear")
+    finally:
+        probe.close()
+
+
+@pytest.fixture
+def produce():
+    """``produce(topic, [value_bytes | (key, value) | (partition, key, value)])`` — sent and flushed."""
+    from kafka import KafkaProducer
+
+    producer = KafkaProducer(bootstrap_servers=BROKERS, linger_ms=5, max_request_size=4 * 1024 * 1024)
+
+    def send(topic: str, messages) -> None:
+        for item in messages:
+            if isinstance(item, tuple) and len(item) == 3:
+                partition, key, value = item
+                producer.send(topic, value=value, key=key, partition=partition)
+            elif isinstance(item, tuple):
+                key, value = item
+                producer.send(topic, value=value, key=key)
+            else:
+                producer.send(topic, value=item)
+        producer.flush()
+
+    yield send
+    producer.close()
+
+
+@pytest.fixture
+def consumer_settings(settings, tmp_path):
+    """Consumer settings for in-process runs: a fresh group, no metrics port, short timeouts."""
+
+    def build(topic: str, **overrides):
+        config = dataclasses.replace(
+            django_settings.CONSUMER,
+            brokers=(BROKERS,),
+            topic=topic,
+            group=f"test-group-{uuid.uuid4().hex[:8]}",
+            metrics_port=0,
+            health_file=str(tmp_path / "alive"),
+            batch_time_ms=200,
+            session_timeout_ms=6000,
+            retry_initial_backoff_ms=50,
+            retry_max_backoff_ms=1000,
+            **overrides,
+        )
+        settings.CONSUMER = config
+        return config
+
+    return build
+
+
+@pytest.fixture
+def run_consumer(consumer_settings):
+    """Run the consumer in this process until ``max_messages`` (or ``timeout`` ms idle)."""
+    from outcomes.ingest.consumer import OutcomeConsumer
+
+    def run(config, *, max_messages=None, timeout_ms=3000):
+        previous = signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)
+        try:
+            return OutcomeConsumer(config, max_messages=max_messages, idle_timeout_ms=timeout_ms).run()
+        finally:
+            signal.signal(signal.SIGINT, previous[0])
+            signal.signal(signal.SIGTERM, previous[1])
+
+    return run
+
+
+class ConsumerProcess:
+    """``manage.py process_outcomes`` in a child process, against the test database."""
+
+    def __init__(self, *args: str, env: dict | None = None, log_path: Path | None = None) -> None:
+        child_env = dict(os.environ)
+        child_env.update(
+            {
+                "DEBUG": "true",
+                "DB_NAME": connection.settings_dict["NAME"],
+                "KAFKA_BROKERS": BROKERS,
+                "CONSUMER_METRICS_PORT": "0",
+                "CONSUMER_SESSION_TIMEOUT_MS": "3000",
+                "CONSUMER_RETRY_INITIAL_BACKOFF_MS": "100",
+                "CONSUMER_RETRY_MAX_BACKOFF_MS": "2000",
+                "DB_CONN_MAX_AGE": "0",
+            }
+        )
+        child_env.update(env or {})
+        self.log_path = log_path
+        self._log = open(log_path, "ab") if log_path else subprocess.DEVNULL  # noqa: SIM115
+        self.process = subprocess.Popen(
+            [sys.executable, str(ROOT / "manage.py"), "process_outcomes", *args],
+            cwd=ROOT,
+            env=child_env,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+        )
+
+    def wait(self, timeout: float = 120) -> int:
+        try:
+            return self.process.wait(timeout=timeout)
+        finally:
+            if self._log is not subprocess.DEVNULL:
+                self._log.close()
+
+    def signal(self, signum: int) -> None:
+        self.process.send_signal(signum)
+
+    def kill(self) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(timeout=30)
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path else ""
+
+
+@pytest.fixture
+def consumer_process(tmp_path):
+    started: list[ConsumerProcess] = []
+
+    def start(*args: str, env: dict | None = None) -> ConsumerProcess:
+        proc = ConsumerProcess(*args, env=env, log_path=tmp_path / f"consumer-{len(started)}.log")
+        started.append(proc)
+        return proc
+
+    yield start
+    for proc in started:
+        proc.kill()

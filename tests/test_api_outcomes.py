@@ -1,0 +1,331 @@
+"""REST API: endpoints, filters, ordering, pagination, bad parameters, permissions."""
+
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+
+import pytest
+from django.contrib.auth.models import User
+from rest_framework.test import APIClient
+
+from outcomes.models import AuctionOutcome
+
+pytestmark = pytest.mark.django_db
+URL = "/api/outcomes/"
+
+
+@pytest.fixture
+def api():
+    return APIClient()
+
+
+@pytest.fixture
+def staff_api():
+    client = APIClient()
+    client.force_authenticate(User.objects.create_user("staff", password="pw", is_staff=True))
+    return client
+
+
+@pytest.fixture
+def mixed(outcome_factory):
+    """A small, varied data set."""
+    outcome_factory(
+        3,
+        user_id="alice",
+        site_domain="a.example",
+        win_status=True,
+        win_price=Decimal("0.50"),
+        bid_price=Decimal("0.60"),
+        enriched=True,
+    )
+    outcome_factory(
+        2,
+        user_id="bob",
+        site_domain="b.example",
+        win_status=False,
+        win_price=Decimal("0.00"),
+        bid_price=Decimal("0.40"),
+        enriched=False,
+    )
+    outcome_factory(
+        1,
+        user_id="bob",
+        site_domain=None,
+        win_status=True,
+        win_price=Decimal("2.00"),
+        bid_price=Decimal("2.50"),
+        enriched=False,
+        currency="EUR",
+    )
+    return list(AuctionOutcome.objects.all())
+
+
+def ids(response):
+    return {row["id"] for row in response.json()["results"]}
+
+
+def test_list_is_paginated_with_default_page_size(api, outcome_factory):
+    outcome_factory(105)
+    body = api.get(URL).json()
+    assert body["count"] == 105
+    assert len(body["results"]) == 100
+    assert body["next"].endswith("page=2")
+    assert len(api.get(URL, {"page": 2}).json()["results"]) == 5
+
+
+def test_retrieve_shape_matches_the_specification(api, outcome_factory):
+    (row,) = outcome_factory(
+        1, bid_id="req-123", user_id="user-456", site_domain=None, win_price=Decimal("0.80"), bid_price=Decimal("0.80")
+    )
+    body = api.get(f"{URL}{row.id}/").json()
+    assert list(body) == [
+        "id",
+        "bid_id",
+        "user_id",
+        "site_domain",
+        "win_status",
+        "win_price",
+        "bid_price",
+        "currency",
+        "enriched",
+        "user_interests",
+        "is_winner",
+        "profit_margin",
+        "timestamp",
+        "auction_timestamp",
+        "created_at",
+        "updated_at",
+    ]
+    assert body["site_domain"] == ""
+    assert body["win_price"] == "0.80" and body["bid_price"] == "0.80"
+    assert body["is_winner"] is True and body["profit_margin"] == 0.0
+    assert body["auction_timestamp"] == "2025-10-25T12:00:00Z"
+
+
+def test_retrieve_unknown_id_is_404(api):
+    assert api.get(f"{URL}999999/").status_code == 404
+
+
+@pytest.mark.parametrize(
+    ("win", "bid", "won", "expected"),
+    [
+        ("0.80", "0.80", True, 0.0),
+        ("0.60", "0.80", True, 25.0),
+        ("0.00", "0.80", False, None),
+        ("0.00", "0.00", True, None),
+        ("0.33", "1.00", True, 67.0),
+    ],
+)
+def test_profit_margin(api, outcome_factory, win, bid, won, expected):
+    (row,) = outcome_factory(1, win_price=Decimal(win), bid_price=Decimal(bid), win_status=won)
+    body = api.get(f"{URL}{row.id}/").json()
+    assert body["profit_margin"] == expected
+    assert body["is_winner"] is won
+
+
+@pytest.mark.parametrize(
+    ("params", "predicate"),
+    [
+        ({"user_id": "bob"}, lambda o: o.user_id == "bob"),
+        ({"site_domain": "a.example"}, lambda o: o.site_domain == "a.example"),
+        ({"win_status": "true"}, lambda o: o.win_status),
+        ({"win_status": "false"}, lambda o: not o.win_status),
+        ({"enriched": "true"}, lambda o: o.enriched),
+        ({"enriched": "false"}, lambda o: not o.enriched),
+        ({"currency": "EUR"}, lambda o: o.currency == "EUR"),
+        ({"min_price": "0.50"}, lambda o: o.win_price >= Decimal("0.50")),
+        ({"max_price": "0.50"}, lambda o: o.win_price <= Decimal("0.50")),
+        ({"min_price": "0.1", "max_price": "1"}, lambda o: Decimal("0.1") <= o.win_price <= 1),
+        ({"user_id": "bob", "win_status": "true"}, lambda o: o.user_id == "bob" and o.win_status),
+        ({"user_id": "nobody"}, lambda o: False),
+    ],
+)
+def test_each_filter_on_list_winners_and_stats(api, mixed, params, predicate):
+    expected = {o.id for o in mixed if predicate(o)}
+    assert ids(api.get(URL, params)) == expected
+    assert ids(api.get(URL + "winners/", params)) == {o.id for o in mixed if predicate(o) and o.win_status}
+    assert api.get(URL + "stats/", params).json()["total_outcomes"] == len(expected)
+    assert sum(d["total_outcomes"] for d in api.get(URL + "daily_stats/", params).json()) == len(expected)
+
+
+def test_time_range_filters(api, outcome_factory):
+    base = datetime(2025, 10, 1, tzinfo=UTC)
+    rows = outcome_factory(1, auction_timestamp=base) + outcome_factory(1, auction_timestamp=base + timedelta(days=1))
+    body = api.get(URL, {"start": "2025-10-02T00:00:00Z"})
+    assert ids(body) == {rows[1].id}
+    assert ids(api.get(URL, {"end": "2025-10-02T00:00:00Z"})) == {rows[0].id}
+
+
+def test_winners_only_lists_won_auctions(api, mixed):
+    body = api.get(URL + "winners/").json()
+    assert body["count"] == 4
+    assert all(row["win_status"] for row in body["results"])
+
+
+@pytest.mark.parametrize("field", ["win_price", "bid_price", "timestamp", "auction_timestamp", "user_id", "id"])
+def test_ordering(api, outcome_factory, field):
+    for i, price in enumerate(["0.30", "0.10", "0.20", "0.10"]):
+        outcome_factory(
+            1,
+            win_price=Decimal(price),
+            bid_price=Decimal("1") + i,
+            user_id=f"user-{3 - i}",
+            auction_timestamp=datetime(2025, 1, 1 + i, tzinfo=UTC),
+        )
+    rows = list(AuctionOutcome.objects.all())
+    for descending in (False, True):
+        param = ("-" if descending else "") + field
+        got = [row["id"] for row in api.get(URL, {"ordering": param}).json()["results"]]
+        # ties are broken by -id in both directions
+        expected = sorted(rows, key=lambda o: -o.id)
+        expected = sorted(expected, key=lambda o: getattr(o, field), reverse=descending)
+        assert got == [o.id for o in expected], param
+
+
+def test_default_order_is_newest_first(api, outcome_factory):
+    rows = outcome_factory(3)
+    assert [r["id"] for r in api.get(URL).json()["results"]] == sorted((r.id for r in rows), reverse=True)
+
+
+def test_page_size_limits(api, outcome_factory):
+    outcome_factory(1001)
+    assert len(api.get(URL, {"page_size": 1}).json()["results"]) == 1
+    assert len(api.get(URL, {"page_size": 1000}).json()["results"]) == 1000
+    for bad in ("0", "-1", "1001", "abc", ""):
+        response = api.get(URL, {"page_size": bad})
+        if bad == "":
+            assert response.status_code == 400
+            continue
+        assert response.status_code == 400, bad
+        assert "page_size" in response.json()
+
+
+@pytest.mark.parametrize(
+    ("params", "status", "param"),
+    [
+        ({"win_status": "maybe"}, 400, "win_status"),
+        ({"enriched": "2"}, 400, "enriched"),
+        ({"min_price": "abc"}, 400, "min_price"),
+        ({"max_price": "NaN"}, 400, "max_price"),
+        ({"min_price": "2", "max_price": "1"}, 400, "min_price"),
+        ({"ordering": "password"}, 400, "ordering"),
+        ({"ordering": "raw_data"}, 400, "ordering"),
+        ({"page_size": "0"}, 400, "page_size"),
+        ({"page_size": "5000"}, 400, "page_size"),
+        ({"page": "0"}, 400, "page"),
+        ({"page": "abc"}, 400, "page"),
+        ({"page": "999999"}, 404, "page"),
+        ({"start": "yesterday"}, 400, "start"),
+        ({"usr_id": "alice"}, 400, "usr_id"),
+    ],
+)
+def test_bad_parameters_name_the_parameter(api, mixed, params, status, param):
+    response = api.get(URL, params)
+    assert response.status_code == status
+    assert param in response.json()
+
+
+@pytest.mark.parametrize("endpoint", ["stats/", "daily_stats/"])
+def test_aggregations_refuse_list_only_and_bad_parameters(api, mixed, endpoint):
+    for params, name in (
+        ({"page": "2"}, "page"),
+        ({"ordering": "win_price"}, "ordering"),
+        ({"win_status": "maybe"}, "win_status"),
+        ({"min_price": "x"}, "min_price"),
+    ):
+        response = api.get(URL + endpoint, params)
+        assert response.status_code == 400
+        assert name in response.json()
+
+
+def test_empty_page_one_is_fine_and_page_two_is_404(api):
+    assert api.get(URL).json() == {"count": 0, "next": None, "previous": None, "results": []}
+    assert api.get(URL, {"page": 2}).status_code == 404
+
+
+# ---------------------------------------------------------------------------- writes
+NEW = {"bid_id": "api-1", "user_id": "u", "win_status": True, "win_price": "0.50", "bid_price": "0.70"}
+
+
+def test_anonymous_and_non_staff_cannot_write(api, outcome_factory):
+    (row,) = outcome_factory(1)
+    assert api.post(URL, NEW, format="json").status_code == 403
+    assert api.patch(f"{URL}{row.id}/", {"user_id": "x"}, format="json").status_code == 403
+    assert api.delete(f"{URL}{row.id}/").status_code == 403
+    user = APIClient()
+    user.force_authenticate(User.objects.create_user("plain", password="pw"))
+    assert user.post(URL, NEW, format="json").status_code == 403
+    assert AuctionOutcome.objects.count() == 1
+
+
+def test_staff_can_create_update_and_delete(staff_api):
+    created = staff_api.post(URL, NEW, format="json")
+    assert created.status_code == 201, created.json()
+    body = created.json()
+    assert body["bid_id"] == "api-1" and body["currency"] == "USD" and body["profit_margin"] == 28.57
+    row = AuctionOutcome.objects.get(bid_id="api-1")
+    assert row.raw_data["bid_id"] == "api-1"
+    updated = staff_api.patch(f"{URL}{row.id}/", {"site_domain": "x.example"}, format="json")
+    assert updated.status_code == 200 and updated.json()["site_domain"] == "x.example"
+    assert staff_api.delete(f"{URL}{row.id}/").status_code == 204
+    assert not AuctionOutcome.objects.exists()
+
+
+@pytest.mark.parametrize(
+    ("change", "field"),
+    [
+        ({"bid_price": "-1"}, "bid_price"),
+        ({"currency": "usd"}, "currency"),
+        ({"win_price": "0.90"}, "win_price"),
+        ({"bid_price": "5000", "win_price": "1"}, "bid_price"),
+        ({"user_interests": "sports"}, "user_interests"),
+    ],
+)
+def test_staff_writes_are_validated_like_messages(staff_api, change, field):
+    response = staff_api.post(URL, NEW | change, format="json")
+    assert response.status_code == 400
+    assert field in response.json()
+
+
+def test_duplicate_bid_id_is_rejected(staff_api, outcome_factory):
+    outcome_factory(1, bid_id="api-1")
+    response = staff_api.post(URL, NEW, format="json")
+    assert response.status_code == 400
+    assert "bid_id" in response.json()
+
+
+def test_reads_can_require_authentication(api, settings, outcome_factory):
+    settings.API_READ_ACCESS = "authenticated"
+    assert api.get(URL).status_code == 403
+    api.force_authenticate(User.objects.create_user("reader", password="pw"))
+    assert api.get(URL).status_code == 200
+
+
+def test_openapi_schema_lists_the_endpoints(api):
+    response = api.get("/api/schema/", HTTP_ACCEPT="application/vnd.oai.openapi+json")
+    assert response.status_code == 200
+    paths = response.json()["paths"]
+    for path in (
+        "/api/outcomes/",
+        "/api/outcomes/{id}/",
+        "/api/outcomes/stats/",
+        "/api/outcomes/winners/",
+        "/api/outcomes/daily_stats/",
+    ):
+        assert path in paths
+    parameters = {p["name"] for p in paths["/api/outcomes/"]["get"]["parameters"]}
+    assert {
+        "user_id",
+        "site_domain",
+        "win_status",
+        "enriched",
+        "min_price",
+        "max_price",
+        "ordering",
+        "page",
+        "page_size",
+    } <= parameters
+
+
+def test_health_endpoints(api):
+    assert api.get("/healthz").json() == {"status": "ok"}
+    assert api.get("/readyz").json() == {"status": "ok", "database": "ok"}

@@ -1,0 +1,119 @@
+"""``stats`` and ``daily_stats`` on known data, computed independently here."""
+
+import random
+from collections import defaultdict
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+
+import pytest
+from rest_framework.test import APIClient
+
+pytestmark = pytest.mark.django_db
+STATS_KEYS = [
+    "total_outcomes",
+    "total_wins",
+    "total_losses",
+    "win_rate",
+    "total_revenue",
+    "average_win_price",
+    "average_bid_price",
+    "enriched_count",
+]
+
+
+def expected_stats(rows):
+    wins = [r for r in rows if r["win_status"]]
+    total = len(rows)
+    return {
+        "total_outcomes": total,
+        "total_wins": len(wins),
+        "total_losses": total - len(wins),
+        "win_rate": round(len(wins) * 100 / total, 2) if total else 0.0,
+        "total_revenue": float(sum((r["win_price"] for r in wins), Decimal(0))),
+        "average_win_price": float(round(sum((r["win_price"] for r in wins), Decimal(0)) / len(wins), 4))
+        if wins
+        else 0.0,
+        "average_bid_price": float(round(sum((r["bid_price"] for r in rows), Decimal(0)) / total, 4)) if total else 0.0,
+        "enriched_count": sum(1 for r in rows if r["enriched"]),
+    }
+
+
+@pytest.fixture
+def dataset(outcome_factory):
+    rng = random.Random(7)
+    start = datetime(2025, 10, 20, tzinfo=UTC)
+    rows = []
+    for i in range(240):
+        won = rng.random() < 0.7
+        bid = Decimal(rng.randint(10, 300)) / 100
+        row = {
+            "user_id": rng.choice(["alice", "bob", "carol"]),
+            "site_domain": rng.choice(["a.example", "b.example"]),
+            "win_status": won,
+            "bid_price": bid,
+            "win_price": (bid * Decimal(rng.choice(["0.5", "0.75", "1"]))).quantize(Decimal("0.01"))
+            if won
+            else Decimal("0.00"),
+            "enriched": rng.random() < 0.8,
+            # five days, including times near midnight on both sides
+            "auction_timestamp": start
+            + timedelta(days=i % 5, hours=rng.choice([0, 12, 23]), minutes=rng.choice([0, 59])),
+        }
+        outcome_factory(1, **row)
+        rows.append(row)
+    return rows
+
+
+def test_empty_stats_are_zeros():
+    assert APIClient().get("/api/outcomes/stats/").json() == {
+        key: (0.0 if "rate" in key or "price" in key or "revenue" in key else 0) for key in STATS_KEYS
+    }
+    assert APIClient().get("/api/outcomes/daily_stats/").json() == []
+
+
+def test_stats_match_an_independent_computation(dataset):
+    body = APIClient().get("/api/outcomes/stats/").json()
+    assert list(body) == STATS_KEYS
+    assert body == expected_stats(dataset)
+
+
+@pytest.mark.parametrize(
+    "params",
+    [
+        {"user_id": "bob"},
+        {"site_domain": "a.example", "enriched": "true"},
+        {"min_price": "0.5"},
+        {"win_status": "false"},
+    ],
+)
+def test_filtered_stats_match(dataset, params):
+    def keep(row):
+        return all(
+            (name == "user_id" and row["user_id"] == value)
+            or (name == "site_domain" and row["site_domain"] == value)
+            or (name == "enriched" and row["enriched"] == (value == "true"))
+            or (name == "win_status" and row["win_status"] == (value == "true"))
+            or (name == "min_price" and row["win_price"] >= Decimal(value))
+            for name, value in params.items()
+        )
+
+    assert APIClient().get("/api/outcomes/stats/", params).json() == expected_stats([r for r in dataset if keep(r)])
+
+
+def test_daily_stats_across_days(dataset):
+    by_day = defaultdict(list)
+    for row in dataset:
+        by_day[row["auction_timestamp"].date().isoformat()].append(row)
+    body = APIClient().get("/api/outcomes/daily_stats/").json()
+    assert [entry["date"] for entry in body] == sorted(by_day)
+    assert len(body) == 5
+    for entry in body:
+        assert entry == {"date": entry["date"], **expected_stats(by_day[entry["date"]])}
+
+
+def test_daily_stats_use_storage_day_when_auction_time_is_missing(outcome_factory):
+    outcome_factory(2, auction_timestamp=None)
+    body = APIClient().get("/api/outcomes/daily_stats/").json()
+    assert len(body) == 1
+    assert body[0]["date"] == datetime.now(UTC).date().isoformat()
+    assert body[0]["total_outcomes"] == 2

@@ -1,0 +1,135 @@
+"""Faults we can provoke here: kill -9, consumers dying in a group, PostgreSQL and Kafka restarts.
+
+Each test computes the expected final state from the messages it produced and checks the
+stored state exactly: rows = distinct valid bid ids, dead letters = bad messages.
+"""
+
+from __future__ import annotations
+
+import random
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+from django.db import connection
+
+from outcomes.models import AuctionOutcome, ConsumerOffset, DeadLetter
+from tests.conftest import encode, message
+
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.kafka, pytest.mark.slow]
+SERVICES = Path(__file__).resolve().parent.parent / "scripts" / "services.sh"
+
+
+def make_stream(count: int, *, seed: int, duplicate_every: int = 17, bad_every: int = 23):
+    """A stream with upstream duplicates and bad messages; returns (values, valid_bids, bad_count)."""
+    rng = random.Random(seed)
+    values: list[bytes] = []
+    valid: list[dict] = []
+    bad = 0
+    while len(values) < count:
+        n = len(values)
+        if n and n % bad_every == 0:
+            values.append(
+                rng.choice([b"{broken", b"[]", encode(message(bid_price=-1.0)), encode(message(currency="x"))])
+            )
+            bad += 1
+        elif valid and n % duplicate_every == 0:
+            values.append(encode(rng.choice(valid)))
+        else:
+            data = message()
+            valid.append(data)
+            values.append(encode(data))
+    return values, {d["bid_request_id"] for d in valid}, bad
+
+
+def assert_exact(topics: list[str], total: int, valid_bids: set[str], bad: int) -> None:
+    stored = set(AuctionOutcome.objects.values_list("bid_id", flat=True))
+    assert len(stored) == AuctionOutcome.objects.count()
+    assert stored == valid_bids
+    assert DeadLetter.objects.count() == bad
+    assert sum(ConsumerOffset.objects.filter(topic__in=topics).values_list("next_offset", flat=True)) == total
+
+
+def remaining(topic: str, total: int) -> int:
+    return total - sum(ConsumerOffset.objects.filter(topic=topic).values_list("next_offset", flat=True))
+
+
+def test_kill_9_at_random_points_loses_and_duplicates_nothing(make_topic, produce, consumer_process):
+    topic = make_topic()
+    values, valid_bids, bad = make_stream(24000, seed=1)
+    produce(topic, values)
+    rng = random.Random(99)
+    args = ("--topic", topic, "--group", "kill9", "--batch-size", "400", "--batch-time", "100")
+    kills = 0
+    while kills < 10:
+        left = remaining(topic, len(values))
+        assert left > 0, "the stream ran out before ten kills; make it longer"
+        proc = consumer_process(*args, "--max-messages", str(left))
+        time.sleep(rng.uniform(0.8, 2.5))  # start-up is ~1 s, so kills land before, during and after writes
+        proc.process.send_signal(signal.SIGKILL)
+        proc.wait(timeout=30)
+        kills += 1
+    left = remaining(topic, len(values))
+    assert 0 < left < len(values), "kills should land mid-stream"
+    final = consumer_process(*args, "--max-messages", str(left))
+    assert final.wait(timeout=180) == 0, final.log()[-3000:]
+    assert_exact([topic], len(values), valid_bids, bad)
+
+
+def test_three_consumers_in_a_group_one_killed_midway(make_topic, produce, consumer_process):
+    topic = make_topic(partitions=6)
+    values, valid_bids, bad = make_stream(18000, seed=2)
+    produce(topic, [(i % 6, None, value) for i, value in enumerate(values)])
+    args = ("--topic", topic, "--group", "trio", "--batch-size", "300", "--batch-time", "100", "--timeout", "8000")
+    procs = [consumer_process(*args) for _ in range(3)]
+    deadline = time.monotonic() + 60
+    while AuctionOutcome.objects.count() < 3000 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    procs[0].process.send_signal(signal.SIGKILL)
+    for proc in procs[1:]:
+        assert proc.wait(timeout=180) == 0, proc.log()[-3000:]
+    assert remaining(topic, len(values)) == 0
+    assert_exact([topic], len(values), valid_bids, bad)
+    # All three took part: each wrote offsets for some partition at some point.
+    logs = "".join(p.log() for p in procs)
+    assert logs.count("partitions assigned") >= 4  # three initial assignments plus the rebalance
+
+
+def test_postgresql_restart_mid_stream(make_topic, produce, consumer_process):
+    topic = make_topic()
+    values, valid_bids, bad = make_stream(30000, seed=3)
+    produce(topic, values)
+    proc = consumer_process(
+        "--topic", topic, "--group", "pg-restart", "--batch-size", "500", "--max-messages", str(len(values))
+    )
+    deadline = time.monotonic() + 60
+    while AuctionOutcome.objects.count() < 2000 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    connection.close()
+    subprocess.run([str(SERVICES), "pg-restart"], check=True, timeout=120)
+    connection.close()
+    assert proc.wait(timeout=180) == 0, proc.log()[-3000:]
+    log = proc.log()
+    assert "database unavailable" in log, "the restart should have been noticed and retried"
+    assert_exact([topic], len(values), valid_bids, bad)
+
+
+def test_kafka_restart_mid_stream(make_topic, produce, consumer_process):
+    topic = make_topic()
+    values, valid_bids, bad = make_stream(30000, seed=4)
+    half = len(values) // 2
+    produce(topic, values[:half])
+    proc = consumer_process(
+        "--topic", topic, "--group", "kafka-restart", "--batch-size", "500", "--max-messages", str(len(values))
+    )
+    deadline = time.monotonic() + 60
+    while AuctionOutcome.objects.count() < 2000 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    subprocess.run([str(SERVICES), "kafka-restart"], check=True, timeout=180)
+    # The second half exists only after the restart: the consumer must reconnect to finish.
+    assert proc.process.poll() is None
+    produce(topic, values[half:])
+    assert proc.wait(timeout=240) == 0, proc.log()[-3000:]
+    assert_exact([topic], len(values), valid_bids, bad)

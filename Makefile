@@ -51,7 +51,7 @@ lint: venv
 	$(PY) manage.py makemigrations --check --dry-run
 	$(VENV)/bin/hadolint Dockerfile
 	$(VENV)/bin/yamllint -s kubernetes/
-	$(VENV)/bin/kubernetes-validate --strict -k 1.33.0 kubernetes/*.yaml
+	$(VENV)/bin/kubernetes-validate --strict --quiet $$(find kubernetes -name "*.yaml")
 	DEBUG=false DJANGO_SECRET_KEY="$$($(PY) -c 'import secrets; print(secrets.token_urlsafe(50))')" \
 	  ALLOWED_HOSTS=analytics.example DJANGO_SECURE_PROXY_SSL_HEADER=true \
 	  $(PY) manage.py check --deploy --fail-level WARNING

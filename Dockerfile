@@ -1,0 +1,32 @@
+# syntax=docker/dockerfile:1
+# One image, two roles: `api` (gunicorn) and `consumer` (process_outcomes); see entrypoint.sh.
+
+FROM python:3.11.14-slim-bookworm AS build
+ENV PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    PYTHONDONTWRITEBYTECODE=1
+WORKDIR /app
+# Every dependency ships a manylinux wheel, so no compiler is needed even here.
+COPY requirements.txt .
+RUN python -m venv /opt/venv \
+    && /opt/venv/bin/pip install --only-binary=:all: -r requirements.txt
+COPY . .
+# collectstatic needs production settings; the key is thrown away with this stage.
+RUN DEBUG=false ALLOWED_HOSTS=build DB_PASSWORD=unused \
+    DJANGO_SECRET_KEY="$(/opt/venv/bin/python -c 'import secrets; print(secrets.token_urlsafe(50))')" \
+    /opt/venv/bin/python manage.py collectstatic --noinput
+
+FROM python:3.11.14-slim-bookworm
+ENV PYTHONUNBUFFERED=1 \
+    PYTHONDONTWRITEBYTECODE=1 \
+    PATH=/opt/venv/bin:$PATH \
+    DEBUG=false
+RUN groupadd --system --gid 10001 app \
+    && useradd --system --uid 10001 --gid 10001 --no-create-home --shell /usr/sbin/nologin app
+WORKDIR /app
+COPY --from=build /opt/venv /opt/venv
+COPY --from=build --chown=10001:10001 /app /app
+USER 10001:10001
+EXPOSE 8000 9108
+ENTRYPOINT ["./entrypoint.sh"]
+CMD ["api"]

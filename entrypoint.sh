@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# Container entrypoint: one image, two roles.
+#
+#   ./entrypoint.sh api        migrations (safe with concurrent replicas), then gunicorn
+#   ./entrypoint.sh consumer   migrations, then the Kafka consumer (process_outcomes)
+#   ./entrypoint.sh manage …   any management command
+#
+# `exec` replaces this shell so SIGTERM from Kubernetes reaches gunicorn / the consumer.
+set -euo pipefail
+cd "$(dirname "$0")"
+
+PYTHON="${PYTHON:-python}"
+role="${1:-api}"
+[ $# -gt 0 ] && shift
+
+migrate() {
+  if [ "${RUN_MIGRATIONS:-true}" = "true" ]; then
+    "$PYTHON" manage.py migrate_locked --noinput
+  fi
+}
+
+case "$role" in
+  api)
+    migrate
+    exec "$PYTHON" -m gunicorn --config gunicorn.conf.py analytics.wsgi:application "$@"
+    ;;
+  consumer)
+    migrate
+    exec "$PYTHON" manage.py process_outcomes "$@"
+    ;;
+  manage)
+    exec "$PYTHON" manage.py "$@"
+    ;;
+  *)
+    echo "usage: $0 api|consumer|manage [args…]" >&2
+    exit 2
+    ;;
+esac

@@ -1,0 +1,73 @@
+#!/usr/bin/env bash
+# The whole pipeline in the foreground: migrations, a producer of realistic auction
+# outcomes, the consumer and the API (gunicorn), with the same entrypoint as the image.
+# Ctrl-C stops everything this script started. Called by `make run` after services are up.
+set -euo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+export PYTHON="$ROOT/.venv/bin/python"
+export GUNICORN_BIND="${GUNICORN_BIND:-127.0.0.1:8000}"
+export CONSUMER_METRICS_PORT="${CONSUMER_METRICS_PORT:-9108}"
+export CONSUMER_HEALTH_FILE="${CONSUMER_HEALTH_FILE:-$ROOT/.cache/consumer.alive}"
+export GUNICORN_ACCESS_LOG="${GUNICORN_ACCESS_LOG:-false}"
+RATE="${SIMULATOR_RATE:-200}"
+LOGS="$ROOT/.cache/run"
+mkdir -p "$LOGS"
+
+pids=()
+cleanup() {
+  trap - INT TERM EXIT
+  echo
+  echo "stopping producer, consumer and API…"
+  for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  echo "stopped (PostgreSQL and Kafka keep running; 'scripts/services.sh down' stops them)"
+}
+trap 'cleanup; exit 0' INT TERM
+trap cleanup EXIT
+
+for port in "${GUNICORN_BIND##*:}" "$CONSUMER_METRICS_PORT"; do
+  if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
+    echo "port $port is already in use on 127.0.0.1; stop what holds it (or set GUNICORN_BIND / CONSUMER_METRICS_PORT)" >&2
+    exit 1
+  fi
+done
+
+"$PYTHON" manage.py migrate_locked --noinput
+# A local admin account, so the admin pages can be tried at once (DEBUG only).
+if [ "${DEBUG:-}" = "true" ]; then
+  DJANGO_SUPERUSER_PASSWORD=admin "$PYTHON" manage.py createsuperuser --noinput --username admin \
+    --email admin@localhost >/dev/null 2>&1 || true
+fi
+
+RUN_MIGRATIONS=false ./entrypoint.sh api >"$LOGS/api.log" 2>&1 &
+pids+=($!)
+RUN_MIGRATIONS=false ./entrypoint.sh consumer >"$LOGS/consumer.log" 2>&1 &
+pids+=($!)
+"$PYTHON" manage.py simulate_auctions --rate "$RATE" >"$LOGS/producer.log" 2>&1 &
+pids+=($!)
+
+for _ in $(seq 1 60); do
+  curl -fsS "http://$GUNICORN_BIND/healthz" >/dev/null 2>&1 && break
+  sleep 0.5
+done
+
+cat <<MSG
+
+  The pipeline is running: simulate_auctions (${RATE}/s) → Kafka → process_outcomes → PostgreSQL → API
+
+  API             http://$GUNICORN_BIND/api/outcomes/
+  Statistics      http://$GUNICORN_BIND/api/outcomes/stats/
+  Daily stats     http://$GUNICORN_BIND/api/outcomes/daily_stats/
+  OpenAPI schema  http://$GUNICORN_BIND/api/schema/
+  Admin           http://$GUNICORN_BIND/admin/   (admin / admin)
+  Consumer metrics http://127.0.0.1:$CONSUMER_METRICS_PORT/metrics
+
+  Logs: $LOGS/{producer,consumer,api}.log — Ctrl-C stops everything.
+
+MSG
+
+# Exit (and clean up) as soon as any of the three stops on its own.
+wait -n "${pids[@]}"
+echo "a process exited; see $LOGS" >&2
+exit 1

@@ -25,6 +25,9 @@ from outcomes.models import AuctionOutcome, ConsumerOffset, DeadLetter
 class EstimatedCountPaginator(Paginator):
     """Uses the planner's row estimate when the queryset is the whole table."""
 
+    # Below this many rows an exact COUNT(*) is cheap, and exact is nicer.
+    estimate_threshold = 10_000
+
     @cached_property
     def count(self):
         query = getattr(self.object_list, "query", None)
@@ -34,7 +37,7 @@ class EstimatedCountPaginator(Paginator):
                 cursor.execute("SELECT reltuples::bigint FROM pg_class WHERE oid = %s::regclass", [table])
                 row = cursor.fetchone()
             estimate = row[0] if row else -1
-            if estimate is not None and estimate > 10_000:
+            if estimate is not None and estimate > self.estimate_threshold:
                 return estimate
         return super().count
 

@@ -1,0 +1,158 @@
+"""Deployment files: manifests say what the specification asks, and the linters agree."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+
+import psycopg2
+import pytest
+import yaml
+from django.db import connection
+
+ROOT = Path(__file__).resolve().parent.parent
+K8S = ROOT / "kubernetes" / "services" / "04-analytics-service"
+VENV_BIN = Path(sys.executable).parent
+
+
+def manifests() -> dict[tuple[str, str], dict]:
+    found = {}
+    for path in sorted(K8S.glob("*.yaml")):
+        for doc in yaml.safe_load_all(path.read_text()):
+            if doc:
+                found[(doc["kind"], doc["metadata"]["name"])] = doc
+    return found
+
+
+def test_api_deployment_matches_the_specification():
+    api = manifests()[("Deployment", "analytics-api-deployment")]
+    assert api["metadata"]["namespace"] == "helios"
+    assert api["spec"]["replicas"] == 2
+    labels = api["spec"]["template"]["metadata"]["labels"]
+    assert labels["component"] == "analytics-service" and labels["role"] == "api"
+    (container,) = api["spec"]["template"]["spec"]["containers"]
+    assert container["args"] == ["api"]
+    assert container["ports"][0]["containerPort"] == 8000
+    assert container["resources"] == {
+        "requests": {"memory": "256Mi", "cpu": "200m"},
+        "limits": {"memory": "512Mi", "cpu": "500m"},
+    }
+    assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
+    assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
+
+
+def test_consumer_deployment_matches_the_specification():
+    consumer = manifests()[("Deployment", "analytics-consumer-deployment")]
+    assert consumer["spec"]["replicas"] == 1
+    pod = consumer["spec"]["template"]
+    assert pod["metadata"]["labels"]["role"] == "consumer"
+    (container,) = pod["spec"]["containers"]
+    assert container["args"] == ["consumer"]
+    assert container["resources"] == {
+        "requests": {"memory": "256Mi", "cpu": "100m"},
+        "limits": {"memory": "512Mi", "cpu": "300m"},
+    }
+    assert "CONSUMER_HEALTH_FILE" in " ".join(container["livenessProbe"]["exec"]["command"])
+    config = manifests()[("ConfigMap", "analytics-service-config")]["data"]
+    batch_seconds = int(config["CONSUMER_BATCH_TIME_MS"]) / 1000
+    assert pod["spec"]["terminationGracePeriodSeconds"] > 10 * batch_seconds
+
+
+def test_configmap_and_secret_carry_the_specified_variables():
+    found = manifests()
+    config = found[("ConfigMap", "analytics-service-config")]["data"]
+    for name in (
+        "DEBUG",
+        "ALLOWED_HOSTS",
+        "LOG_LEVEL",
+        "DB_NAME",
+        "DB_USER",
+        "DB_HOST",
+        "DB_PORT",
+        "KAFKA_BROKERS",
+        "KAFKA_TOPIC_AUCTION_OUTCOMES",
+        "KAFKA_CONSUMER_GROUP",
+    ):
+        assert name in config
+    secret = found[("Secret", "analytics-service-secrets")]
+    assert set(secret["stringData"]) == {"django-secret-key", "db-password"}
+    service = found[("Service", "analytics-service")]
+    assert service["spec"]["selector"] == {"component": "analytics-service", "role": "api"}
+    assert service["spec"]["ports"][0]["port"] == 8000
+
+
+def test_every_configmap_variable_is_one_the_service_reads():
+    config = manifests()[("ConfigMap", "analytics-service-config")]["data"]
+    sources = "".join(p.read_text() for p in [*ROOT.glob("analytics/*.py"), ROOT / "gunicorn.conf.py"])
+    for name in config:
+        assert f'"{name}"' in sources, f"{name} is set in the ConfigMap but read nowhere"
+
+
+def test_manifests_validate_against_the_kubernetes_schemas():
+    result = subprocess.run(
+        [str(VENV_BIN / "kubernetes-validate"), "--strict", "--quiet", *map(str, K8S.glob("*.yaml"))],
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_dockerfile_is_hadolint_clean():
+    hadolint = shutil.which("hadolint", path=str(VENV_BIN))
+    result = subprocess.run([hadolint, str(ROOT / "Dockerfile")], capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout
+    text = (ROOT / "Dockerfile").read_text()
+    assert text.count("FROM ") == 2 and "slim" in text
+    assert "USER 10001:10001" in text and "PYTHONUNBUFFERED=1" in text and "collectstatic" in text
+
+
+def test_entrypoint_rejects_an_unknown_role():
+    result = subprocess.run([str(ROOT / "entrypoint.sh"), "nonsense"], capture_output=True, text=True)
+    assert result.returncode == 2
+    assert "usage" in result.stderr
+
+
+def test_migrations_are_complete():
+    result = subprocess.run(
+        [sys.executable, "manage.py", "makemigrations", "--check", "--dry-run"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "DEBUG": "true"},
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+@pytest.mark.django_db
+def test_concurrent_migrations_on_a_fresh_database_both_succeed():
+    name = f"migrate_race_{uuid.uuid4().hex[:8]}"
+    params = connection.get_connection_params()
+    admin = psycopg2.connect(**{**params, "dbname": "postgres"})
+    admin.autocommit = True
+    with admin.cursor() as cursor:
+        cursor.execute(f'CREATE DATABASE "{name}"')
+    try:
+        env = {**os.environ, "DEBUG": "true", "DB_NAME": name}
+        procs = [
+            subprocess.Popen(
+                [str(ROOT / "entrypoint.sh"), "manage", "migrate_locked", "--noinput"],
+                cwd=ROOT,
+                env={**env, "PYTHON": sys.executable},
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                text=True,
+            )
+            for _ in range(3)
+        ]
+        outputs = [proc.communicate(timeout=180)[0] for proc in procs]
+        assert [proc.returncode for proc in procs] == [0, 0, 0], outputs
+        applied = sum("Applying outcomes.0001_initial... OK" in out for out in outputs)
+        assert applied == 1, outputs
+    finally:
+        with admin.cursor() as cursor:
+            cursor.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        admin.close()

@@ -97,6 +97,23 @@ def test_three_consumers_in_a_group_one_killed_midway(make_topic, produce, consu
     assert logs.count("partitions assigned") >= 4  # three initial assignments plus the rebalance
 
 
+def test_consumers_joining_mid_stream_rebalance_without_loss_or_duplicates(make_topic, produce, consumer_process):
+    topic = make_topic(partitions=6)
+    values, valid_bids, bad = make_stream(24000, seed=5)
+    produce(topic, [(i % 6, None, value) for i, value in enumerate(values)])
+    args = ("--topic", topic, "--group", "joiners", "--batch-size", "300", "--batch-time", "100", "--timeout", "8000")
+    first = consumer_process(*args)
+    deadline = time.monotonic() + 60
+    while AuctionOutcome.objects.count() < 2000 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    joiners = [consumer_process(*args) for _ in range(2)]
+    for proc in [first, *joiners]:
+        assert proc.wait(timeout=180) == 0, proc.log()[-3000:]
+    assert "partitions revoked" in first.log()  # the first consumer really gave partitions away
+    assert all("partitions assigned" in proc.log() for proc in joiners)
+    assert_exact([topic], len(values), valid_bids, bad)
+
+
 def test_postgresql_restart_mid_stream(make_topic, produce, consumer_process):
     topic = make_topic()
     values, valid_bids, bad = make_stream(30000, seed=3)

@@ -133,3 +133,41 @@ def test_a_batch_of_only_dead_letters_still_moves_the_offset():
     write_batch(batch, consumer_group=GROUP)
     assert ConsumerOffset.objects.get().next_offset == 1
     assert DeadLetter.objects.count() == 1
+
+
+def test_a_concurrent_writer_of_the_same_bid_id_is_handled_by_the_fallback_path():
+    """Another transaction inserts a bid id after our lookup and before our COPY: the unique
+    index rejects the fast path, the fallback stores the rest and counts the raced one."""
+    import threading
+
+    import psycopg2
+    from django.db import connection as django_connection
+
+    raced = message()
+    others = [message() for _ in range(3)]
+    rival = psycopg2.connect(**django_connection.get_connection_params())
+    ready = threading.Event()
+
+    def rival_insert():
+        with rival.cursor() as cursor:
+            cursor.execute(
+                "INSERT INTO outcomes_auctionoutcome (bid_id, user_id, win_status, win_price, bid_price, currency, "
+                "enriched, user_interests, raw_data, timestamp, created_at, updated_at) VALUES "
+                "(%s, 'rival', true, 0.8, 0.8, 'USD', true, '[]', %s, now(), now(), now())",
+                [raced["bid_request_id"], orjson.dumps(raced).decode()],
+            )
+            ready.set()
+            time.sleep(0.5)  # our COPY waits on this uncommitted row, then fails with a unique violation
+        rival.commit()
+
+    import time
+
+    thread = threading.Thread(target=rival_insert)
+    thread.start()
+    ready.wait(5)
+    result = write_batch(batch_of([raced, *others]), consumer_group=GROUP)
+    thread.join()
+    rival.close()
+    assert (result.stored, result.duplicates) == (3, 1)
+    assert AuctionOutcome.objects.count() == 4
+    assert AuctionOutcome.objects.get(bid_id=raced["bid_request_id"]).user_id == "rival"

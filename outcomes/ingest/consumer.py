@@ -7,8 +7,11 @@ On every partition assignment the consumer seeks to those stored offsets, so a c
 ``kill -9`` or a rebalance neither loses nor duplicates an outcome.
 
 Writes overlap with reading: while one batch is being written by a single writer thread,
-the main thread polls and parses the next one (kafka-python is used only from the main
-thread). Bad messages become dead letters; a cap stops the consumer when too many arrive,
+the main thread polls and parses the next one. All database access happens on that writer
+thread. kafka-python 3 runs rebalance callbacks on its own I/O thread, so the state they
+share with the main thread (pending messages, stored offsets) is guarded by a lock, and a
+generation counter tells the main thread when records it polled straddle a rebalance.
+Bad messages become dead letters; a cap stops the consumer when too many arrive,
 like arroyo's ``DlqLimit``. SIGTERM/SIGINT finish the batch in hand, commit, leave the group
 and return normally.
 
@@ -41,8 +44,10 @@ from outcomes.ingest.writer import (
     OffsetConflict,
     PartitionProgress,
     Position,
+    PreparedBatch,
     Rejected,
     WriteResult,
+    prepare_batch,
     stored_offsets,
     write_batch,
 )
@@ -50,6 +55,8 @@ from outcomes.ingest.writer import (
 logger = logging.getLogger("outcomes.consumer")
 
 _TRANSIENT_DB_ERRORS = (OperationalError, InterfaceError)
+# After a batch met duplicates, this many batches go straight to the staging path.
+STAGE_FIRST_BATCHES = 8
 
 
 class DeadLetterLimitExceeded(Exception):
@@ -130,13 +137,18 @@ class OutcomeConsumer:
         )
         self._consumer: KafkaConsumer | None = None
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="outcome-writer")
-        self._in_flight: tuple[Future, Batch] | None = None
+        self._in_flight: tuple[Future, PreparedBatch, int] | None = None
+        self._stage_first_batches = 0
         self._pending = Batch()
         self._pending_started = 0.0
-        # Next offset per partition as stored in PostgreSQL (None: nothing stored yet).
+        # Guarded by _lock (shared with the rebalance callbacks on kafka-python's I/O thread):
+        # assigned partitions → next offset stored in PostgreSQL (None: nothing stored yet),
         self._stored: dict[TopicPartition, int | None] = {}
-        # Next offset per partition after the messages read so far (pending included).
+        # next offset after the messages read so far (pending included),
         self._read_to: dict[TopicPartition, int] = {}
+        # and a counter bumped by every assignment change.
+        self._generation = 0
+        self._lock = threading.RLock()
 
     # ------------------------------------------------------------------ lifecycle
     def request_stop(self, *_args) -> None:
@@ -217,11 +229,13 @@ class OutcomeConsumer:
             remaining = self._remaining_messages()
             if remaining == 0:
                 break
-            room = self.settings.batch_size - len(self._pending)
-            if len(self._pending):
-                wait_ms = max(0, int((self._pending_started + batch_time - time.monotonic()) * 1000))
-            else:
-                wait_ms = min(self.settings.batch_time_ms, 500)
+            with self._lock:
+                generation = self._generation
+                room = self.settings.batch_size - len(self._pending)
+                if len(self._pending):
+                    wait_ms = max(0, int((self._pending_started + batch_time - time.monotonic()) * 1000))
+                else:
+                    wait_ms = min(self.settings.batch_time_ms, 500)
             try:
                 records = consumer.poll(timeout_ms=wait_ms, max_records=max(1, min(room, remaining or room)))
             except KafkaError:
@@ -229,19 +243,24 @@ class OutcomeConsumer:
                 self.stop_requested.wait(1.0)
                 continue
             now = time.monotonic()
-            if records:
-                last_message_at = now
-                for tp, messages in records.items():
-                    if tp not in self._stored:
-                        continue  # revoked while the fetch was in flight
-                    for message in messages:
-                        self._add(tp, message)
-            if len(self._pending) and (
-                len(self._pending) >= self.settings.batch_size
-                or now - self._pending_started >= batch_time
-                or self._remaining_messages() == 0
-            ):
-                self._flush()
+            with self._lock:
+                if records and generation != self._generation:
+                    # The assignment changed while polling: these records may predate the seeks the
+                    # rebalance made. Drop them and put every partition back where we stand.
+                    logger.info("discarding records polled across a rebalance")
+                    self._reposition()
+                elif records:
+                    last_message_at = now
+                    for tp, messages in records.items():
+                        if tp in self._stored:
+                            for message in messages:
+                                self._add(tp, message)
+                if len(self._pending) and (
+                    len(self._pending) >= self.settings.batch_size
+                    or now - self._pending_started >= batch_time
+                    or self._remaining_messages() == 0
+                ):
+                    self._flush()
             if self.idle_timeout_ms is not None and now - last_message_at >= self.idle_timeout_ms / 1000:
                 logger.info("no message within the timeout; stopping", extra={"timeout_ms": self.idle_timeout_ms})
                 break
@@ -255,7 +274,6 @@ class OutcomeConsumer:
         if not len(self._pending):
             self._pending_started = time.monotonic()
         self.summary.consumed += 1
-        self.metrics.consumed.inc()
         position = Position(message.topic, message.partition, message.offset, message.timestamp)
         parsed = parse_outcome(
             message.value,
@@ -283,15 +301,27 @@ class OutcomeConsumer:
 
     # ------------------------------------------------------------------ writing
     def _flush(self) -> None:
-        """Hand the pending batch to the writer thread (after the previous one has finished)."""
+        """Hand the pending batch to the writer thread (after the previous one has finished).
+
+        The batch is prepared (de-duplicated, rendered for COPY) here, while the previous
+        batch may still be in the database: the two overlap.
+        """
+        with self._lock:
+            self._flush_locked()
+
+    def _flush_locked(self) -> None:
         if not len(self._pending):
             return
-        self._wait_in_flight()
         batch = self._pending
         self._pending = Batch()
+        prepared = prepare_batch(batch)
+        self._wait_in_flight()
         for tp in {TopicPartition(p.topic, p.partition) for p in _positions(batch)}:
-            batch.progress[(tp.topic, tp.partition)] = PartitionProgress(self._stored.get(tp), self._read_to[tp])
-        self._in_flight = (self._executor.submit(self._write_with_retry, batch), batch)
+            prepared.progress[(tp.topic, tp.partition)] = PartitionProgress(self._stored.get(tp), self._read_to[tp])
+        stage_first = self._stage_first_batches > 0
+        self._stage_first_batches = max(0, self._stage_first_batches - 1)
+        future = self._executor.submit(self._write_with_retry, prepared, stage_first)
+        self._in_flight = (future, prepared, self._generation)
 
     def _reap_in_flight(self) -> None:
         if self._in_flight is not None and self._in_flight[0].done():
@@ -300,7 +330,7 @@ class OutcomeConsumer:
     def _wait_in_flight(self) -> None:
         if self._in_flight is None:
             return
-        future, batch = self._in_flight
+        future, batch, generation = self._in_flight
         self._in_flight = None
         try:
             result = future.result()
@@ -310,14 +340,15 @@ class OutcomeConsumer:
             return
         if result is None:  # abandoned on shutdown during an outage; nothing was written
             return
-        self._after_write(batch, result)
+        with self._lock:
+            self._after_write(batch, result, same_assignment=generation == self._generation)
 
-    def _write_with_retry(self, batch: Batch) -> WriteResult | None:
+    def _write_with_retry(self, batch: PreparedBatch, stage_first: bool) -> WriteResult | None:
         backoff = _Backoff(self.settings)
         while True:
             started = time.monotonic()
             try:
-                result = write_batch(batch, consumer_group=self.settings.group)
+                result = write_batch(batch, consumer_group=self.settings.group, stage_first=stage_first)
             except _TRANSIENT_DB_ERRORS as exc:
                 self.metrics.write_retries.inc()
                 _discard_connection()
@@ -339,12 +370,17 @@ class OutcomeConsumer:
             result.duration_ms = round(elapsed * 1000, 1)
             return result
 
-    def _after_write(self, batch: Batch, result: WriteResult) -> None:
+    def _after_write(self, batch: PreparedBatch, result: WriteResult, *, same_assignment: bool) -> None:
+        if result.used_fallback and not self._stage_first_batches:
+            # Duplicates are arriving: skip the doomed fast path for the next few batches.
+            self._stage_first_batches = STAGE_FIRST_BATCHES
+        messages = len(batch)
         dead = sum(result.dead_lettered.values())
         self.summary.stored += result.stored
         self.summary.duplicates += result.duplicates
         self.summary.dead_lettered += dead
         self.summary.batches += 1
+        self.metrics.consumed.inc(messages)
         self.metrics.stored.inc(result.stored)
         self.metrics.duplicates.inc(result.duplicates)
         for reason, count in result.dead_lettered.items():
@@ -356,14 +392,16 @@ class OutcomeConsumer:
         commit: dict[TopicPartition, OffsetAndMetadata] = {}
         for (topic, partition), progress in batch.progress.items():
             tp = TopicPartition(topic, partition)
-            if tp in self._stored:
+            # After a rebalance the offsets read at assignment win; if they are older than
+            # this batch, the next write is fenced and re-reads them.
+            if same_assignment and tp in self._stored:
                 self._stored[tp] = progress.next_offset
-            commit[tp] = OffsetAndMetadata(progress.next_offset, "", -1)
-            self._update_lag(tp, progress.next_offset)
+                commit[tp] = OffsetAndMetadata(progress.next_offset, "", -1)
+                self._update_lag(tp, progress.next_offset)
         logger.info(
             "batch written",
             extra={
-                "messages": len(batch),
+                "messages": messages,
                 "stored": result.stored,
                 "duplicates": result.duplicates,
                 "dead_lettered": dead,
@@ -398,34 +436,57 @@ class OutcomeConsumer:
             self.metrics.lag.labels(topic=tp.topic, partition=str(tp.partition)).set(max(0, highwater - next_offset))
 
     # ------------------------------------------------------------------ rebalancing
+    # on_partitions_revoked/assigned run on kafka-python's I/O thread (see module docstring).
     def _on_revoked(self, revoked: set[TopicPartition]) -> None:
         logger.info("partitions revoked", extra={"partitions": sorted(f"{tp.topic}[{tp.partition}]" for tp in revoked)})
-        self._wait_in_flight()
-        self._drop_pending(revoked)
-        for tp in revoked:
-            self._stored.pop(tp, None)
-            self._read_to.pop(tp, None)
+        with self._lock:
+            # Unwritten messages of these partitions will be read again by their next owner.
+            self._drop_pending(revoked)
+            for tp in revoked:
+                self._stored.pop(tp, None)
+                with contextlib.suppress(KeyError):
+                    self.metrics.lag.remove(tp.topic, str(tp.partition))
+            self._generation += 1
 
-    def _on_assigned(self, assigned: set[TopicPartition], *, rewind_unstored: bool = False) -> None:
-        offsets = self._read_stored_offsets()
-        for tp in assigned:
-            stored = offsets.get(tp.partition)
-            self._stored[tp] = stored
-            if stored is not None:
-                self._consumer.seek(tp, stored)
-            elif rewind_unstored:
-                # Nothing stored yet: go back to where a fresh assignment would start.
-                committed = self._consumer.committed(tp)
-                if committed is not None:
-                    self._consumer.seek(tp, committed)
-                elif self.settings.auto_offset_reset == "earliest":
-                    self._consumer.seek_to_beginning(tp)
-                else:
-                    self._consumer.seek_to_end(tp)
+    def _on_assigned(self, assigned: set[TopicPartition]) -> None:
+        # Read on the writer thread: after any write in flight, on its connection.
+        offsets = self._executor.submit(self._read_stored_offsets).result()
+        with self._lock:
+            for tp in assigned:
+                self._stored[tp] = offsets.get(tp.partition)
+            self._seek(assigned)
+            self._generation += 1
         logger.info(
             "partitions assigned",
             extra={"partitions": {f"{tp.topic}[{tp.partition}]": offsets.get(tp.partition) for tp in assigned}},
         )
+
+    def _seek(self, partitions: set[TopicPartition]) -> None:
+        """Position each partition at the stored offset, or by CONSUMER_AUTO_OFFSET_RESET if none.
+
+        PostgreSQL is the only source of truth for positions: offsets committed to Kafka are
+        never read back (they exist for lag tools).
+        """
+        consumer = self._consumer
+        unstored = []
+        for tp in partitions:
+            stored = self._stored.get(tp)
+            if stored is None:
+                unstored.append(tp)
+            else:
+                consumer.seek(tp, stored)
+        if unstored:
+            if self.settings.auto_offset_reset == "earliest":
+                consumer.seek_to_beginning(*unstored)
+            else:
+                consumer.seek_to_end(*unstored)
+
+    def _reposition(self) -> None:
+        """Seek every assigned partition to just after what we hold (pending, else stored)."""
+        with_pending = {tp for tp in self._stored if tp in self._read_to}
+        for tp in with_pending:
+            self._consumer.seek(tp, self._read_to[tp])
+        self._seek(set(self._stored) - with_pending)
 
     def _read_stored_offsets(self) -> dict[int, int]:
         backoff = _Backoff(self.settings)
@@ -434,6 +495,8 @@ class OutcomeConsumer:
                 return stored_offsets(consumer_group=self.settings.group, topic=self.settings.topic)
             except _TRANSIENT_DB_ERRORS as exc:
                 _discard_connection()
+                if self.stop_requested.is_set():
+                    raise
                 delay = backoff.next()
                 logger.warning(
                     "database unavailable while reading offsets; retrying",
@@ -443,8 +506,13 @@ class OutcomeConsumer:
 
     def _resync(self) -> None:
         """After a fenced batch: forget what is pending and seek to what PostgreSQL holds."""
-        self._drop_pending(set(self._stored))
-        self._on_assigned(set(self._stored), rewind_unstored=True)
+        offsets = self._executor.submit(self._read_stored_offsets).result()
+        with self._lock:
+            self._drop_pending(set(self._stored))
+            for tp in self._stored:
+                self._stored[tp] = offsets.get(tp.partition)
+            self._seek(set(self._stored))
+            self._generation += 1
 
     def _drop_pending(self, partitions: set[TopicPartition]) -> None:
         keys = {(tp.topic, tp.partition) for tp in partitions}
@@ -461,15 +529,11 @@ class OutcomeConsumer:
             else:
                 kept.rejected.append(rejected)
         if dropped:
-            # Not written, so they will be read again by whoever owns the partition now.
             self.summary.consumed -= dropped
             logger.info("dropped unwritten messages of revoked partitions", extra={"messages": dropped})
         self._pending = kept
         for tp in partitions:
             self._read_to.pop(tp, None)
-        for position in _positions(kept):
-            tp = TopicPartition(position.topic, position.partition)
-            self._read_to[tp] = max(self._read_to.get(tp, 0), position.offset + 1)
 
     # ------------------------------------------------------------------ health
     def _touch_health(self) -> None:

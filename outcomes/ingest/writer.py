@@ -5,31 +5,42 @@ offset, committed together or not at all. Knows nothing about Kafka: a batch is 
 (positions are topic/partition/offset triples), so this module is tested against
 PostgreSQL with lists of events.
 
-How a batch is written (fast and idempotent):
+A batch is written in two steps, so the CPU-bound part can run while the previous batch
+is still in the database:
 
-1. valid events are de-duplicated by ``bid_id`` within the batch (first one wins);
-2. they are streamed with ``COPY`` into a session-local staging table, then moved with
-   one ``INSERT … SELECT … ON CONFLICT (bid_id) DO NOTHING RETURNING bid_id``, so a
-   redelivered or upstream-duplicated outcome changes nothing;
-3. a duplicate whose content differs from the stored outcome is dead-lettered as
-   ``conflicting_duplicate`` (the first version stays; nothing is silently dropped);
-4. dead letters are inserted (unique by topic/partition/offset, so a retry cannot double them);
-5. each partition's next offset is upserted *fenced*: the update applies only if the stored
-   offset is still the one this consumer last read or wrote. If another consumer has moved it
-   (a rebalance this one has not noticed yet), ``OffsetConflict`` is raised and the whole
-   transaction rolls back.
+``prepare_batch`` (pure Python, no I/O)
+    de-duplicates events by ``bid_id`` within the batch (first one wins; a later copy with
+    different content is a ``conflicting_duplicate`` dead letter) and renders the rows in
+    COPY text format.
+
+``write_batch`` (one transaction)
+    1. streams the rows with ``COPY`` straight into the outcomes table, inside a savepoint.
+       This is the fast path: raw COPY speed, no look-ups;
+    2. if any bid id is stored already, the unique index rejects that COPY and the rows go
+       the slow, always-correct way instead: COPY into a session-local staging table, then
+       ``INSERT … SELECT … ON CONFLICT (bid_id) DO NOTHING RETURNING bid_id``. The rows not
+       inserted are looked up: same content → a duplicate (counted), different content → a
+       ``conflicting_duplicate`` dead letter (the first version stays; nothing is silently
+       dropped). ``stage_first=True`` skips step 1 when duplicates are expected;
+    3. inserts dead letters (unique by topic/partition/offset, so a retry cannot double them);
+    4. upserts each partition's next offset *fenced*: the update applies only if the stored
+       offset is still the one this consumer last read or wrote. If another consumer has
+       moved it (a rebalance this one has not noticed yet), ``OffsetConflict`` is raised and
+       the whole transaction rolls back.
+
+``timestamp``, ``created_at`` and ``updated_at`` come from the columns' database default,
+``now()``: the time of the transaction that stored the row.
 """
 
 from __future__ import annotations
 
-import csv
 import io
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 import orjson
-from django.db import connection, transaction
+from django.db import IntegrityError, connection, transaction
 from psycopg2.extras import execute_values
 
 from outcomes.ingest.messages import OutcomeEvent
@@ -38,11 +49,14 @@ OUTCOME_TABLE = "outcomes_auctionoutcome"
 OFFSET_TABLE = "outcomes_consumeroffset"
 DEAD_LETTER_TABLE = "outcomes_deadletter"
 STAGE_TABLE = "outcome_stage"
+UNIQUE_VIOLATION = "23505"
 
-_STAGE_COLUMNS = (
+_COLUMNS = (
     "bid_id, user_id, site_domain, win_status, win_price, bid_price, currency, enriched, "
-    "user_interests, auction_timestamp, raw_data, kafka_partition, kafka_offset"
+    "user_interests, auction_timestamp, raw_data"
 )
+_NULL = "\\N"  # NULL in COPY text format
+_COPY_OUTCOMES = f"COPY {OUTCOME_TABLE} ({_COLUMNS}) FROM STDIN"
 _CREATE_STAGE = f"""
 CREATE TEMP TABLE IF NOT EXISTS {STAGE_TABLE} (
     bid_id varchar(255) NOT NULL,
@@ -55,28 +69,17 @@ CREATE TEMP TABLE IF NOT EXISTS {STAGE_TABLE} (
     enriched boolean NOT NULL,
     user_interests jsonb NOT NULL,
     auction_timestamp timestamptz,
-    raw_data jsonb NOT NULL,
-    kafka_partition integer NOT NULL,
-    kafka_offset bigint NOT NULL
+    raw_data jsonb NOT NULL
 ) ON COMMIT DELETE ROWS
 """
-_COPY_STAGE = f"COPY {STAGE_TABLE} ({_STAGE_COLUMNS}) FROM STDIN WITH (FORMAT csv)"
+_COPY_STAGE = f"COPY {STAGE_TABLE} ({_COLUMNS}) FROM STDIN"
 _MOVE_STAGE = f"""
-INSERT INTO {OUTCOME_TABLE} (
-    bid_id, user_id, site_domain, win_status, win_price, bid_price, currency, enriched,
-    user_interests, auction_timestamp, raw_data, timestamp, created_at, updated_at)
-SELECT bid_id, user_id, site_domain, win_status, win_price, bid_price, currency, enriched,
-       user_interests, auction_timestamp, raw_data, now(), now(), now()
-FROM {STAGE_TABLE}
-ORDER BY kafka_partition, kafka_offset
+INSERT INTO {OUTCOME_TABLE} ({_COLUMNS})
+SELECT {_COLUMNS} FROM {STAGE_TABLE}
 ON CONFLICT (bid_id) DO NOTHING
 RETURNING bid_id
 """
-_DUPLICATE_CONTENT = f"""
-SELECT s.bid_id, s.kafka_partition, s.kafka_offset, (o.raw_data = s.raw_data) AS same
-FROM {STAGE_TABLE} s JOIN {OUTCOME_TABLE} o ON o.bid_id = s.bid_id
-WHERE s.bid_id = ANY(%s)
-"""
+_STORED_CONTENT = f"SELECT bid_id, raw_data FROM {OUTCOME_TABLE} WHERE bid_id = ANY(%s)"
 _INSERT_DEAD_LETTERS = f"""
 INSERT INTO {DEAD_LETTER_TABLE}
     (topic, partition, "offset", kafka_timestamp, key, value, reason, detail, consumer_group, created_at)
@@ -142,62 +145,132 @@ class Batch:
 
 
 @dataclass
+class PreparedBatch:
+    """A batch ready for the database: unique events, their COPY rows, everything to dead-letter."""
+
+    events: list[tuple[OutcomeEvent, Position]]
+    rows: str
+    rejected: list[Rejected]
+    progress: dict[tuple[str, int], PartitionProgress]
+    in_batch_duplicates: int
+
+    def __len__(self) -> int:
+        """Messages in the batch (in-batch duplicates included)."""
+        return len(self.events) + len(self.rejected) + self.in_batch_duplicates
+
+
+@dataclass
 class WriteResult:
     stored: int = 0
     duplicates: int = 0
     dead_lettered: Counter = field(default_factory=Counter)
     newest_event_time: datetime | None = None
+    used_fallback: bool = False
     duration_ms: float = 0.0
 
 
-def write_batch(batch: Batch, *, consumer_group: str) -> WriteResult:
-    """Write one batch atomically. Raises ``OffsetConflict`` (nothing written) if fenced."""
-    result = WriteResult()
-    rejected = list(batch.rejected)
-    unique_events, in_batch_dupes = _dedupe(batch.events)
-    result.duplicates += in_batch_dupes.duplicates
-    rejected.extend(in_batch_dupes.conflicts)
-
-    with transaction.atomic(), connection.cursor() as cursor:
-        if unique_events:
-            inserted = _insert_outcomes(cursor, unique_events)
-            result.stored = len(inserted)
-            if len(inserted) < len(unique_events):
-                dupes, conflicts = _classify_duplicates(cursor, unique_events, inserted)
-                result.duplicates += dupes
-                rejected.extend(conflicts)
-        if rejected:
-            _insert_dead_letters(cursor, rejected, consumer_group)
-        for (topic, partition), progress in sorted(batch.progress.items()):
-            cursor.execute(
-                _UPSERT_OFFSET,
-                [consumer_group, topic, partition, progress.next_offset, progress.expected],
-            )
-            if cursor.fetchone() is None:
-                raise OffsetConflict(topic, partition, progress.expected)
-    result.dead_lettered.update(r.reason for r in rejected)
-    result.newest_event_time = _newest_event_time(unique_events)
-    return result
-
-
-@dataclass
-class _InBatchDuplicates:
-    duplicates: int = 0
-    conflicts: list[Rejected] = field(default_factory=list)
-
-
-def _dedupe(events: list[tuple[OutcomeEvent, Position]]):
+def prepare_batch(batch: Batch) -> PreparedBatch:
+    """The CPU-bound half of a write: no I/O, safe to run beside a write in progress."""
     first: dict[str, tuple[OutcomeEvent, Position]] = {}
-    found = _InBatchDuplicates()
-    for event, position in events:
+    rejected = list(batch.rejected)
+    duplicates = 0
+    for event, position in batch.events:
         kept = first.get(event.bid_id)
         if kept is None:
             first[event.bid_id] = (event, position)
         elif kept[0].raw_json == event.raw_json or orjson.loads(kept[0].raw_json) == orjson.loads(event.raw_json):
-            found.duplicates += 1
+            duplicates += 1
         else:
-            found.conflicts.append(_conflict(event, position, kept[1]))
-    return list(first.values()), found
+            rejected.append(_conflict(event, position, kept[1]))
+    events = list(first.values())
+    return PreparedBatch(events, _copy_rows(events), rejected, dict(batch.progress), duplicates)
+
+
+def write_batch(batch: Batch | PreparedBatch, *, consumer_group: str, stage_first: bool = False) -> WriteResult:
+    """Write one batch atomically. Raises ``OffsetConflict`` (nothing written) if fenced."""
+    prepared = batch if isinstance(batch, PreparedBatch) else prepare_batch(batch)
+    result = WriteResult(duplicates=prepared.in_batch_duplicates)
+    rejected = list(prepared.rejected)
+    with transaction.atomic(), connection.cursor() as cursor:
+        if prepared.events:
+            if not stage_first and _copy_new_outcomes(cursor, prepared.rows):
+                result.stored = len(prepared.events)
+            else:
+                result.used_fallback = True
+                stored, duplicates, conflicts = _insert_via_stage(cursor, prepared)
+                result.stored = stored
+                result.duplicates += duplicates
+                rejected.extend(conflicts)
+        if rejected:
+            _insert_dead_letters(cursor, rejected, consumer_group)
+        for (topic, partition), progress in sorted(prepared.progress.items()):
+            cursor.execute(_UPSERT_OFFSET, [consumer_group, topic, partition, progress.next_offset, progress.expected])
+            if cursor.fetchone() is None:
+                raise OffsetConflict(topic, partition, progress.expected)
+    result.dead_lettered.update(r.reason for r in rejected)
+    result.newest_event_time = _newest_event_time(prepared.events)
+    return result
+
+
+def _copy_new_outcomes(cursor, rows: str) -> bool:
+    """The fast path. False (and nothing written) if a bid id is stored already."""
+    try:
+        with transaction.atomic():  # a savepoint: a duplicate rolls back only this COPY
+            _copy(cursor, _COPY_OUTCOMES, rows)
+    except IntegrityError as exc:
+        if getattr(exc.__cause__, "pgcode", None) != UNIQUE_VIOLATION:
+            raise
+        return False
+    return True
+
+
+def _insert_via_stage(cursor, prepared: PreparedBatch) -> tuple[int, int, list[Rejected]]:
+    """The slow path: (stored, duplicates, conflicting copies)."""
+    cursor.execute(_CREATE_STAGE)
+    _copy(cursor, _COPY_STAGE, prepared.rows)
+    cursor.execute(_MOVE_STAGE)
+    inserted = {row[0] for row in cursor.fetchall()}
+    not_inserted = [(event, position) for event, position in prepared.events if event.bid_id not in inserted]
+    duplicates = 0
+    conflicts: list[Rejected] = []
+    if not_inserted:
+        cursor.execute(_STORED_CONTENT, [[event.bid_id for event, _ in not_inserted]])
+        # Django's PostgreSQL backend hands jsonb over as text.
+        stored = {bid: orjson.loads(raw) if isinstance(raw, str) else raw for bid, raw in cursor.fetchall()}
+        for event, position in not_inserted:
+            if orjson.loads(event.raw_json) == stored.get(event.bid_id):
+                duplicates += 1
+            else:
+                conflicts.append(_conflict(event, position, None))
+    return len(inserted), duplicates, conflicts
+
+
+def _copy(cursor, sql: str, rows: str) -> None:
+    # copy_expert is psycopg2's own method: without wrap_database_errors its errors would
+    # escape Django's translation (IntegrityError, OperationalError, ...) the callers rely on.
+    # One read of the whole buffer: with the default 8 KiB reads, each read re-takes the GIL
+    # from the thread preparing the next batch.
+    with connection.wrap_database_errors:
+        cursor.copy_expert(sql, io.StringIO(rows), max(8192, len(rows) + 1))
+
+
+def _copy_rows(events: list[tuple[OutcomeEvent, Position]]) -> str:
+    """COPY text-format rows (3x cheaper to build than csv.writer's)."""
+    return "".join(
+        f"{_esc(event.bid_id)}\t{_esc(event.user_id)}\t"
+        f"{_NULL if event.site_domain is None else _esc(event.site_domain)}\t"
+        f"{'t' if event.win_status else 'f'}\t{event.win_price}\t{event.bid_price}\t{event.currency}\t"
+        f"{'t' if event.enriched else 'f'}\t{_esc(orjson.dumps(event.user_interests).decode())}\t"
+        f"{_NULL if event.auction_timestamp is None else event.auction_timestamp.isoformat()}\t"
+        f"{_esc(event.raw_json)}\n"
+        for event, _position in events
+    )
+
+
+def _esc(text: str) -> str:
+    if "\\" in text or "\t" in text or "\n" in text or "\r" in text:
+        return text.replace("\\", "\\\\").replace("\t", "\\t").replace("\n", "\\n").replace("\r", "\\r")
+    return text
 
 
 def _conflict(event: OutcomeEvent, position: Position, original: Position | None) -> Rejected:
@@ -209,49 +282,6 @@ def _conflict(event: OutcomeEvent, position: Position, original: Position | None
         reason="conflicting_duplicate",
         detail=f"bid_id {event.bid_id!r} is already stored{where} with different content; the stored version is kept",
     )
-
-
-def _insert_outcomes(cursor, events: list[tuple[OutcomeEvent, Position]]) -> set[str]:
-    buffer = io.StringIO()
-    write_row = csv.writer(buffer, lineterminator="\n").writerow
-    for event, position in events:
-        write_row(
-            (
-                event.bid_id,
-                event.user_id,
-                event.site_domain,
-                "t" if event.win_status else "f",
-                event.win_price,
-                event.bid_price,
-                event.currency,
-                "t" if event.enriched else "f",
-                orjson.dumps(event.user_interests).decode(),
-                event.auction_timestamp.isoformat() if event.auction_timestamp else None,
-                event.raw_json,
-                position.partition,
-                position.offset,
-            )
-        )
-    buffer.seek(0)
-    cursor.execute(_CREATE_STAGE)
-    cursor.copy_expert(_COPY_STAGE, buffer)
-    cursor.execute(_MOVE_STAGE)
-    return {row[0] for row in cursor.fetchall()}
-
-
-def _classify_duplicates(cursor, events, inserted: set[str]) -> tuple[int, list[Rejected]]:
-    by_bid = {event.bid_id: (event, position) for event, position in events}
-    missing = [bid for bid in by_bid if bid not in inserted]
-    cursor.execute(_DUPLICATE_CONTENT, [missing])
-    duplicates = 0
-    conflicts: list[Rejected] = []
-    for bid_id, _partition, _offset, same in cursor.fetchall():
-        if same:
-            duplicates += 1
-        else:
-            event, position = by_bid[bid_id]
-            conflicts.append(_conflict(event, position, None))
-    return duplicates, conflicts
 
 
 def _insert_dead_letters(cursor, rejected: list[Rejected], consumer_group: str) -> None:
@@ -271,7 +301,8 @@ def _insert_dead_letters(cursor, rejected: list[Rejected], consumer_group: str) 
         )
         for r in rejected
     ]
-    execute_values(cursor.cursor, _INSERT_DEAD_LETTERS, rows, page_size=1000)
+    with connection.wrap_database_errors:
+        execute_values(cursor.cursor, _INSERT_DEAD_LETTERS, rows, page_size=1000)
 
 
 def _from_millis(timestamp_ms: int | None) -> datetime | None:

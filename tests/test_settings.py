@@ -56,3 +56,16 @@ def test_bad_settings_stop_start_up_naming_the_variable(change, message):
 def test_debug_runs_without_secrets():
     result = check(DEBUG="true")
     assert result.returncode == 0, result.stderr
+
+
+def test_production_settings_pass_the_deployment_checklist():
+    base = {k: v for k, v in os.environ.items() if not k.startswith(("DJANGO_", "DB_", "CONSUMER_", "API_"))}
+    base.pop("DEBUG", None)
+    result = subprocess.run(
+        [sys.executable, "manage.py", "check", "--deploy", "--fail-level", "WARNING"],
+        cwd=ROOT,
+        env={**base, **PRODUCTION, "DJANGO_SECURE_PROXY_SSL_HEADER": "true"},
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr

@@ -78,7 +78,7 @@ def test_spec_example_flows_from_topic_to_api(make_topic, produce, consumer_sett
     }
 
 
-def test_bad_messages_mixed_with_good_ones(make_topic, produce, consumer_settings, run_consumer):
+def test_bad_messages_and_duplicates_mixed_with_good_ones(make_topic, produce, consumer_settings, run_consumer):
     topic = make_topic()
     good = [message() for _ in range(30)]
     bad = bad_messages()
@@ -87,11 +87,15 @@ def test_bad_messages_mixed_with_good_ones(make_topic, produce, consumer_setting
         stream.append((None, encode(data)))
         if i < len(bad):
             stream.append(bad[i][:2])
+        if i % 4 == 3:
+            stream.append((None, encode(good[i - 2])))  # an upstream duplicate
     produce(topic, stream)
     summary = run_consumer(consumer_settings(topic, batch_size=7), max_messages=len(stream))
 
-    assert summary.consumed == len(stream)
-    assert set(AuctionOutcome.objects.values_list("bid_id", flat=True)) == {d["bid_request_id"] for d in good}
+    duplicates = sum(1 for i in range(30) if i % 4 == 3)
+    assert (summary.consumed, summary.stored, summary.duplicates) == (len(stream), len(good), duplicates)
+    stored = list(AuctionOutcome.objects.values_list("bid_id", flat=True))
+    assert sorted(stored) == sorted(d["bid_request_id"] for d in good)
     letters = list(DeadLetter.objects.order_by("offset"))
     assert [letter.reason for letter in letters] == [reason for _k, _v, reason in bad]
     for letter, (key, value, _reason) in zip(letters, bad, strict=True):
@@ -99,8 +103,24 @@ def test_bad_messages_mixed_with_good_ones(make_topic, produce, consumer_setting
         assert (bytes(letter.key) if letter.key is not None else None) == key
         assert letter.topic == topic and letter.partition == 0
         assert stream[letter.offset][1] == value  # the recorded offset is the message's position
+        assert letter.kafka_timestamp is not None
         assert letter.detail
     assert ConsumerOffset.objects.get(topic=topic).next_offset == len(stream)
+
+
+def test_debug_logs_one_line_per_stored_outcome(make_topic, produce, consumer_settings, run_consumer, caplog):
+    import logging
+
+    topic = make_topic()
+    produce(topic, [encode(SPEC_MESSAGE)])
+    with caplog.at_level(logging.DEBUG, logger="outcomes.consumer"):
+        run_consumer(consumer_settings(topic), max_messages=1)
+    saved = [r for r in caplog.records if r.getMessage() == "Auction outcome saved"]
+    assert len(saved) == 1
+    assert (saved[0].bid_id, saved[0].win_status, saved[0].win_price) == ("req-123", True, "0.80")
+    (batch,) = [r for r in caplog.records if r.getMessage() == "batch written"]
+    assert (batch.messages, batch.stored, batch.duplicates, batch.dead_lettered) == (1, 1, 0, 0)
+    assert batch.offsets == {f"{topic}[0]": [None, 1]}
 
 
 def test_duplicates_in_the_stream_are_stored_once(make_topic, produce, consumer_settings, run_consumer):
@@ -196,15 +216,17 @@ def test_dead_letter_ratio_cap(make_topic, produce, consumer_process):
     assert "of the last 20 messages were invalid" in proc.log()
 
 
-def test_sigterm_finishes_the_batch_and_exits_zero(make_topic, produce, consumer_process):
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_sigterm_finishes_the_batch_and_exits_zero(make_topic, produce, consumer_process, signum):
     topic = make_topic()
     total = 30000
     produce(topic, [encode(message()) for _ in range(total)])
-    proc = consumer_process("--topic", topic, "--group", "sigterm-test", "--batch-size", "500", "--timeout", "20000")
+    group = f"stop-test-{signum}"
+    proc = consumer_process("--topic", topic, "--group", group, "--batch-size", "500", "--timeout", "20000")
     deadline = time.monotonic() + 60
     while AuctionOutcome.objects.count() == 0 and time.monotonic() < deadline:
         time.sleep(0.05)
-    proc.signal(signal.SIGTERM)
+    proc.signal(signum)
     started = time.monotonic()
     assert proc.wait(timeout=30) == 0
     assert time.monotonic() - started < 10
@@ -213,7 +235,7 @@ def test_sigterm_finishes_the_batch_and_exits_zero(make_topic, produce, consumer
     assert ConsumerOffset.objects.get(topic=topic).next_offset == stored
     assert "stop requested" in proc.log()
     # The rest comes with the next run, nothing lost or doubled.
-    rest = consumer_process("--topic", topic, "--group", "sigterm-test", "--max-messages", str(total - stored))
+    rest = consumer_process("--topic", topic, "--group", group, "--max-messages", str(total - stored))
     assert rest.wait(timeout=120) == 0
     assert AuctionOutcome.objects.count() == total
 

@@ -28,6 +28,7 @@ import threading
 import time
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -203,6 +204,7 @@ class OutcomeConsumer:
                 return consumer
             except KafkaError as exc:
                 delay = backoff.next()
+                self._touch_health()
                 logger.warning("cannot reach Kafka; retrying", extra={"error": repr(exc), "retry_in_s": delay})
                 self.stop_requested.wait(delay)
         return None
@@ -333,7 +335,13 @@ class OutcomeConsumer:
         future, batch, generation = self._in_flight
         self._in_flight = None
         try:
-            result = future.result()
+            # The write may be waiting out a database outage: stay visibly alive meanwhile.
+            while True:
+                try:
+                    result = future.result(timeout=1.0)
+                    break
+                except FutureTimeout:
+                    self._touch_health()
         except OffsetConflict as conflict:
             logger.warning("batch fenced off; re-reading stored offsets", extra={"error": str(conflict)})
             self._resync()
@@ -359,6 +367,7 @@ class OutcomeConsumer:
                     )
                     return None
                 delay = backoff.next()
+                self._touch_health()
                 logger.warning(
                     "database unavailable; retrying the batch",
                     extra={"error": str(exc).strip(), "retry_in_s": delay, "messages": len(batch)},
@@ -498,6 +507,7 @@ class OutcomeConsumer:
                 if self.stop_requested.is_set():
                     raise
                 delay = backoff.next()
+                self._touch_health()
                 logger.warning(
                     "database unavailable while reading offsets; retrying",
                     extra={"error": str(exc).strip(), "retry_in_s": delay},

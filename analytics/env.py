@@ -38,30 +38,22 @@ def env_bool(name: str, default: bool) -> bool:
 
 
 def env_int(name: str, default: int, *, minimum: int | None = None, maximum: int | None = None) -> int:
-    raw = os.environ.get(name)
-    if raw is None or raw == "":
-        value = default
-    else:
-        try:
-            value = int(raw)
-        except ValueError:
-            raise ImproperlyConfigured(f"Environment variable {name}={raw!r} is not an integer.") from None
-    if minimum is not None and value < minimum:
-        raise ImproperlyConfigured(f"Environment variable {name}={value} must be at least {minimum}.")
-    if maximum is not None and value > maximum:
-        raise ImproperlyConfigured(f"Environment variable {name}={value} must be at most {maximum}.")
-    return value
+    return _env_number(name, default, int, "an integer", minimum, maximum)
 
 
 def env_float(name: str, default: float, *, minimum: float | None = None, maximum: float | None = None) -> float:
+    return _env_number(name, default, float, "a number", minimum, maximum)
+
+
+def _env_number(name, default, parse, kind: str, minimum, maximum):
     raw = os.environ.get(name)
     if raw is None or raw == "":
         value = default
     else:
         try:
-            value = float(raw)
+            value = parse(raw)
         except ValueError:
-            raise ImproperlyConfigured(f"Environment variable {name}={raw!r} is not a number.") from None
+            raise ImproperlyConfigured(f"Environment variable {name}={raw!r} is not {kind}.") from None
     if minimum is not None and value < minimum:
         raise ImproperlyConfigured(f"Environment variable {name}={value} must be at least {minimum}.")
     if maximum is not None and value > maximum:

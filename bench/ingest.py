@@ -107,8 +107,23 @@ def main() -> None:
         print(f"stored {consumer['stored']:,} outcomes, {consumer['dead_letters']} dead letters")
         delete_topic(brokers, topic)
     finally:
-        admin.cursor().execute(f'DROP DATABASE IF EXISTS "{BENCH_DB}" WITH (FORCE)')
+        drop_database(admin, BENCH_DB)
         admin.close()
+
+
+def drop_database(admin, name: str) -> None:
+    """Plain DROP DATABASE (it makes autovacuum workers exit; WITH (FORCE) would need the
+    right to signal them), retried while our own closing sessions go away."""
+    import psycopg2
+
+    for attempt in range(20):
+        try:
+            admin.cursor().execute(f'DROP DATABASE IF EXISTS "{name}"')
+            return
+        except psycopg2.errors.ObjectInUse:
+            if attempt == 19:
+                raise
+            time.sleep(0.5)
 
 
 def produce(brokers: str, topic: str, messages: list[bytes], partitions: int) -> float:

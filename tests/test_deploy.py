@@ -6,6 +6,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 import uuid
 from pathlib import Path
 
@@ -153,6 +154,11 @@ def test_concurrent_migrations_on_a_fresh_database_both_succeed():
         applied = sum("Applying outcomes.0001_initial... OK" in out for out in outputs)
         assert applied == 1, outputs
     finally:
-        with admin.cursor() as cursor:
-            cursor.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        for _ in range(20):  # the migrating processes' sessions may take a moment to go away
+            try:
+                with admin.cursor() as cursor:
+                    cursor.execute(f'DROP DATABASE IF EXISTS "{name}"')
+                break
+            except psycopg2.errors.ObjectInUse:
+                time.sleep(0.5)
         admin.close()

@@ -34,6 +34,8 @@ class ConsumerSettings:
     session_timeout_ms: int = 10000
     retry_initial_backoff_ms: int = 200
     retry_max_backoff_ms: int = 30000
+    # How often the consumer merges the rollups' partial rows (0: never; compact_rollups does it).
+    rollup_compact_seconds: float = 10.0
 
     @classmethod
     def from_env(cls) -> ConsumerSettings:
@@ -68,4 +70,7 @@ class ConsumerSettings:
                 "CONSUMER_RETRY_INITIAL_BACKOFF_MS", defaults.retry_initial_backoff_ms, minimum=1
             ),
             retry_max_backoff_ms=env_int("CONSUMER_RETRY_MAX_BACKOFF_MS", defaults.retry_max_backoff_ms, minimum=1),
+            rollup_compact_seconds=env_float(
+                "CONSUMER_ROLLUP_COMPACT_SECONDS", defaults.rollup_compact_seconds, minimum=0.0, maximum=86400.0
+            ),
         )

@@ -147,6 +147,8 @@ API_PAGE_SIZE = env_int("API_PAGE_SIZE", 100, minimum=1)
 API_MAX_PAGE_SIZE = env_int("API_MAX_PAGE_SIZE", 1000, minimum=1)
 if API_PAGE_SIZE > API_MAX_PAGE_SIZE:
     raise ImproperlyConfigured(f"API_PAGE_SIZE={API_PAGE_SIZE} exceeds API_MAX_PAGE_SIZE={API_MAX_PAGE_SIZE}.")
+# Page-number pages may not reach past this row (OFFSET cost grows with depth); cursors can.
+API_MAX_PAGE_OFFSET = env_int("API_MAX_PAGE_OFFSET", 10_000, minimum=0)
 API_READ_ACCESS = env_str("API_READ_ACCESS", "public")
 if API_READ_ACCESS not in ("public", "authenticated"):
     raise ImproperlyConfigured(f"API_READ_ACCESS={API_READ_ACCESS!r} must be 'public' or 'authenticated'.")

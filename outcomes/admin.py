@@ -6,6 +6,8 @@
   lookup; Django's default ``icontains`` search would scan the whole table.
 * The currency filter lists common codes instead of running ``SELECT DISTINCT`` over
   the table.
+* Outcomes are facts from the auction stream: read-only here. Deleting one (or a
+  selection) goes through the write service, so the rollups stay exact.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from django.db.models import Q
 from django.utils.functional import cached_property
 from django.utils.html import format_html
 
+from outcomes import writes
 from outcomes.models import AuctionOutcome, ConsumerOffset, DeadLetter
 
 
@@ -92,6 +95,20 @@ class AuctionOutcomeAdmin(admin.ModelAdmin):
         if not term:
             return queryset, False
         return queryset.filter(Q(bid_id=term) | Q(user_id=term) | Q(site_domain=term)), False
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def delete_model(self, request, obj):
+        writes.outcomes_delete(ids=[obj.pk])
+
+    def delete_queryset(self, request, queryset):
+        ids = list(queryset.values_list("pk", flat=True))
+        for start in range(0, len(ids), 1000):
+            writes.outcomes_delete(ids=ids[start : start + 1000])
 
 
 @admin.register(DeadLetter)

@@ -3,7 +3,8 @@
 Declarative (django-filter) and strict: a value that does not parse is a 400 naming the
 parameter, never silently ignored — including booleans, which django-filter's own
 ``BooleanFilter`` would drop when given e.g. ``maybe``. Ordering accepts only the listed
-fields, and always ends with ``-id`` so pages are stable.
+fields (each served by an index, see ``outcomes.models``) and always ends with ``id`` in the
+direction of the last field, so the order is total: pages and cursors are stable.
 """
 
 from __future__ import annotations
@@ -11,8 +12,6 @@ from __future__ import annotations
 from django import forms
 from django.core.exceptions import ValidationError
 from django_filters import rest_framework as filters
-
-from outcomes.queries import event_time
 
 _TRUE = {"true", "1", "yes"}
 _FALSE = {"false", "0", "no"}
@@ -38,13 +37,30 @@ class StableOrderingFilter(filters.OrderingFilter):
     def filter(self, qs, value):
         if not value:
             return qs
-        ordering = [self.get_ordering_value(param) for param in value]
-        if not any(field.lstrip("-") == "id" for field in ordering):
-            ordering.append("-id")
-        return qs.order_by(*ordering)
+        return qs.order_by(*total_ordering([self.get_ordering_value(param) for param in value]))
 
 
-ORDERING_FIELDS = ("timestamp", "auction_timestamp", "win_price", "bid_price", "user_id", "site_domain", "id")
+def total_ordering(ordering: list[str]) -> list[str]:
+    """``ordering`` with ``id`` appended (same direction as the last field) unless present."""
+    if any(field.lstrip("-") == "id" for field in ordering):
+        return list(ordering)
+    return [*ordering, "-id" if ordering and ordering[-1].startswith("-") else "id"]
+
+
+ORDERING_FIELDS = ("timestamp", "event_time", "win_price", "bid_price", "user_id", "site_domain", "id")
+
+
+class OutcomeFilterForm(forms.Form):
+    """Rules across parameters (django-filter builds its form from this class)."""
+
+    def clean(self):
+        data = super().clean()
+        low, high = data.get("min_price"), data.get("max_price")
+        if low is not None and high is not None and low > high:
+            self.add_error("min_price", "min_price must not be greater than max_price.")
+        if data.get("start") and data.get("end") and data["start"] >= data["end"]:
+            self.add_error("start", "start must be before end.")
+        return data
 
 
 class OutcomeFilter(filters.FilterSet):
@@ -56,37 +72,22 @@ class OutcomeFilter(filters.FilterSet):
     min_price = filters.NumberFilter(field_name="win_price", lookup_expr="gte", help_text="Minimum win price.")
     max_price = filters.NumberFilter(field_name="win_price", lookup_expr="lte", help_text="Maximum win price.")
     start = filters.IsoDateTimeFilter(
-        method="filter_start", help_text="Outcomes at or after this ISO 8601 time (auction time, else storage time)."
+        field_name="event_time",
+        lookup_expr="gte",
+        help_text="Outcomes at or after this ISO 8601 time (event time: auction time, else storage time).",
     )
     end = filters.IsoDateTimeFilter(
-        method="filter_end", help_text="Outcomes before this ISO 8601 time (auction time, else storage time)."
+        field_name="event_time",
+        lookup_expr="lt",
+        help_text="Outcomes before this ISO 8601 time (event time: auction time, else storage time).",
     )
     ordering = StableOrderingFilter(
         fields=ORDERING_FIELDS,
         help_text="Comma-separated fields, '-' for descending: " + ", ".join(ORDERING_FIELDS) + ".",
     )
 
-    def filter_start(self, queryset, name, value):
-        return queryset.alias(event_time=event_time()).filter(event_time__gte=value)
-
-    def filter_end(self, queryset, name, value):
-        return queryset.alias(event_time=event_time()).filter(event_time__lt=value)
-
-    def is_valid(self):
-        valid = super().is_valid()
-        if valid:
-            data = self.form.cleaned_data
-            if (
-                data.get("min_price") is not None
-                and data.get("max_price") is not None
-                and data["min_price"] > data["max_price"]
-            ):
-                self.form.add_error("min_price", "min_price must not be greater than max_price.")
-                return False
-            if data.get("start") and data.get("end") and data["start"] >= data["end"]:
-                self.form.add_error("start", "start must be before end.")
-                return False
-        return valid
+    class Meta:
+        form = OutcomeFilterForm
 
 
 FILTER_PARAMS = frozenset(OutcomeFilter.base_filters)

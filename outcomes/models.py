@@ -9,12 +9,16 @@ plain equality filter on that column, so no single-column indexes are needed:
 index                          queries it serves
 =============================  ===========================================================
 bid_id (unique constraint)     idempotent ingestion (``ON CONFLICT (bid_id)``), search by bid id
--timestamp                     the default list order, deep pages, time-ranged scans
-win_status, -timestamp         ``/winners/`` and ``?win_status=`` lists in time order, win counts
-user_id, -timestamp            ``?user_id=`` lists and per-user stats
-site_domain, -timestamp        ``?site_domain=`` lists and per-domain stats
-site_domain, win_status, -ts   per-domain winners/losers lists and their counts (index-only)
+-timestamp, -id                the default list order and its keyset (cursor) pages
+user_id, -timestamp            ``?user_id=`` lists and per-user reports (raw, small)
+site_domain, -timestamp        ``?site_domain=`` lists and per-domain raw reports
+event_time, id                 ``start``/``end`` on the raw table, ``ordering=event_time``
+win_price, id                  ``ordering=win_price``, ``min_price``/``max_price`` ranges
+bid_price, id                  ``ordering=bid_price``
 =============================  ===========================================================
+
+Counts, totals, time series and breakdowns are not read from this table at all when the
+filters allow: the rollup tables below answer them (``outcomes.rollups``).
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ from __future__ import annotations
 from decimal import Decimal
 
 from django.db import models
+from django.db.models.functions import Coalesce
 
 
 class AuctionOutcome(models.Model):
@@ -50,17 +55,26 @@ class AuctionOutcome(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
+    # When the outcome happened, for every report and time filter: the auction time, else
+    # the storage time. Computed by PostgreSQL on every insert (COPY included) and indexed.
+    event_time = models.GeneratedField(
+        expression=Coalesce("auction_timestamp", "timestamp"),
+        output_field=models.DateTimeField(),
+        db_persist=True,
+    )
+
     class Meta:
         ordering = ["-timestamp", "-id"]
         constraints = [
             models.UniqueConstraint(fields=["bid_id"], name="outcome_bid_id_uniq"),
         ]
         indexes = [
-            models.Index(fields=["-timestamp"], name="outcome_ts_idx"),
-            models.Index(fields=["win_status", "-timestamp"], name="outcome_win_ts_idx"),
+            models.Index(fields=["-timestamp", "-id"], name="outcome_ts_id_idx"),
             models.Index(fields=["user_id", "-timestamp"], name="outcome_user_ts_idx"),
             models.Index(fields=["site_domain", "-timestamp"], name="outcome_domain_ts_idx"),
-            models.Index(fields=["site_domain", "win_status", "-timestamp"], name="outcome_domain_win_ts_idx"),
+            models.Index(fields=["event_time", "id"], name="outcome_event_time_idx"),
+            models.Index(fields=["win_price", "id"], name="outcome_win_price_idx"),
+            models.Index(fields=["bid_price", "id"], name="outcome_bid_price_idx"),
         ]
 
     def __str__(self) -> str:
@@ -151,3 +165,116 @@ class DeadLetter(models.Model):
 
     def __str__(self) -> str:
         return f"{self.topic}[{self.partition}]@{self.offset}: {self.reason}"
+
+
+# ---------------------------------------------------------------------------- rollups
+# Pre-aggregated outcomes, maintained by the write service (``outcomes.writes``) in the same
+# transaction as the raw rows, so they are exact at every commit. Each write appends its own
+# partial rows (``pending``); ``outcomes.rollups.compact`` later merges a key's rows into one.
+# Readers always sum every row of a key, so partial and compacted rows give the same answer.
+# Sums and counts only, never averages: any set of rows merges exactly. Money is in cents.
+
+
+class RollupMeasures(models.Model):
+    bucket = models.DateTimeField()
+    outcomes = models.BigIntegerField(default=0)
+    wins = models.BigIntegerField(default=0)
+    enriched_outcomes = models.BigIntegerField(default=0)
+    enriched_wins = models.BigIntegerField(default=0)
+    revenue_cents = models.BigIntegerField(default=0, help_text="Sum of win_price over won auctions.")
+    bid_cents = models.BigIntegerField(default=0, help_text="Sum of bid_price over all outcomes.")
+    won_bid_cents = models.BigIntegerField(default=0, help_text="Sum of bid_price over won auctions.")
+    pending = models.BooleanField(db_default=True, help_text="A partial row not yet merged by compaction.")
+
+    class Meta:
+        abstract = True
+
+
+def _rollup_meta(table: str, keys: list[str]):
+    """Meta for a rollup table: a (keys…) index for reads, a partial index for compaction."""
+    short = table.removeprefix("outcomes_rollup_")
+    return type(
+        "Meta",
+        (),
+        {
+            "db_table": table,
+            "indexes": [
+                models.Index(fields=keys, name=f"rollup_{short}_key"),
+                models.Index(fields=["id"], name=f"rollup_{short}_pending", condition=models.Q(pending=True)),
+            ],
+        },
+    )
+
+
+class OutcomeRollupMinute(RollupMeasures):
+    currency = models.CharField(max_length=3)
+    enriched = models.BooleanField()
+    Meta = _rollup_meta("outcomes_rollup_minute", ["bucket", "currency", "enriched"])
+
+
+class OutcomeRollupHour(RollupMeasures):
+    currency = models.CharField(max_length=3)
+    enriched = models.BooleanField()
+    Meta = _rollup_meta("outcomes_rollup_hour", ["bucket", "currency", "enriched"])
+
+
+class OutcomeRollupDay(RollupMeasures):
+    currency = models.CharField(max_length=3)
+    enriched = models.BooleanField()
+    Meta = _rollup_meta("outcomes_rollup_day", ["bucket", "currency", "enriched"])
+
+
+class DomainRollupHour(RollupMeasures):
+    site_domain = models.CharField(max_length=255, help_text="'' for outcomes without a site domain.")
+    Meta = _rollup_meta("outcomes_rollup_domain_hour", ["site_domain", "bucket"])
+
+
+class DomainRollupDay(RollupMeasures):
+    site_domain = models.CharField(max_length=255, help_text="'' for outcomes without a site domain.")
+    Meta = _rollup_meta("outcomes_rollup_domain_day", ["site_domain", "bucket"])
+
+
+class InterestRollupHour(RollupMeasures):
+    interest = models.CharField(max_length=255, help_text="'' for outcomes without interests.")
+    Meta = _rollup_meta("outcomes_rollup_interest_hour", ["bucket", "interest"])
+
+
+class PriceRollup(models.Model):
+    """How many outcomes had each price, to the cent: exact percentiles and histograms."""
+
+    bucket = models.DateTimeField()
+    cents = models.IntegerField()
+    won_at_win_price = models.BigIntegerField(default=0, help_text="Won auctions whose win_price is `cents`.")
+    won_at_bid_price = models.BigIntegerField(default=0, help_text="Won auctions whose bid_price is `cents`.")
+    lost_at_bid_price = models.BigIntegerField(default=0, help_text="Lost auctions whose bid_price is `cents`.")
+    pending = models.BooleanField(db_default=True)
+
+    class Meta:
+        abstract = True
+
+
+class PriceRollupHour(PriceRollup):
+    Meta = _rollup_meta("outcomes_rollup_price_hour", ["bucket", "cents"])
+
+
+class PriceRollupDay(PriceRollup):
+    Meta = _rollup_meta("outcomes_rollup_price_day", ["bucket", "cents"])
+
+
+class ReachRollup(models.Model):
+    """Distinct users per bucket as a serialized HyperLogLog sketch (Apache DataSketches)."""
+
+    bucket = models.DateTimeField()
+    sketch = models.BinaryField()
+    pending = models.BooleanField(db_default=True)
+
+    class Meta:
+        abstract = True
+
+
+class ReachRollupHour(ReachRollup):
+    Meta = _rollup_meta("outcomes_rollup_reach_hour", ["bucket"])
+
+
+class ReachRollupDay(ReachRollup):
+    Meta = _rollup_meta("outcomes_rollup_reach_day", ["bucket"])

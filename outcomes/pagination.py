@@ -1,61 +1,258 @@
-"""Page-number pagination that refuses bad input instead of guessing.
+"""Pagination that stays fast at any depth and refuses bad input instead of guessing.
 
-``page`` must be a positive integer (else 400); a page past the last one is a 404 that
-says how many pages there are. ``page_size`` must be between 1 and API_MAX_PAGE_SIZE
-(else 400) — never silently clamped.
+Two ways to walk a list, both with every filter and ordering:
+
+* **page numbers** (the spec's ``page``/``page_size``): ``count`` is exact when it is cheap
+  (from the rollups, or at most 10,000 matching rows) and otherwise the planner's estimate,
+  flagged by ``count_is_estimate``. Deep pages cost an ``OFFSET``, so ``page × page_size``
+  may not pass ``API_MAX_PAGE_OFFSET`` (like Elasticsearch's ``max_result_window``): beyond
+  it, walk with a cursor;
+* **cursors** (keyset): ``?cursor=`` (empty) starts, each response's ``next`` continues.
+  A page is ``WHERE (ordering keys) after (the last row's) … LIMIT n`` on an index, so every
+  page costs what the first does, rows added meanwhile never shift a page, and no row is
+  missed or repeated. The cursor is opaque and bound to its ordering.
+
+``page`` must be a positive integer (else 400); a page past the last is a 404;
+``page_size`` must be between 1 and API_MAX_PAGE_SIZE (else 400) — never silently clamped.
 """
 
 from __future__ import annotations
 
+import base64
+from datetime import datetime
+from decimal import Decimal, InvalidOperation
+
+import orjson
 from django.conf import settings
-from django.core.paginator import InvalidPage
+from django.db.models import Q
 from rest_framework.exceptions import NotFound, ValidationError
-from rest_framework.pagination import PageNumberPagination
+from rest_framework.pagination import BasePagination
+from rest_framework.response import Response
+from rest_framework.utils.urls import remove_query_param, replace_query_param
+
+_FIELD_TYPES = {
+    "timestamp": "datetime",
+    "event_time": "datetime",
+    "win_price": "decimal",
+    "bid_price": "decimal",
+    "user_id": "text",
+    "site_domain": "text",
+    "id": "int",
+}
+_NULLABLE = {"site_domain"}
 
 
-class OutcomePagination(PageNumberPagination):
+class OutcomePagination(BasePagination):
     page_query_param = "page"
     page_size_query_param = "page_size"
+    cursor_query_param = "cursor"
+    query_params = frozenset({"page", "page_size", "cursor"})
 
-    @property
-    def page_size(self):  # read at request time so settings overrides apply
-        return settings.API_PAGE_SIZE
+    def __init__(self) -> None:
+        self.count_function = None  # set by the view: () -> (count, is_estimate)
 
-    @property
-    def max_page_size(self):
-        return settings.API_MAX_PAGE_SIZE
-
-    def get_page_size(self, request):
+    # ------------------------------------------------------------------ common
+    def get_page_size(self, request) -> int:
         raw = request.query_params.get(self.page_size_query_param)
+        maximum = settings.API_MAX_PAGE_SIZE
         if raw is None:
-            return self.page_size
+            return settings.API_PAGE_SIZE
         try:
             size = int(raw)
         except ValueError:
             size = None
-        if size is None or not 1 <= size <= self.max_page_size:
+        if size is None or not 1 <= size <= maximum:
             raise ValidationError(
-                {self.page_size_query_param: [f"Must be an integer from 1 to {self.max_page_size}; got '{raw}'."]}
+                {self.page_size_query_param: [f"Must be an integer from 1 to {maximum}; got '{raw[:40]}'."]}
             )
         return size
 
     def paginate_queryset(self, queryset, request, view=None):
+        self.request = request
+        self.page_size = self.get_page_size(request)
+        if self.cursor_query_param in request.query_params:
+            if self.page_query_param in request.query_params:
+                raise ValidationError({self.page_query_param: ["Use either page or cursor, not both."]})
+            return self._paginate_cursor(queryset, request)
+        return self._paginate_pages(queryset, request)
+
+    def get_paginated_response(self, data):
+        if self.mode == "cursor":
+            return Response({"next": self.next_link, "next_cursor": self.next_cursor, "results": data})
+        return Response(
+            {
+                "count": self.count,
+                "count_is_estimate": self.count_is_estimate,
+                "next": self.next_link,
+                "previous": self.previous_link,
+                "results": data,
+            }
+        )
+
+    def get_schema_operation_parameters(self, view):
+        def param(name, kind, text):
+            return {"name": name, "required": False, "in": "query", "description": text, "schema": {"type": kind}}
+
+        return [
+            param(self.page_query_param, "integer", "Page number (1-based); pages end at API_MAX_PAGE_OFFSET rows."),
+            param(self.page_size_query_param, "integer", "Results per page (1 to API_MAX_PAGE_SIZE)."),
+            param(self.cursor_query_param, "string", "Keyset cursor: empty to start, then each page's next_cursor."),
+        ]
+
+    def get_paginated_response_schema(self, schema):
+        link = {"type": "string", "format": "uri", "nullable": True}
+        return {
+            "type": "object",
+            "required": ["next", "results"],
+            "properties": {
+                "count": {"type": "integer", "description": "Absent in cursor mode."},
+                "count_is_estimate": {"type": "boolean", "description": "true when count is the planner's estimate."},
+                "next": link,
+                "previous": link,
+                "next_cursor": {"type": "string", "nullable": True, "description": "Cursor mode only."},
+                "results": schema,
+            },
+        }
+
+    # ------------------------------------------------------------------ page numbers
+    def _paginate_pages(self, queryset, request):
+        self.mode = "pages"
         raw = request.query_params.get(self.page_query_param, "1")
         try:
             number = int(raw)
         except ValueError:
             number = 0
         if number < 1:
-            raise ValidationError({self.page_query_param: [f"Must be a positive integer; got '{raw}'."]})
-        self.request = request
-        page_size = self.get_page_size(request)
-        paginator = self.django_paginator_class(queryset, page_size)
+            raise ValidationError({self.page_query_param: [f"Must be a positive integer; got '{raw[:40]}'."]})
+        offset = (number - 1) * self.page_size
+        if offset > settings.API_MAX_PAGE_OFFSET:
+            raise ValidationError(
+                {
+                    self.page_query_param: [
+                        f"Pages beyond row {settings.API_MAX_PAGE_OFFSET:,} are not served by number: "
+                        "walk the list with ?cursor= instead (every page as fast as the first)."
+                    ]
+                }
+            )
+        rows = list(queryset[offset : offset + self.page_size + 1])
+        has_next = len(rows) > self.page_size
+        rows = rows[: self.page_size]
+        self.count, self.count_is_estimate = self.count_function() if self.count_function else (None, True)
+        if not rows and number > 1:
+            last = max(1, -(-self.count // self.page_size)) if self.count is not None else None
+            hint = f" ({'about ' if self.count_is_estimate else ''}{last})" if last else ""
+            raise NotFound({self.page_query_param: [f"Page {number} is past the last page{hint}."]})
+        if not self.count_is_estimate:
+            has_next = offset + len(rows) < self.count if self.count is not None else has_next
+        elif self.count is not None and has_next:
+            self.count = max(self.count, offset + len(rows) + 1)
+        url = request.build_absolute_uri()
+        self.next_link = replace_query_param(url, self.page_query_param, number + 1) if has_next else None
+        if number == 1:
+            self.previous_link = None
+        elif number == 2:
+            self.previous_link = remove_query_param(url, self.page_query_param)
+        else:
+            self.previous_link = replace_query_param(url, self.page_query_param, number - 1)
+        return rows
+
+    # ------------------------------------------------------------------ cursors
+    def _paginate_cursor(self, queryset, request):
+        self.mode = "cursor"
+        ordering = list(queryset.query.order_by or queryset.model._meta.ordering)
+        token = request.query_params.get(self.cursor_query_param, "")
+        if token:
+            values = self._decode(token, ordering)
+            queryset = queryset.filter(_after(ordering, values))
+        rows = list(queryset[: self.page_size + 1])
+        has_next = len(rows) > self.page_size
+        rows = rows[: self.page_size]
+        if has_next:
+            last = rows[-1]
+            self.next_cursor = self._encode(ordering, [getattr(last, f.lstrip("-")) for f in ordering])
+            self.next_link = replace_query_param(
+                request.build_absolute_uri(), self.cursor_query_param, self.next_cursor
+            )
+        else:
+            self.next_cursor = self.next_link = None
+        return rows
+
+    @staticmethod
+    def _encode(ordering: list[str], values: list) -> str:
+        plain = [v.isoformat() if isinstance(v, datetime) else str(v) if isinstance(v, Decimal) else v for v in values]
+        return base64.urlsafe_b64encode(orjson.dumps({"o": ordering, "v": plain})).decode().rstrip("=")
+
+    def _decode(self, token: str, ordering: list[str]) -> list:
+        problem = ValidationError(
+            {self.cursor_query_param: ["Invalid cursor: use the `next` link of a previous page."]}
+        )
         try:
-            self.page = paginator.page(number)
-        except InvalidPage:
-            raise NotFound(
-                {self.page_query_param: [f"Page {number} is past the last page ({paginator.num_pages})."]}
-            ) from None
-        if paginator.num_pages > 1 and self.template is not None:
-            self.display_page_controls = True
-        return list(self.page)
+            data = orjson.loads(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)))
+            if not isinstance(data, dict):
+                raise problem
+            order, raw_values = data["o"], data["v"]
+        except (ValueError, KeyError, TypeError):
+            raise problem from None
+        if order != ordering:
+            raise ValidationError(
+                {
+                    self.cursor_query_param: [
+                        f"This cursor walks ordering {','.join(map(str, order))!r}; keep the same ordering "
+                        "(and filters) as the request that returned it."
+                    ]
+                }
+            )
+        if not isinstance(raw_values, list) or len(raw_values) != len(ordering):
+            raise problem
+        values = []
+        try:
+            for field, raw in zip(ordering, raw_values, strict=True):
+                name = field.lstrip("-")
+                kind = _FIELD_TYPES.get(name)
+                if raw is None and name in _NULLABLE:
+                    values.append(None)
+                elif kind == "datetime" and isinstance(raw, str):
+                    values.append(datetime.fromisoformat(raw))
+                elif kind == "decimal" and isinstance(raw, str):
+                    values.append(Decimal(raw))
+                elif _plain_value_ok(kind, raw):
+                    values.append(raw)
+                else:
+                    raise problem
+        except (ValueError, InvalidOperation):
+            raise problem from None
+        return values
+
+
+def _plain_value_ok(kind: str | None, raw) -> bool:
+    if kind == "int":
+        return isinstance(raw, int) and not isinstance(raw, bool)
+    return kind == "text" and isinstance(raw, str) and "\x00" not in raw
+
+
+def _after(ordering: list[str], values: list) -> Q:
+    """Rows strictly after ``values`` in ``ordering`` (PostgreSQL puts NULLs last ascending,
+    first descending). The leading field also gets a plain range bound, for the index."""
+    condition = Q(pk__in=[])
+    equal = Q()
+    for field, value in zip(ordering, values, strict=True):
+        name = field.lstrip("-")
+        descending = field.startswith("-")
+        if value is None:
+            beyond = Q(**{f"{name}__isnull": False}) if descending else Q(pk__in=[])
+            same = Q(**{f"{name}__isnull": True})
+        else:
+            beyond = Q(**{f"{name}__{'lt' if descending else 'gt'}": value})
+            if name in _NULLABLE and not descending:
+                beyond |= Q(**{f"{name}__isnull": True})
+            same = Q(**{name: value})
+        condition |= equal & beyond
+        equal &= same
+    first, value = ordering[0], values[0]
+    if value is not None:
+        name = first.lstrip("-")
+        bound = Q(**{f"{name}__{'lte' if first.startswith('-') else 'gte'}": value})
+        if name in _NULLABLE and not first.startswith("-"):
+            bound |= Q(**{f"{name}__isnull": True})
+        condition &= bound
+    return condition

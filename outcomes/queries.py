@@ -1,37 +1,89 @@
 """Selectors: every read and aggregation over auction outcomes lives here.
 
 Keyword-only arguments, plain return values (dicts and lists ready for JSON), no HTTP.
-The API layer passes in an already-filtered queryset, so ``stats`` and ``daily_stats``
-honour exactly the same filters as the list.
+Reports take a validated ``OutcomeQuery`` (the list's filters plus ``start``/``end``) and go
+through one router: it answers from the rollups (``outcomes.rollups``) whenever their
+dimensions cover the filters and the time window splits into whole minutes, hours and days
+of the rollup grains (a window is cut into the coarsest pieces that fit: days in the middle,
+hours and minutes at the edges). Otherwise it reads the raw table through an index. Both
+paths compute the same numbers with the same code; each answer says which one it used.
 
 Definitions (also in the README):
 
 * ``win_rate`` — wins / outcomes × 100, rounded to 2 decimals (0.0 with no outcomes);
 * ``total_revenue`` — sum of ``win_price`` over won auctions (what was paid), 2 decimals;
-* ``average_win_price`` — mean ``win_price`` over won auctions, 4 decimals;
+* ``average_win_price`` — ``total_revenue`` / wins, 4 decimals;
 * ``average_bid_price`` — mean ``bid_price`` over all outcomes, 4 decimals;
-* a day is the UTC calendar day of the auction (of storage, for outcomes without an
-  ``auction_timestamp``).
+* ``ecpm`` — revenue per 1,000 won impressions: ``total_revenue`` / wins × 1000, 4 decimals;
+* ``shading_ratio`` — Σ win_price / Σ bid_price over won auctions, 4 decimals (1.0: paid the bid);
+* percentiles — nearest rank, exact to the cent: the smallest price p such that at least
+  the given share of the prices are ≤ p (PostgreSQL's ``percentile_disc``);
+* the event time of an outcome is its auction time, else the time it was stored.
 """
 
 from __future__ import annotations
 
-from datetime import UTC
+import calendar
+from dataclasses import dataclass, fields
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from zoneinfo import ZoneInfo
 
-from django.db.models import Avg, Count, F, Q, QuerySet, Sum
-from django.db.models.functions import Coalesce, TruncDate
+from django.db import connection
+from django.db.models import QuerySet
 
+from outcomes import rollups
 from outcomes.models import AuctionOutcome
 
-_WON = Q(win_status=True)
+RAW = AuctionOutcome._meta.db_table
+MIN_TIME = datetime(1970, 1, 1, tzinfo=UTC)
+MAX_TIME = datetime(2200, 1, 1, tzinfo=UTC)
+MAX_BUCKETS = 400
+GRANULARITIES = ("minute", "hour", "day", "week", "month")
+BREAKDOWN_DIMENSIONS = ("site_domain", "currency", "enriched", "interest")
+BREAKDOWN_ORDERS = ("revenue", "wins", "outcomes", "win_rate")
+PERCENTILES = (50, 90, 99)
+DEFAULT_SPAN = {
+    "minute": timedelta(hours=1),
+    "hour": timedelta(days=1),
+    "day": timedelta(days=30),
+    "week": timedelta(weeks=12),
+    "month": timedelta(days=365),
+}
+_UNITS_UP_TO = {
+    "minute": ("minute",),
+    "hour": ("hour", "minute"),
+    "day": ("day", "hour", "minute"),
+    "week": ("day", "hour", "minute"),
+    "month": ("day", "hour", "minute"),
+    None: ("day", "hour", "minute"),
+}
 
 
-def event_time():
-    """When an outcome happened: its auction time, else the time it was stored."""
-    return Coalesce(F("auction_timestamp"), F("timestamp"))
+@dataclass(frozen=True)
+class OutcomeQuery:
+    """The filters of a list or report, already validated."""
+
+    user_id: str | None = None
+    site_domain: str | None = None
+    win_status: bool | None = None
+    enriched: bool | None = None
+    currency: str | None = None
+    min_price: Decimal | None = None
+    max_price: Decimal | None = None
+    start: datetime | None = None
+    end: datetime | None = None
+
+    @classmethod
+    def from_filters(cls, data: dict) -> OutcomeQuery:
+        names = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in names and v not in (None, "")})
+
+    def given(self) -> set[str]:
+        return {f.name for f in fields(self) if getattr(self, f.name) is not None}
 
 
+# ---------------------------------------------------------------------------- lists
 def outcome_list(*, winners_only: bool = False) -> QuerySet[AuctionOutcome]:
     queryset = AuctionOutcome.objects.all()
     if winners_only:
@@ -39,50 +91,515 @@ def outcome_list(*, winners_only: bool = False) -> QuerySet[AuctionOutcome]:
     return queryset
 
 
-def _measures() -> dict:
-    return {
-        "total_outcomes": Count("id"),
-        "total_wins": Count("id", filter=_WON),
-        "total_revenue": Sum("win_price", filter=_WON),
-        "average_win_price": Avg("win_price", filter=_WON),
-        "average_bid_price": Avg("bid_price"),
-        "enriched_count": Count("id", filter=Q(enriched=True)),
-    }
+def outcome_count(*, query: OutcomeQuery, cap: int = 10_000) -> tuple[int, bool, str]:
+    """How many outcomes match: (count, is_estimate, source).
+
+    Exact from the rollups when they cover the filters, exact from the raw table when at
+    most ``cap`` rows match, else the planner's estimate (marked as one).
+    """
+    plan = _plan(query, family_for=_stats_family(query), units=_UNITS_UP_TO[None])
+    if plan is not None:
+        rows = _run_measures(plan, query, group="one")
+        return (rows[0][1][0] if rows else 0), False, plan.source
+    where, params = _raw_where(query)
+    with connection.cursor() as cursor:
+        cursor.execute(f"SELECT count(*) FROM (SELECT 1 FROM {RAW} WHERE {where} LIMIT %s) capped", [*params, cap + 1])
+        count = cursor.fetchone()[0]
+        if count <= cap:
+            return count, False, "raw"
+        cursor.execute(f"EXPLAIN (FORMAT JSON) SELECT 1 FROM {RAW} WHERE {where}", params)
+        plan_json = cursor.fetchone()[0]
+    estimate = plan_json[0]["Plan"]["Plan Rows"] if isinstance(plan_json, list) else cap + 1
+    return max(int(estimate), cap + 1), True, "estimate"
 
 
-def _shape(row: dict) -> dict:
-    total = row["total_outcomes"] or 0
-    wins = row["total_wins"] or 0
+# ---------------------------------------------------------------------------- reports
+def outcome_stats(*, query: OutcomeQuery) -> tuple[dict, str]:
+    """Totals, averages, eCPM, shading and price percentiles over the filtered outcomes."""
+    plan = _plan(query, family_for=_stats_family(query), units=_UNITS_UP_TO[None])
+    if plan is not None:
+        rows = _run_measures(plan, query, group="one")
+        source = plan.source
+    else:
+        rows = _run_raw_measures(query, group="one")
+        source = "raw"
+    stats = _shape(rows[0][1] if rows else None)
+    histogram, price_source = _price_histogram(query)
+    stats["win_price_percentiles"] = _percentiles(histogram["win"])
+    stats["bid_price_percentiles"] = _percentiles(histogram["bid"])
+    return stats, source if price_source == source else f"{source}; prices: {price_source}"
+
+
+def outcome_daily_stats(*, query: OutcomeQuery) -> tuple[list[dict], str]:
+    """The stats measures per UTC day of the event time, oldest first; days without outcomes are left out."""
+    plan = _plan(query, family_for=_stats_family(query), units=_UNITS_UP_TO["day"])
+    if plan is not None:
+        rows, source = _run_measures(plan, query, group="day"), plan.source
+    else:
+        rows, source = _run_raw_measures(query, group="day"), "raw"
+    days = [{"date": key.date().isoformat(), **_shape(vec)} for key, vec in sorted(rows) if vec[0]]
+    return days, source
+
+
+def timeseries_buckets(
+    *, granularity: str, start: datetime | None, end: datetime | None, tz: ZoneInfo, now: datetime | None = None
+) -> list[datetime]:
+    """Bucket boundaries B0 < … < Bn in UTC: buckets are [Bi, Bi+1), aligned to ``granularity``
+    in ``tz``; the first starts at ``start`` and the last ends at ``end`` (they may be partial).
+
+    Raises ValueError (with the parameter to blame) when there would be more than MAX_BUCKETS.
+    """
+    end = end or (now or datetime.now(UTC))
+    start = start or end - DEFAULT_SPAN[granularity]
+    if start >= end:
+        raise ValueError("start", "start must be before end.")
+    boundaries = [start]
+    moment = _floor_local(start, granularity, tz)
+    while True:
+        moment = _next_local(moment, granularity, tz)
+        if moment >= end:
+            break
+        boundaries.append(moment)
+        if len(boundaries) > MAX_BUCKETS:
+            raise ValueError(
+                "granularity",
+                f"More than {MAX_BUCKETS} {granularity} buckets between start and end; "
+                "use a coarser granularity or a shorter window.",
+            )
+    boundaries.append(end)
+    return boundaries
+
+
+def outcome_timeseries(*, query: OutcomeQuery, boundaries: list[datetime], granularity: str) -> tuple[list[dict], str]:
+    """Measures per bucket, every bucket present (zeros where nothing happened)."""
+    windowed = OutcomeQuery(**{**_as_dict(query), "start": boundaries[0], "end": boundaries[-1]})
+    plan = _plan(windowed, family_for=_stats_family(query), units=_UNITS_UP_TO[granularity], boundaries=boundaries)
+    if plan is not None:
+        rows, source = _run_measures(plan, windowed, group="buckets"), plan.source
+    else:
+        rows, source = _run_raw_measures(windowed, group="buckets", boundaries=boundaries), "raw"
+    by_bucket = dict(rows)
+    series = []
+    for index in range(len(boundaries) - 1):
+        shaped = _shape(by_bucket.get(index + 1))
+        series.append(
+            {
+                "bucket": boundaries[index].isoformat().replace("+00:00", "Z"),
+                "bucket_end": boundaries[index + 1].isoformat().replace("+00:00", "Z"),
+                "outcomes": shaped["total_outcomes"],
+                "wins": shaped["total_wins"],
+                "win_rate": shaped["win_rate"],
+                "revenue": shaped["total_revenue"],
+                "average_win_price": shaped["average_win_price"],
+                "average_bid_price": shaped["average_bid_price"],
+            }
+        )
+    return series, source
+
+
+def outcome_breakdown(*, query: OutcomeQuery, by: str, order: str, limit: int) -> tuple[dict, str]:
+    """Exact top ``limit`` values of ``by`` by ``order``, plus one ``others`` row: rows + others = total.
+
+    By interest, an outcome counts once under each of its interests ('' for none), so the
+    total is of outcome-interest pairs.
+    """
+    family = {"site_domain": "domain", "interest": "interest"}.get(by, "outcomes")
+    plan = _plan(query, family_for=family, units=_UNITS_UP_TO[None])
+    if plan is not None:
+        rows, source = _run_measures(plan, query, group="dimension", dimension=by), plan.source
+    else:
+        rows, source = _run_raw_measures(query, group="dimension", dimension=by), "raw"
+    shaped = [(key, _shape(vec), vec) for key, vec in rows if vec[0]]
+    sort_key = {"revenue": "total_revenue", "wins": "total_wins", "outcomes": "total_outcomes", "win_rate": "win_rate"}
+    shaped.sort(key=lambda item: (-item[1][sort_key[order]], -item[1]["total_outcomes"], str(item[0])))
+    top, rest = shaped[:limit], shaped[limit:]
+    total = _sum_vectors(vec for _k, _s, vec in shaped)
+    others = _sum_vectors(vec for _k, _s, vec in rest)
     return {
-        "total_outcomes": total,
+        "by": by,
+        "order": order,
+        "limit": limit,
+        "rows": [{by: key, **_row(s)} for key, s, _vec in top],
+        "others": {**_row(_shape(others)), "values": len(rest)},
+        "total": {**_row(_shape(total)), "values": len(shaped)},
+    }, source
+
+
+def outcome_price_histogram(*, query: OutcomeQuery, price: str, bins: int) -> tuple[dict, str]:
+    """Counts of ``price`` (win_price over won auctions, or bid_price) in ``bins`` equal bins
+    from 0 to the 99th percentile; the last bin is open-ended and holds everything above."""
+    histogram, source = _price_histogram(query)
+    counts = histogram["win" if price == "win_price" else "bid"]
+    total = sum(counts.values())
+    p99 = _percentile(counts, 99, total)
+    top = max(1, p99 or 0)
+    width = -(-top // bins)  # cents per bin, rounded up: bins * width >= top
+    result = [0] * bins
+    for cents, count in counts.items():
+        result[min(bins - 1, cents // width)] += count
+    return {
+        "price": price,
+        "count": total,
+        "bins": [
+            {
+                "lower": _cents(i * width),
+                "upper": None if i == bins - 1 else _cents((i + 1) * width),
+                "count": result[i],
+            }
+            for i in range(bins)
+        ],
+    }, source
+
+
+def outcome_reach(*, query: OutcomeQuery) -> tuple[dict, str]:
+    """Distinct users. From HyperLogLog sketches (relative standard error 1.6%; the bounds
+    are the sketch's 95% confidence interval) when only start/end are given on whole hours;
+    otherwise exact, from the raw table."""
+    given = query.given() - {"start", "end"}
+    if not given:
+        segments = _decompose_window(query.start, query.end, ("day", "hour"))
+        if segments is not None:
+            import datasketches
+
+            union = datasketches.hll_union(rollups.HLL_LG_K)
+            with connection.cursor() as cursor:
+                for unit, ranges in segments.items():
+                    if not ranges:
+                        continue
+                    cond, params = _ranges_sql(ranges)
+                    cursor.execute(f"SELECT sketch FROM {rollups.FAMILIES['reach'][unit].table} WHERE {cond}", params)
+                    for (blob,) in cursor.fetchall():
+                        union.update(datasketches.hll_sketch.deserialize(bytes(blob)))
+            estimate = union.get_estimate()
+            return {
+                "reach": round(estimate),
+                "exact": False,
+                "lower_bound": int(union.get_lower_bound(2)),
+                "upper_bound": -int(-union.get_upper_bound(2) // 1),
+                "relative_standard_error": round(1.04 / (1 << rollups.HLL_LG_K) ** 0.5, 4),
+            }, "rollup:" + "+".join(u for u, r in segments.items() if r)
+    where, params = _raw_where(query)
+    with connection.cursor() as cursor:
+        cursor.execute(f"SELECT count(DISTINCT user_id) FROM {RAW} WHERE {where}", params)
+        count = cursor.fetchone()[0]
+    return {"reach": count, "exact": True, "lower_bound": count, "upper_bound": count}, "raw"
+
+
+# ---------------------------------------------------------------------------- planning
+@dataclass
+class _Plan:
+    family: str
+    segments: dict[str, list[tuple[datetime, datetime]]]
+    boundaries: list[datetime] | None
+
+    @property
+    def source(self) -> str:
+        return f"rollup:{self.family}:" + "+".join(unit for unit, ranges in self.segments.items() if ranges)
+
+
+def _stats_family(query: OutcomeQuery) -> str:
+    return "domain" if query.site_domain is not None else "outcomes"
+
+
+def _plan(
+    query: OutcomeQuery, *, family_for: str, units: tuple[str, ...], boundaries: list[datetime] | None = None
+) -> _Plan | None:
+    """The rollup pieces that answer ``query`` exactly, or None if only the raw table can."""
+    allowed = rollups.FAMILY_FILTERS[family_for] | {"win_status", "start", "end"}
+    if query.given() - allowed:
+        return None
+    family_units = tuple(u for u in units if u in rollups.FAMILIES[family_for])
+    cuts = boundaries or [query.start or MIN_TIME, query.end or MAX_TIME]
+    segments: dict[str, list] = {unit: [] for unit in family_units}
+    for lo, hi in zip(cuts, cuts[1:], strict=False):
+        piece = _decompose(lo, hi, family_units)
+        if piece is None:
+            return None
+        for unit, ranges in piece.items():
+            _merge_into(segments[unit], ranges)
+    return _Plan(family_for, segments, boundaries)
+
+
+def _decompose_window(start, end, units):
+    return _decompose(start or MIN_TIME, end or MAX_TIME, units)
+
+
+def _decompose(lo: datetime, hi: datetime, units: tuple[str, ...]) -> dict | None:
+    out: dict[str, list] = {unit: [] for unit in units}
+
+    def cut(a: datetime, b: datetime, level: int) -> bool:
+        if a >= b:
+            return True
+        if level == len(units):
+            return False
+        unit = units[level]
+        inner_lo, inner_hi = _ceil(a, unit), rollups.truncate(b, unit)
+        if inner_lo >= inner_hi:
+            return cut(a, b, level + 1)
+        out[unit].append((inner_lo, inner_hi))
+        return cut(a, inner_lo, level + 1) and cut(inner_hi, b, level + 1)
+
+    return out if cut(lo.astimezone(UTC), hi.astimezone(UTC), 0) else None
+
+
+def _ceil(moment: datetime, unit: str) -> datetime:
+    floor = rollups.truncate(moment, unit)
+    return floor if floor == moment else floor + rollups.UNITS[unit]
+
+
+def _merge_into(target: list, ranges: list) -> None:
+    for lo, hi in sorted(ranges):
+        if target and target[-1][1] == lo:
+            target[-1] = (target[-1][0], hi)
+        else:
+            target.append((lo, hi))
+
+
+def _ranges_sql(ranges: list[tuple[datetime, datetime]]) -> tuple[str, list]:
+    conds, params = [], []
+    for lo, hi in ranges:
+        conds.append("(bucket >= %s AND bucket < %s)")
+        params += [lo, hi]
+    return "(" + " OR ".join(conds) + ")", params
+
+
+# ---------------------------------------------------------------------------- measures
+# A measures vector: (outcomes, wins, enriched, revenue_cents, bid_cents, won_bid_cents).
+def _projection(win_status: bool | None) -> str:
+    if win_status is None:
+        return "outcomes, wins, enriched_outcomes, revenue_cents, bid_cents, won_bid_cents"
+    if win_status:
+        return "wins, wins, enriched_wins, revenue_cents, won_bid_cents, won_bid_cents"
+    return "outcomes - wins, 0, enriched_outcomes - enriched_wins, 0, bid_cents - won_bid_cents, 0"
+
+
+_SUMS = "sum(o)::bigint, sum(w)::bigint, sum(e)::bigint, sum(r)::bigint, sum(bd)::bigint, sum(wb)::bigint"
+
+
+def _run_measures(plan: _Plan, query: OutcomeQuery, *, group: str, dimension: str | None = None) -> list:
+    parts, params = [], []
+    for unit, ranges in plan.segments.items():
+        if not ranges:
+            continue
+        grain = rollups.FAMILIES[plan.family][unit]
+        cond, cond_params = _ranges_sql(ranges)
+        conds = [cond]
+        for name in sorted(rollups.FAMILY_FILTERS[plan.family]):
+            value = getattr(query, name)
+            if value is not None:
+                conds.append(f"{name} = %s")
+                cond_params.append(value)
+        if group == "buckets":
+            key, key_params = "width_bucket(bucket, %s::timestamptz[])", [plan.boundaries]
+        elif group == "day":
+            key, key_params = "date_trunc('day', bucket, 'UTC')", []
+        elif group == "dimension":
+            key, key_params = dimension, []
+        else:
+            key, key_params = "1", []
+        parts.append(
+            f"SELECT {key} AS k, {_projection(query.win_status)} FROM {grain.table} WHERE {' AND '.join(conds)}"
+        )
+        params += key_params + cond_params
+    if not parts:
+        return []
+    sql = f"SELECT k, {_SUMS} FROM ({' UNION ALL '.join(parts)}) x(k, o, w, e, r, bd, wb) GROUP BY k"
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        return [(key, tuple(vec)) for key, *vec in cursor.fetchall()]
+
+
+_RAW_MEASURES = (
+    "count(*), count(*) FILTER (WHERE win_status), count(*) FILTER (WHERE enriched), "
+    "coalesce(sum(win_price) FILTER (WHERE win_status), 0) * 100, coalesce(sum(bid_price), 0) * 100, "
+    "coalesce(sum(bid_price) FILTER (WHERE win_status), 0) * 100"
+)
+
+
+def _raw_where(query: OutcomeQuery, table: str = "") -> tuple[str, list]:
+    prefix = f"{table}." if table else ""
+    conds, params = ["true"], []
+    for name in ("user_id", "site_domain", "win_status", "enriched", "currency"):
+        value = getattr(query, name)
+        if value is not None:
+            conds.append(f"{prefix}{name} = %s")
+            params.append(value)
+    if query.min_price is not None:
+        conds.append(f"{prefix}win_price >= %s")
+        params.append(query.min_price)
+    if query.max_price is not None:
+        conds.append(f"{prefix}win_price <= %s")
+        params.append(query.max_price)
+    if query.start is not None:
+        conds.append(f"{prefix}event_time >= %s")
+        params.append(query.start)
+    if query.end is not None:
+        conds.append(f"{prefix}event_time < %s")
+        params.append(query.end)
+    return " AND ".join(conds), params
+
+
+def _run_raw_measures(
+    query: OutcomeQuery, *, group: str, boundaries: list[datetime] | None = None, dimension: str | None = None
+) -> list:
+    where, params = _raw_where(query, "o")
+    source = f"{RAW} o"
+    if group == "buckets":
+        key, key_params = "width_bucket(o.event_time, %s::timestamptz[])", [boundaries]
+    elif group == "day":
+        key, key_params = "date_trunc('day', o.event_time, 'UTC')", []
+    elif group == "dimension" and dimension == "interest":
+        source += " LEFT JOIN LATERAL jsonb_array_elements_text(o.user_interests) i(value) ON true"
+        key, key_params = "coalesce(i.value, '')", []
+    elif group == "dimension":
+        key, key_params = ("coalesce(o.site_domain, '')" if dimension == "site_domain" else f"o.{dimension}"), []
+    else:
+        key, key_params = "1", []
+    sql = f"SELECT {key}, {_RAW_MEASURES} FROM {source} WHERE {where} GROUP BY 1"
+    with connection.cursor() as cursor:
+        cursor.execute(sql, key_params + params)
+        return [(k, tuple(int(v) for v in vec)) for k, *vec in cursor.fetchall()]
+
+
+def _sum_vectors(vectors) -> tuple:
+    total = [0] * 6
+    for vec in vectors:
+        for i, value in enumerate(vec):
+            total[i] += value
+    return tuple(total)
+
+
+def _shape(vec: tuple | None) -> dict:
+    outcomes, wins, enriched, revenue, bid, won_bid = vec or (0, 0, 0, 0, 0, 0)
+    return {
+        "total_outcomes": outcomes,
         "total_wins": wins,
-        "total_losses": total - wins,
-        "win_rate": round(wins * 100 / total, 2) if total else 0.0,
-        "total_revenue": _money(row["total_revenue"], 2),
-        "average_win_price": _money(row["average_win_price"], 4),
-        "average_bid_price": _money(row["average_bid_price"], 4),
-        "enriched_count": row["enriched_count"] or 0,
+        "total_losses": outcomes - wins,
+        "win_rate": round(wins * 100 / outcomes, 2) if outcomes else 0.0,
+        "total_revenue": float(Decimal(revenue) / 100),
+        "average_win_price": _ratio(revenue, wins * 100, 4),
+        "average_bid_price": _ratio(bid, outcomes * 100, 4),
+        "enriched_count": enriched,
+        "ecpm": _ratio(revenue * 1000, wins * 100, 4),
+        "shading_ratio": _ratio(revenue, won_bid, 4),
     }
 
 
-def _money(value: Decimal | None, places: int) -> float:
-    if value is None:
+def _row(shaped: dict) -> dict:
+    return {
+        "outcomes": shaped["total_outcomes"],
+        "wins": shaped["total_wins"],
+        "win_rate": shaped["win_rate"],
+        "revenue": shaped["total_revenue"],
+        "average_win_price": shaped["average_win_price"],
+        "ecpm": shaped["ecpm"],
+    }
+
+
+def _ratio(numerator: int, denominator: int, places: int) -> float:
+    if not denominator:
         return 0.0
-    return float(round(Decimal(value), places))
+    return float(round(Decimal(numerator) / Decimal(denominator), places))
 
 
-def outcome_stats(*, queryset: QuerySet[AuctionOutcome]) -> dict:
-    """Totals and averages over ``queryset`` (zeros, never nulls, when it is empty)."""
-    return _shape(queryset.order_by().aggregate(**_measures()))
+def _as_dict(query: OutcomeQuery) -> dict:
+    return {f.name: getattr(query, f.name) for f in fields(query)}
 
 
-def outcome_daily_stats(*, queryset: QuerySet[AuctionOutcome]) -> list[dict]:
-    """The same measures per UTC day, oldest day first."""
-    rows = (
-        queryset.order_by()
-        .annotate(day=TruncDate(event_time(), tzinfo=UTC))
-        .values("day")
-        .annotate(**_measures())
-        .order_by("day")
-    )
-    return [{"date": row["day"].isoformat(), **_shape(row)} for row in rows]
+# ---------------------------------------------------------------------------- prices
+def _price_histogram(query: OutcomeQuery) -> tuple[dict[str, dict[int, int]], str]:
+    """{"win": {cents: count}, "bid": {cents: count}} over the filtered outcomes."""
+    win: dict[int, int] = {}
+    bid: dict[int, int] = {}
+    plan = _plan(query, family_for="price", units=("day", "hour"))
+    if plan is not None:
+        parts, params = [], []
+        for unit, ranges in plan.segments.items():
+            if ranges:
+                cond, cond_params = _ranges_sql(ranges)
+                parts.append(
+                    "SELECT cents, won_at_win_price, won_at_bid_price, lost_at_bid_price "
+                    f"FROM {rollups.FAMILIES['price'][unit].table} WHERE {cond}"
+                )
+                params += cond_params
+        rows = []
+        if parts:
+            with connection.cursor() as cursor:
+                cursor.execute(
+                    f"SELECT c, sum(ww)::bigint, sum(wb)::bigint, sum(lb)::bigint FROM ({' UNION ALL '.join(parts)}) "
+                    "x(c, ww, wb, lb) GROUP BY c",
+                    params,
+                )
+                rows = cursor.fetchall()
+        for cents, won_win, won_bid, lost_bid in rows:
+            if query.win_status is not False and won_win:
+                win[cents] = won_win
+            bid_count = (won_bid if query.win_status is not False else 0) + (
+                lost_bid if query.win_status is not True else 0
+            )
+            if bid_count:
+                bid[cents] = bid_count
+        return {"win": win, "bid": bid}, plan.source
+    where, params = _raw_where(query)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT (win_price * 100)::int, count(*) FROM {RAW} WHERE {where} AND win_status GROUP BY 1", params
+        )
+        win = dict(cursor.fetchall())
+        cursor.execute(f"SELECT (bid_price * 100)::int, count(*) FROM {RAW} WHERE {where} GROUP BY 1", params)
+        bid = dict(cursor.fetchall())
+    return {"win": win, "bid": bid}, "raw"
+
+
+def _percentile(counts: dict[int, int], percent: int, total: int | None = None) -> int | None:
+    total = sum(counts.values()) if total is None else total
+    if not total:
+        return None
+    running = 0
+    for cents in sorted(counts):
+        running += counts[cents]
+        if running * 100 >= percent * total:
+            return cents
+    return None
+
+
+def _percentiles(counts: dict[int, int]) -> dict:
+    total = sum(counts.values())
+    return {f"p{p}": (_cents(v) if (v := _percentile(counts, p, total)) is not None else None) for p in PERCENTILES}
+
+
+def _cents(value: int) -> float:
+    return float(Decimal(value) / 100)
+
+
+# ---------------------------------------------------------------------------- calendar
+def _floor_local(moment: datetime, granularity: str, tz: ZoneInfo) -> datetime:
+    local = moment.astimezone(tz)
+    if granularity == "minute":
+        floor = local.replace(second=0, microsecond=0)
+    elif granularity == "hour":
+        floor = local.replace(minute=0, second=0, microsecond=0)
+    else:
+        day = local.date()
+        if granularity == "week":
+            day -= timedelta(days=day.weekday())
+        elif granularity == "month":
+            day = day.replace(day=1)
+        floor = datetime(day.year, day.month, day.day, tzinfo=tz)
+    return floor.astimezone(UTC)
+
+
+def _next_local(moment: datetime, granularity: str, tz: ZoneInfo) -> datetime:
+    if granularity == "minute":
+        return moment + timedelta(minutes=1)
+    if granularity == "hour":
+        return moment + timedelta(hours=1)
+    local = moment.astimezone(tz).date()
+    if granularity == "day":
+        day = local + timedelta(days=1)
+    elif granularity == "week":
+        day = local + timedelta(days=7)
+    else:
+        days = calendar.monthrange(local.year, local.month)[1]
+        day = local.replace(day=1) + timedelta(days=days)
+    return datetime(day.year, day.month, day.day, tzinfo=tz).astimezone(UTC)

@@ -1,15 +1,18 @@
-"""JSON shapes of the outcomes API (the service specification's "API Response")."""
+"""JSON shapes of the outcomes API (the service specification's "API Response").
+
+Output shapes only: writes are validated by the write service (``outcomes.writes``) with
+the consumer's parsing rules, so there is one definition of a valid outcome. Report
+parameters are validated by the small ``*Params`` serializers below.
+"""
 
 from __future__ import annotations
 
-import re
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from django.conf import settings
 from rest_framework import serializers
 
 from outcomes.models import AuctionOutcome
-
-_CURRENCY_RE = re.compile(r"[A-Z]{3}")
+from outcomes.queries import BREAKDOWN_DIMENSIONS, BREAKDOWN_ORDERS, GRANULARITIES, MAX_BUCKETS
 
 
 class AuctionOutcomeSerializer(serializers.ModelSerializer):
@@ -19,8 +22,8 @@ class AuctionOutcomeSerializer(serializers.ModelSerializer):
         allow_null=True,
         help_text="(bid_price - win_price) / bid_price * 100 for a won auction; null for a lost one.",
     )
-    win_price = serializers.DecimalField(max_digits=10, decimal_places=2, min_value=0, required=False, default=0)
-    bid_price = serializers.DecimalField(max_digits=10, decimal_places=2, min_value=0)
+    win_price = serializers.DecimalField(max_digits=10, decimal_places=2, required=False, default=0)
+    bid_price = serializers.DecimalField(max_digits=10, decimal_places=2)
 
     class Meta:
         model = AuctionOutcome
@@ -50,37 +53,6 @@ class AuctionOutcomeSerializer(serializers.ModelSerializer):
             data["site_domain"] = ""  # as the specification's example response shows
         return data
 
-    def validate_currency(self, value: str) -> str:
-        if not _CURRENCY_RE.fullmatch(value):
-            raise serializers.ValidationError("Must be a 3-letter ISO 4217 code such as USD.")
-        return value
-
-    def validate_user_interests(self, value):
-        if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
-            raise serializers.ValidationError("Must be a list of strings.")
-        return value
-
-    def validate_site_domain(self, value):
-        return value or None
-
-    def validate(self, attrs):
-        max_price = settings.CONSUMER.max_price
-        for field in ("win_price", "bid_price"):
-            value = attrs.get(field, getattr(self.instance, field, None))
-            if value is not None and value > max_price:
-                raise serializers.ValidationError({field: [f"Must not exceed {max_price}."]})
-        win_status = attrs.get("win_status", getattr(self.instance, "win_status", False))
-        win_price = attrs.get("win_price", getattr(self.instance, "win_price", 0))
-        bid_price = attrs.get("bid_price", getattr(self.instance, "bid_price", 0))
-        if win_status and win_price > bid_price:
-            raise serializers.ValidationError({"win_price": ["A won auction cannot pay more than its bid."]})
-        return attrs
-
-    def create(self, validated_data):
-        raw = {key: value for key, value in self.initial_data.items() if key in self.fields}
-        validated_data.setdefault("raw_data", raw)
-        return super().create(validated_data)
-
 
 class OutcomeStatsSerializer(serializers.Serializer):
     total_outcomes = serializers.IntegerField()
@@ -95,3 +67,101 @@ class OutcomeStatsSerializer(serializers.Serializer):
 
 class DailyStatsSerializer(OutcomeStatsSerializer):
     date = serializers.DateField(help_text="UTC day of the auction.")
+
+
+class PercentilesSerializer(serializers.Serializer):
+    p50 = serializers.FloatField(allow_null=True)
+    p90 = serializers.FloatField(allow_null=True)
+    p99 = serializers.FloatField(allow_null=True)
+
+
+class ReportStatsSerializer(OutcomeStatsSerializer):
+    ecpm = serializers.FloatField(help_text="Revenue per 1,000 won impressions: total_revenue / total_wins * 1000.")
+    shading_ratio = serializers.FloatField(help_text="Sum of win_price / sum of bid_price over won auctions.")
+    win_price_percentiles = PercentilesSerializer(help_text="Exact, nearest rank, over won auctions.")
+    bid_price_percentiles = PercentilesSerializer(help_text="Exact, nearest rank, over all outcomes.")
+
+
+class TimeseriesBucketSerializer(serializers.Serializer):
+    bucket = serializers.DateTimeField(help_text="Start of the bucket (the window's start for the first).")
+    bucket_end = serializers.DateTimeField()
+    outcomes = serializers.IntegerField()
+    wins = serializers.IntegerField()
+    win_rate = serializers.FloatField()
+    revenue = serializers.FloatField()
+    average_win_price = serializers.FloatField()
+    average_bid_price = serializers.FloatField()
+
+
+class TimeseriesSerializer(serializers.Serializer):
+    granularity = serializers.CharField()
+    tz = serializers.CharField()
+    start = serializers.DateTimeField()
+    end = serializers.DateTimeField()
+    buckets = TimeseriesBucketSerializer(many=True)
+
+
+class BreakdownRowSerializer(serializers.Serializer):
+    outcomes = serializers.IntegerField()
+    wins = serializers.IntegerField()
+    win_rate = serializers.FloatField()
+    revenue = serializers.FloatField()
+    average_win_price = serializers.FloatField()
+    ecpm = serializers.FloatField()
+
+
+class BreakdownGroupSerializer(BreakdownRowSerializer):
+    values = serializers.IntegerField(help_text="How many distinct values this row sums.")
+
+
+class BreakdownSerializer(serializers.Serializer):
+    by = serializers.CharField()
+    order = serializers.CharField()
+    limit = serializers.IntegerField()
+    rows = BreakdownRowSerializer(many=True, help_text="Each row also has the `by` field with its value.")
+    others = BreakdownGroupSerializer()
+    total = BreakdownGroupSerializer()
+
+
+class HistogramBinSerializer(serializers.Serializer):
+    lower = serializers.FloatField()
+    upper = serializers.FloatField(allow_null=True, help_text="null for the last, open-ended bin.")
+    count = serializers.IntegerField()
+
+
+class HistogramSerializer(serializers.Serializer):
+    price = serializers.CharField()
+    count = serializers.IntegerField()
+    bins = HistogramBinSerializer(many=True)
+
+
+class ReachSerializer(serializers.Serializer):
+    reach = serializers.IntegerField(help_text="Distinct user ids.")
+    exact = serializers.BooleanField()
+    lower_bound = serializers.IntegerField()
+    upper_bound = serializers.IntegerField()
+
+
+# ---------------------------------------------------------------------------- report parameters
+class TimeseriesParams(serializers.Serializer):
+    granularity = serializers.ChoiceField(choices=GRANULARITIES, default="hour")
+    tz = serializers.CharField(
+        default="UTC", help_text=f"IANA time zone for day/week/month boundaries. At most {MAX_BUCKETS} buckets."
+    )
+
+    def validate_tz(self, value: str) -> ZoneInfo:
+        try:
+            return ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise serializers.ValidationError(f"Unknown time zone {value[:60]!r}; use an IANA name.") from None
+
+
+class BreakdownParams(serializers.Serializer):
+    by = serializers.ChoiceField(choices=BREAKDOWN_DIMENSIONS)
+    order = serializers.ChoiceField(choices=BREAKDOWN_ORDERS, default="revenue")
+    limit = serializers.IntegerField(min_value=1, max_value=100, default=10)
+
+
+class HistogramParams(serializers.Serializer):
+    price = serializers.ChoiceField(choices=("win_price", "bid_price"), default="win_price")
+    bins = serializers.IntegerField(min_value=1, max_value=200, default=20)

@@ -1,34 +1,66 @@
-"""HTTP layer: thin DRF viewsets over the selectors in ``outcomes.queries``.
+"""HTTP layer: thin DRF views over the selectors in ``outcomes.queries`` and the write service.
 
-Every action starts from ``self.filter_queryset(self.get_queryset())`` so the filters mean
-the same thing everywhere. Unknown query parameters are refused (400) rather than ignored,
-so a typo such as ``?usr_id=`` cannot silently return unfiltered data.
+Lists start from ``self.filter_queryset(self.get_queryset())``; reports validate the same
+FilterSet into an ``OutcomeQuery`` and call one selector, so the filters mean the same thing
+everywhere. Unknown query parameters are refused (400) rather than ignored, so a typo such
+as ``?usr_id=`` cannot silently return unfiltered data; the allowed names are derived from
+the FilterSet, the paginator and each report's parameter serializer. Every report answer
+carries ``X-Report-Source``: the rollup grains that answered it, or ``raw``.
 """
 
 from __future__ import annotations
 
-from drf_spectacular.utils import extend_schema
-from rest_framework import viewsets
+from zoneinfo import ZoneInfo
+
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework import status, viewsets
 from rest_framework.decorators import action
-from rest_framework.exceptions import ValidationError
+from rest_framework.exceptions import NotFound, ValidationError
 from rest_framework.response import Response
 
-from outcomes import queries
+from outcomes import queries, writes
 from outcomes.filters import FILTER_PARAMS, OutcomeFilter
-from outcomes.serializers import AuctionOutcomeSerializer, DailyStatsSerializer, OutcomeStatsSerializer
+from outcomes.pagination import OutcomePagination
+from outcomes.serializers import (
+    AuctionOutcomeSerializer,
+    BreakdownParams,
+    BreakdownSerializer,
+    DailyStatsSerializer,
+    HistogramParams,
+    HistogramSerializer,
+    ReachSerializer,
+    ReportStatsSerializer,
+    TimeseriesParams,
+    TimeseriesSerializer,
+)
 
 _ALWAYS = {"format"}
-_PAGINATION = {"page", "page_size"}
+_REPORT_FILTERS = FILTER_PARAMS - {"ordering"}
+_LIST = FILTER_PARAMS | OutcomePagination.query_params | _ALWAYS
 _ALLOWED_PARAMS = {
-    "list": FILTER_PARAMS | _PAGINATION | _ALWAYS,
-    "winners": FILTER_PARAMS | _PAGINATION | _ALWAYS,
-    "stats": (FILTER_PARAMS - {"ordering"}) | _ALWAYS,
-    "daily_stats": (FILTER_PARAMS - {"ordering"}) | _ALWAYS,
+    "list": _LIST,
+    "winners": _LIST,
+    "stats": _REPORT_FILTERS | _ALWAYS,
+    "daily_stats": _REPORT_FILTERS | _ALWAYS,
+    "reach": _REPORT_FILTERS | _ALWAYS,
+    "timeseries": _REPORT_FILTERS | set(TimeseriesParams().fields) | _ALWAYS,
+    "breakdown": _REPORT_FILTERS | set(BreakdownParams().fields) | _ALWAYS,
+    "histogram": _REPORT_FILTERS | set(HistogramParams().fields) | _ALWAYS,
 }
 
 
+def _body(request):
+    """The request's JSON object (a form post from the browsable API becomes a plain dict)."""
+    data = request.data
+    return data.dict() if hasattr(data, "dict") else data
+
+
+def _report(data, source: str) -> Response:
+    return Response(data, headers={"X-Report-Source": source})
+
+
 class AuctionOutcomeViewSet(viewsets.ModelViewSet):
-    """Auction outcomes: list, retrieve, aggregations; changes by staff only."""
+    """Auction outcomes: list, retrieve, reports; changes by staff only, through the write service."""
 
     serializer_class = AuctionOutcomeSerializer
     filterset_class = OutcomeFilter
@@ -42,19 +74,141 @@ class AuctionOutcomeViewSet(viewsets.ModelViewSet):
         unknown = sorted(set(request.query_params) - allowed)
         if unknown:
             hint = f"Allowed here: {', '.join(sorted(allowed))}."
-            raise ValidationError({name: [f"Unknown query parameter. {hint}"] for name in unknown})
+            raise ValidationError({name[:60]: [f"Unknown query parameter. {hint}"] for name in unknown})
+
+    # ------------------------------------------------------------------ lists
+    def list(self, request, *args, **kwargs):
+        queryset = self.filter_queryset(self.get_queryset())
+        query = self._query()
+        if self.action == "winners":
+            query = queries.OutcomeQuery(**{**queries._as_dict(query), "win_status": True})
+        self.paginator.count_function = lambda: queries.outcome_count(query=query)[:2]
+        page = self.paginate_queryset(queryset)
+        return self.get_paginated_response(self.get_serializer(page, many=True).data)
 
     @extend_schema(summary="Only won auctions (same filters, ordering and pagination as the list).")
     @action(detail=False, methods=["get"])
     def winners(self, request):
         return self.list(request)
 
-    @extend_schema(summary="Totals and averages over the filtered outcomes.", responses=OutcomeStatsSerializer)
+    # ------------------------------------------------------------------ reports
+    def _query(self) -> queries.OutcomeQuery:
+        filterset = self.filterset_class(self.request.query_params, queryset=self.get_queryset(), request=self.request)
+        if not filterset.is_valid():
+            raise ValidationError(filterset.errors)
+        return queries.OutcomeQuery.from_filters(filterset.form.cleaned_data)
+
+    def _params(self, serializer_class):
+        params = serializer_class(data=self.request.query_params)
+        params.is_valid(raise_exception=True)
+        return params.validated_data
+
+    @extend_schema(
+        summary="Totals, averages, eCPM, shading ratio and exact price percentiles over the filtered outcomes.",
+        responses=ReportStatsSerializer,
+    )
     @action(detail=False, methods=["get"])
     def stats(self, request):
-        return Response(queries.outcome_stats(queryset=self.filter_queryset(self.get_queryset())))
+        return _report(*queries.outcome_stats(query=self._query()))
 
-    @extend_schema(summary="The same measures per UTC day, oldest first.", responses=DailyStatsSerializer(many=True))
+    @extend_schema(
+        summary="The stats measures per UTC day of the event time, oldest first.",
+        responses=DailyStatsSerializer(many=True),
+    )
     @action(detail=False, methods=["get"])
     def daily_stats(self, request):
-        return Response(queries.outcome_daily_stats(queryset=self.filter_queryset(self.get_queryset())))
+        return _report(*queries.outcome_daily_stats(query=self._query()))
+
+    @extend_schema(
+        summary="Measures per time bucket, empty buckets included.",
+        parameters=[TimeseriesParams],
+        responses=TimeseriesSerializer,
+    )
+    @action(detail=False, methods=["get"])
+    def timeseries(self, request):
+        query = self._query()
+        params = self._params(TimeseriesParams)
+        tz: ZoneInfo = params["tz"]
+        try:
+            boundaries = queries.timeseries_buckets(
+                granularity=params["granularity"], start=query.start, end=query.end, tz=tz
+            )
+        except ValueError as exc:
+            name, message = exc.args
+            raise ValidationError({name: [message]}) from None
+        buckets, source = queries.outcome_timeseries(
+            query=query, boundaries=boundaries, granularity=params["granularity"]
+        )
+        return _report(
+            {
+                "granularity": params["granularity"],
+                "tz": str(tz),
+                "start": boundaries[0].isoformat().replace("+00:00", "Z"),
+                "end": boundaries[-1].isoformat().replace("+00:00", "Z"),
+                "buckets": buckets,
+            },
+            source,
+        )
+
+    @extend_schema(
+        summary="Exact top N of a dimension plus an 'others' row, adding up to the total.",
+        parameters=[BreakdownParams],
+        responses=BreakdownSerializer,
+    )
+    @action(detail=False, methods=["get"])
+    def breakdown(self, request):
+        query = self._query()
+        params = self._params(BreakdownParams)
+        return _report(*queries.outcome_breakdown(query=query, **params))
+
+    @extend_schema(
+        summary="Histogram of win or bid prices, from 0 to the 99th percentile (last bin open-ended).",
+        parameters=[HistogramParams],
+        responses=HistogramSerializer,
+    )
+    @action(detail=False, methods=["get"])
+    def histogram(self, request):
+        query = self._query()
+        params = self._params(HistogramParams)
+        return _report(*queries.outcome_price_histogram(query=query, **params))
+
+    @extend_schema(
+        summary="Distinct users: HyperLogLog estimate with 95% bounds, or exact.",
+        parameters=[OpenApiParameter("start", str), OpenApiParameter("end", str)],
+        responses=ReachSerializer,
+    )
+    @action(detail=False, methods=["get"])
+    def reach(self, request):
+        return _report(*queries.outcome_reach(query=self._query()))
+
+    # ------------------------------------------------------------------ writes
+    def create(self, request, *args, **kwargs):
+        outcome = self._write(lambda: writes.outcome_create(document=_body(request)))
+        return Response(self.get_serializer(outcome).data, status=status.HTTP_201_CREATED)
+
+    def update(self, request, *args, partial=False, **kwargs):
+        outcome_id = self._id(kwargs)
+        outcome = self._write(
+            lambda: writes.outcome_update(outcome_id=outcome_id, changes=_body(request), partial=partial)
+        )
+        return Response(self.get_serializer(outcome).data)
+
+    def destroy(self, request, *args, **kwargs):
+        if not writes.outcomes_delete(ids=[self._id(kwargs)]):
+            raise NotFound()
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+    def _id(self, kwargs) -> int:
+        try:
+            return int(kwargs[self.lookup_url_kwarg or self.lookup_field])
+        except (TypeError, ValueError):
+            raise NotFound() from None
+
+    @staticmethod
+    def _write(operation):
+        try:
+            return operation()
+        except writes.OutcomeInvalid as exc:
+            raise ValidationError(exc.errors) from None
+        except writes.OutcomeNotFound:
+            raise NotFound() from None

@@ -53,11 +53,18 @@ def encode(data) -> bytes:
 # ---------------------------------------------------------------------------- database
 @pytest.fixture
 def outcome_factory(db):
-    """Create outcomes directly in the table: ``outcome_factory(n=3, win_status=False, ...)``."""
+    """Store outcomes through the write service (rollups included), as the consumer would:
+    ``outcome_factory(n=3, win_status=False, ...)``. ``raw_data`` adds fields to the stored
+    message. Returns the stored rows in creation order."""
+    from outcomes import writes
     from outcomes.models import AuctionOutcome
 
+    counter = iter(range(10**9))
+
     def create(n: int = 1, **fields):
-        rows = []
+        extra = fields.pop("raw_data", None) or {}
+        batch = writes.Batch()
+        bids = []
         for _ in range(n):
             values = {
                 "bid_id": f"bid-{uuid.uuid4()}",
@@ -72,11 +79,26 @@ def outcome_factory(db):
                 "auction_timestamp": datetime(2025, 10, 25, 12, 0, tzinfo=UTC),
             }
             values.update(fields)
-            values.setdefault("raw_data", {k: str(v) for k, v in values.items()})
-            rows.append(AuctionOutcome(**values))
-        return AuctionOutcome.objects.bulk_create(rows)
+            document = {**{k: v for k, v in extra.items() if k != "bid_request_id"}, **values}
+            document = {k: (v.isoformat() if isinstance(v, datetime) else v) for k, v in document.items()}
+            document = {k: (str(v) if isinstance(v, Decimal) else v) for k, v in document.items()}
+            parsed = parse_document(document)
+            batch.events.append((parsed, writes.Position("factory", 0, next(counter))))
+            bids.append(parsed.bid_id)
+        result = writes.write_batch(batch, consumer_group="factory")
+        assert result.stored == n, result
+        stored = {row.bid_id: row for row in AuctionOutcome.objects.filter(bid_id__in=bids)}
+        return [stored[bid] for bid in bids]
 
     return create
+
+
+def parse_document(document: dict):
+    from outcomes.ingest.messages import InvalidOutcome, parse_outcome
+
+    parsed = parse_outcome(orjson.dumps(document), max_price=django_settings.CONSUMER.max_price)
+    assert not isinstance(parsed, InvalidOutcome), parsed
+    return parsed
 
 
 # ---------------------------------------------------------------------------- Kafka

@@ -161,7 +161,7 @@ def test_winners_only_lists_won_auctions(api, mixed):
     assert all(row["win_status"] for row in body["results"])
 
 
-@pytest.mark.parametrize("field", ["win_price", "bid_price", "timestamp", "auction_timestamp", "user_id", "id"])
+@pytest.mark.parametrize("field", ["win_price", "bid_price", "timestamp", "event_time", "user_id", "site_domain", "id"])
 def test_ordering(api, outcome_factory, field):
     for i, price in enumerate(["0.30", "0.10", "0.20", "0.10"]):
         outcome_factory(
@@ -169,15 +169,20 @@ def test_ordering(api, outcome_factory, field):
             win_price=Decimal(price),
             bid_price=Decimal("1") + i,
             user_id=f"user-{3 - i}",
+            site_domain=["b.example", None, "a.example", "b.example"][i],
             auction_timestamp=datetime(2025, 1, 1 + i, tzinfo=UTC),
         )
     rows = list(AuctionOutcome.objects.all())
+
+    def value(row):  # PostgreSQL sorts NULLs after every value (ascending)
+        v = getattr(row, field)
+        return (v is None, v if v is not None else "")
+
     for descending in (False, True):
         param = ("-" if descending else "") + field
         got = [row["id"] for row in api.get(URL, {"ordering": param}).json()["results"]]
-        # ties are broken by -id in both directions
-        expected = sorted(rows, key=lambda o: -o.id)
-        expected = sorted(expected, key=lambda o: getattr(o, field), reverse=descending)
+        # ties are broken by id, in the direction of the ordering (a total order, index-served)
+        expected = sorted(rows, key=lambda o: (value(o), o.id), reverse=descending)
         assert got == [o.id for o in expected], param
 
 
@@ -213,7 +218,11 @@ def test_page_size_limits(api, outcome_factory):
         ({"page_size": "5000"}, 400, "page_size"),
         ({"page": "0"}, 400, "page"),
         ({"page": "abc"}, 400, "page"),
-        ({"page": "999999"}, 404, "page"),
+        ({"page": "999999"}, 400, "page"),  # past API_MAX_PAGE_OFFSET: use a cursor
+        ({"page": "50"}, 404, "page"),
+        ({"cursor": "not-a-cursor"}, 400, "cursor"),
+        ({"cursor": "", "page": "2"}, 400, "page"),
+        ({"ordering": "auction_timestamp"}, 400, "ordering"),
         ({"start": "yesterday"}, 400, "start"),
         ({"usr_id": "alice"}, 400, "usr_id"),
     ],
@@ -238,7 +247,13 @@ def test_aggregations_refuse_list_only_and_bad_parameters(api, mixed, endpoint):
 
 
 def test_empty_page_one_is_fine_and_page_two_is_404(api):
-    assert api.get(URL).json() == {"count": 0, "next": None, "previous": None, "results": []}
+    assert api.get(URL).json() == {
+        "count": 0,
+        "count_is_estimate": False,
+        "next": None,
+        "previous": None,
+        "results": [],
+    }
     assert api.get(URL, {"page": 2}).status_code == 404
 
 

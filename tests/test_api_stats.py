@@ -1,5 +1,11 @@
-"""``stats`` and ``daily_stats`` on known data, computed independently here."""
+"""``stats`` and ``daily_stats`` on known data, computed independently here.
 
+The data goes in through the write service, so these answers come from the rollups
+(``X-Report-Source: rollup…``) unless a filter needs the raw table; both must equal what
+this file computes from the rows themselves.
+"""
+
+import math
 import random
 from collections import defaultdict
 from datetime import UTC, datetime, timedelta
@@ -35,6 +41,30 @@ def expected_stats(rows):
         else 0.0,
         "average_bid_price": float(round(sum((r["bid_price"] for r in rows), Decimal(0)) / total, 4)) if total else 0.0,
         "enriched_count": sum(1 for r in rows if r["enriched"]),
+        "ecpm": float(round(sum((r["win_price"] for r in wins), Decimal(0)) * 1000 / len(wins), 4)) if wins else 0.0,
+        "shading_ratio": float(
+            round(sum((r["win_price"] for r in wins), Decimal(0)) / sum((r["bid_price"] for r in wins), Decimal(0)), 4)
+        )
+        if wins and sum(r["bid_price"] for r in wins)
+        else 0.0,
+    }
+
+
+def nearest_rank(values, percent):
+    """The smallest value with at least percent% of the values at or below it."""
+    if not values:
+        return None
+    ordered = sorted(values)
+    return float(ordered[math.ceil(Decimal(percent) * len(ordered) / 100) - 1])
+
+
+def expected_full_stats(rows):
+    wins = [r["win_price"] for r in rows if r["win_status"]]
+    bids = [r["bid_price"] for r in rows]
+    return {
+        **expected_stats(rows),
+        "win_price_percentiles": {f"p{p}": nearest_rank(wins, p) for p in (50, 90, 99)},
+        "bid_price_percentiles": {f"p{p}": nearest_rank(bids, p) for p in (50, 90, 99)},
     }
 
 
@@ -65,16 +95,17 @@ def dataset(outcome_factory):
 
 
 def test_empty_stats_are_zeros():
-    assert APIClient().get("/api/outcomes/stats/").json() == {
-        key: (0.0 if "rate" in key or "price" in key or "revenue" in key else 0) for key in STATS_KEYS
-    }
+    assert APIClient().get("/api/outcomes/stats/").json() == expected_full_stats([])
+    assert expected_full_stats([])["total_revenue"] == 0.0
     assert APIClient().get("/api/outcomes/daily_stats/").json() == []
 
 
 def test_stats_match_an_independent_computation(dataset):
-    body = APIClient().get("/api/outcomes/stats/").json()
-    assert list(body) == STATS_KEYS
-    assert body == expected_stats(dataset)
+    response = APIClient().get("/api/outcomes/stats/")
+    body = response.json()
+    assert list(body)[: len(STATS_KEYS)] == STATS_KEYS  # the specification's keys come first
+    assert body == expected_full_stats(dataset)
+    assert response["X-Report-Source"].startswith("rollup:outcomes:day")
 
 
 @pytest.mark.parametrize(
@@ -84,6 +115,11 @@ def test_stats_match_an_independent_computation(dataset):
         {"site_domain": "a.example", "enriched": "true"},
         {"min_price": "0.5"},
         {"win_status": "false"},
+        {"win_status": "true", "currency": "USD"},
+        {"site_domain": "b.example", "win_status": "true"},
+        {"start": "2025-10-21T12:00:00Z", "end": "2025-10-23T23:59:00Z"},
+        {"start": "2025-10-21T00:30:00Z", "enriched": "false"},
+        {"end": "2025-10-22T12:00:00.5Z"},
     ],
 )
 def test_filtered_stats_match(dataset, params):
@@ -94,10 +130,17 @@ def test_filtered_stats_match(dataset, params):
             or (name == "enriched" and row["enriched"] == (value == "true"))
             or (name == "win_status" and row["win_status"] == (value == "true"))
             or (name == "min_price" and row["win_price"] >= Decimal(value))
+            or (name == "currency" and value == "USD")
+            or (name == "start" and row["auction_timestamp"] >= datetime.fromisoformat(value))
+            or (name == "end" and row["auction_timestamp"] < datetime.fromisoformat(value))
             for name, value in params.items()
         )
 
-    assert APIClient().get("/api/outcomes/stats/", params).json() == expected_stats([r for r in dataset if keep(r)])
+    response = APIClient().get("/api/outcomes/stats/", params)
+    assert response.json() == expected_full_stats([r for r in dataset if keep(r)])
+    needs_raw = {"user_id", "min_price"} & set(params) or ("site_domain" in params and "enriched" in params)
+    needs_raw = needs_raw or params.get("end", "").endswith(".5Z")  # not on a whole minute
+    assert (response["X-Report-Source"] == "raw") == bool(needs_raw), response["X-Report-Source"]
 
 
 def test_daily_stats_across_days(dataset):

@@ -38,7 +38,7 @@ def test_bid_id_is_accepted_instead_of_bid_request_id():
 
 def test_both_ids_must_agree():
     result = parse(SPEC_MESSAGE | {"bid_id": "other"})
-    assert result == InvalidOutcome("invalid_value", "bid_request_id and bid_id are both given and differ")
+    assert result == InvalidOutcome("invalid_value", "bid_request_id and bid_id are both given and differ", "bid_id")
 
 
 def test_defaults_for_optional_fields():

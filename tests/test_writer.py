@@ -6,8 +6,8 @@ import orjson
 import pytest
 
 from outcomes.ingest.messages import parse_outcome
-from outcomes.ingest.writer import Batch, OffsetConflict, PartitionProgress, Position, Rejected, write_batch
 from outcomes.models import AuctionOutcome, ConsumerOffset, DeadLetter
+from outcomes.writes import Batch, OffsetConflict, PartitionProgress, Position, Rejected, write_batch
 from tests.conftest import SPEC_MESSAGE, message
 
 pytestmark = pytest.mark.django_db(transaction=True)

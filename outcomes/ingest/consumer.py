@@ -13,7 +13,9 @@ share with the main thread (pending messages, stored offsets) is guarded by a lo
 generation counter tells the main thread when records it polled straddle a rebalance.
 Bad messages become dead letters; a cap stops the consumer when too many arrive,
 like arroyo's ``DlqLimit``. SIGTERM/SIGINT finish the batch in hand, commit, leave the group
-and return normally.
+and return normally. A third thread, with its own connection, compacts the rollups' partial
+rows every ``rollup_compact_seconds`` (in parallel with the writes; one compactor at a time
+across all consumers, by advisory lock).
 
 Must not import the API layer.
 """
@@ -38,9 +40,10 @@ from kafka.errors import KafkaError
 from kafka.structs import OffsetAndMetadata, TopicPartition
 
 from analytics.consumer_settings import ConsumerSettings
+from outcomes import rollups
 from outcomes.ingest.messages import InvalidOutcome, parse_outcome
 from outcomes.ingest.metrics import ConsumerMetrics
-from outcomes.ingest.writer import (
+from outcomes.writes import (
     Batch,
     OffsetConflict,
     PartitionProgress,
@@ -138,6 +141,7 @@ class OutcomeConsumer:
         )
         self._consumer: KafkaConsumer | None = None
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="outcome-writer")
+        self._compactor = _Compactor(settings.rollup_compact_seconds, self.stop_requested)
         self._in_flight: tuple[Future, PreparedBatch, int] | None = None
         self._stage_first_batches = 0
         self._pending = Batch()
@@ -175,12 +179,14 @@ class OutcomeConsumer:
                 "batch_time_ms": self.settings.batch_time_ms,
             },
         )
+        self._compactor.start()
         try:
             self._loop()
             self._flush()
             self._wait_in_flight()
         finally:
             self._close()
+            self._compactor.stop()
         logger.info("consumer stopped", extra=vars(self.summary))
         return self.summary
 
@@ -562,6 +568,39 @@ def _positions(batch: Batch):
         yield position
     for rejected in batch.rejected:
         yield rejected.position
+
+
+class _Compactor:
+    """Merges the rollups' partial rows now and then, on its own thread and connection."""
+
+    def __init__(self, interval_s: float, stop_requested: threading.Event) -> None:
+        self.interval_s = interval_s
+        self._stop = threading.Event()
+        self._outer_stop = stop_requested
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        if self.interval_s > 0:
+            self._thread = threading.Thread(target=self._run, name="rollup-compactor", daemon=True)
+            self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=60)
+
+    def _run(self) -> None:
+        try:
+            while not self._stop.wait(self.interval_s) and not self._outer_stop.is_set():
+                try:
+                    merged = rollups.compact()
+                    if any(merged.values()):
+                        logger.debug("rollups compacted", extra={"merged": merged})
+                except _TRANSIENT_DB_ERRORS as exc:
+                    logger.warning("rollup compaction failed; retrying later", extra={"error": str(exc).strip()})
+                    _discard_connection()
+        finally:
+            _discard_connection()
 
 
 def _discard_connection() -> None:

@@ -52,16 +52,19 @@ class OutcomeEvent:
 
 @dataclass(frozen=True, slots=True)
 class InvalidOutcome:
-    """Why a message cannot be stored. ``reason`` is a ``DeadLetter.Reason`` value."""
+    """Why a message cannot be stored. ``reason`` is a ``DeadLetter.Reason`` value; ``field``
+    names the offending field when one is to blame (the API reports it as that field's error)."""
 
     reason: str
     detail: str
+    field: str | None = None
 
 
 class _Reject(Exception):
-    def __init__(self, reason: str, detail: str) -> None:
+    def __init__(self, reason: str, detail: str, field: str | None = None) -> None:
         self.reason = reason
         self.detail = detail
+        self.field = field
 
 
 def parse_outcome(
@@ -75,7 +78,7 @@ def parse_outcome(
     try:
         return _parse(value, key, max_bytes, max_price)
     except _Reject as rejected:
-        return InvalidOutcome(rejected.reason, rejected.detail)
+        return InvalidOutcome(rejected.reason, rejected.detail, rejected.field)
 
 
 def _parse(value: bytes | None, key: bytes | None, max_bytes: int, max_price: Decimal) -> OutcomeEvent:
@@ -115,14 +118,18 @@ def _parse(value: bytes | None, key: bytes | None, max_bytes: int, max_price: De
     if win_price is None:
         win_price = Decimal("0.00")
     if win_status and win_price > bid_price:
-        raise _Reject("invalid_value", f"win_price {win_price} is above bid_price {bid_price} for a won auction")
+        raise _Reject(
+            "invalid_value", f"win_price {win_price} is above bid_price {bid_price} for a won auction", "win_price"
+        )
     currency = data.get("currency")
     if currency is None:
         currency = "USD"
     elif not isinstance(currency, str):
-        raise _Reject("wrong_type", f"currency must be a string, got {_json_type(currency)}")
+        raise _Reject("wrong_type", f"currency must be a string, got {_json_type(currency)}", "currency")
     elif not _CURRENCY_RE.fullmatch(currency):
-        raise _Reject("invalid_currency", f"currency {currency[:20]!r} is not a 3-letter ISO 4217 code such as USD")
+        raise _Reject(
+            "invalid_currency", f"currency {currency[:20]!r} is not a 3-letter ISO 4217 code such as USD", "currency"
+        )
     enriched = _bool(data, "enriched", required=False)
     interests = _interests(data)
     auction_timestamp = _timestamp(data, "auction_timestamp")
@@ -160,14 +167,14 @@ def _bid_id(data: dict) -> str:
     has_request_id = data.get("bid_request_id") is not None
     has_bid_id = data.get("bid_id") is not None
     if not has_request_id and not has_bid_id:
-        raise _Reject("missing_field", "bid_request_id (or bid_id) is required")
+        raise _Reject("missing_field", "bid_request_id (or bid_id) is required", "bid_id")
     request_id = _text(data, "bid_request_id", required=False) if has_request_id else None
     bid_id = _text(data, "bid_id", required=False) if has_bid_id else None
     if request_id and bid_id and request_id != bid_id:
-        raise _Reject("invalid_value", "bid_request_id and bid_id are both given and differ")
+        raise _Reject("invalid_value", "bid_request_id and bid_id are both given and differ", "bid_id")
     result = request_id or bid_id
     if not result:
-        raise _Reject("invalid_value", "bid_request_id must not be empty")
+        raise _Reject("invalid_value", "bid_request_id must not be empty", "bid_id")
     return result
 
 
@@ -175,14 +182,14 @@ def _text(data: dict, field: str, *, required: bool) -> str | None:
     value = data.get(field)
     if value is None:
         if required:
-            raise _Reject("missing_field", f"{field} is required")
+            raise _Reject("missing_field", f"{field} is required", field)
         return None
     if not isinstance(value, str):
-        raise _Reject("wrong_type", f"{field} must be a string, got {_json_type(value)}")
+        raise _Reject("wrong_type", f"{field} must be a string, got {_json_type(value)}", field)
     if required and not value.strip():
-        raise _Reject("invalid_value", f"{field} must not be empty")
+        raise _Reject("invalid_value", f"{field} must not be empty", field)
     if len(value) > MAX_TEXT_LENGTH:
-        raise _Reject("invalid_value", f"{field} is {len(value)} characters long, above {MAX_TEXT_LENGTH}")
+        raise _Reject("invalid_value", f"{field} is {len(value)} characters long, above {MAX_TEXT_LENGTH}", field)
     return value
 
 
@@ -190,10 +197,10 @@ def _bool(data: dict, field: str, *, required: bool) -> bool | None:
     value = data.get(field)
     if value is None:
         if required:
-            raise _Reject("missing_field", f"{field} is required")
+            raise _Reject("missing_field", f"{field} is required", field)
         return None
     if not isinstance(value, bool):
-        raise _Reject("wrong_type", f"{field} must be true or false, got {_json_type(value)}")
+        raise _Reject("wrong_type", f"{field} must be true or false, got {_json_type(value)}", field)
     return value
 
 
@@ -201,20 +208,20 @@ def _price(data: dict, field: str, max_price: Decimal, *, required: bool) -> Dec
     value = data.get(field)
     if value is None:
         if required:
-            raise _Reject("missing_field", f"{field} is required")
+            raise _Reject("missing_field", f"{field} is required", field)
         return None
     if isinstance(value, bool) or not isinstance(value, (int, float, str)):
-        raise _Reject("wrong_type", f"{field} must be a number, got {_json_type(value)}")
+        raise _Reject("wrong_type", f"{field} must be a number, got {_json_type(value)}", field)
     try:
         amount = Decimal(value) if isinstance(value, (int, str)) else Decimal(repr(value))
     except InvalidOperation:
-        raise _Reject("wrong_type", f"{field} {str(value)[:40]!r} is not a decimal number") from None
+        raise _Reject("wrong_type", f"{field} {str(value)[:40]!r} is not a decimal number", field) from None
     if not amount.is_finite():
-        raise _Reject("invalid_value", f"{field} must be a finite number")
+        raise _Reject("invalid_value", f"{field} must be a finite number", field)
     if amount < 0:
-        raise _Reject("negative_price", f"{field} {amount} is negative")
+        raise _Reject("negative_price", f"{field} {amount} is negative", field)
     if amount > max_price:
-        raise _Reject("price_above_bound", f"{field} {amount} is above the sanity bound {max_price}")
+        raise _Reject("price_above_bound", f"{field} {amount} is above the sanity bound {max_price}", field)
     return amount.quantize(CENT, rounding=ROUND_HALF_UP)
 
 
@@ -223,12 +230,18 @@ def _interests(data: dict) -> tuple[str, ...]:
     if value is None:
         return ()
     if not isinstance(value, list):
-        raise _Reject("wrong_type", f"user_interests must be an array of strings, got {_json_type(value)}")
+        raise _Reject(
+            "wrong_type", f"user_interests must be an array of strings, got {_json_type(value)}", "user_interests"
+        )
     if len(value) > MAX_INTERESTS:
-        raise _Reject("invalid_value", f"user_interests has {len(value)} entries, above {MAX_INTERESTS}")
+        raise _Reject(
+            "invalid_value", f"user_interests has {len(value)} entries, above {MAX_INTERESTS}", "user_interests"
+        )
     for item in value:
         if not isinstance(item, str):
-            raise _Reject("wrong_type", f"user_interests must hold only strings, found {_json_type(item)}")
+            raise _Reject(
+                "wrong_type", f"user_interests must hold only strings, found {_json_type(item)}", "user_interests"
+            )
     return tuple(value)
 
 
@@ -237,14 +250,14 @@ def _timestamp(data: dict, field: str) -> datetime | None:
     if value is None:
         return None
     if not isinstance(value, str):
-        raise _Reject("invalid_timestamp", f"{field} must be an ISO 8601 string, got {_json_type(value)}")
+        raise _Reject("invalid_timestamp", f"{field} must be an ISO 8601 string, got {_json_type(value)}", field)
     try:
         parsed = datetime.fromisoformat(value)
     except ValueError:
-        raise _Reject("invalid_timestamp", f"{field} {value[:40]!r} is not an ISO 8601 date-time") from None
+        raise _Reject("invalid_timestamp", f"{field} {value[:40]!r} is not an ISO 8601 date-time", field) from None
     if parsed.tzinfo is None:
         parsed = parsed.replace(tzinfo=UTC)
     try:
         return parsed.astimezone(UTC)
     except OverflowError:
-        raise _Reject("invalid_timestamp", f"{field} {value[:40]!r} is out of range") from None
+        raise _Reject("invalid_timestamp", f"{field} {value[:40]!r} is out of range", field) from None

@@ -16,8 +16,8 @@ from django.db import transaction
 from django.utils import timezone
 
 from outcomes.ingest.messages import InvalidOutcome, parse_outcome
-from outcomes.ingest.writer import Batch, Position, write_batch
 from outcomes.models import AuctionOutcome, DeadLetter
+from outcomes.writes import Batch, Position, write_batch
 
 
 @dataclass

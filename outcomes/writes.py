@@ -1,17 +1,22 @@
-"""One batch → one PostgreSQL transaction.
+"""The write service: the one path that changes stored outcomes.
 
-Owns every write ingestion makes: new outcomes, dead letters and each partition's next
-offset, committed together or not at all. Knows nothing about Kafka: a batch is plain data
-(positions are topic/partition/offset triples), so this module is tested against
-PostgreSQL with lists of events.
+Consumer batches, API creates, updates and deletes, the admin's deletes and dead-letter
+replay all come through here. Every change validates with the message parser's rules
+(``outcomes.ingest.messages``) and keeps the rollups (``outcomes.rollups``) exact in the
+same transaction: a write either lands with its rollup deltas or not at all.
+
+Owns every write ingestion makes: new outcomes, rollup deltas, dead letters and each
+partition's next offset, committed together or not at all. Knows nothing about Kafka or
+HTTP: a batch is plain data (positions are topic/partition/offset triples), so this module
+is tested against PostgreSQL with lists of events.
 
 A batch is written in two steps, so the CPU-bound part can run while the previous batch
 is still in the database:
 
 ``prepare_batch`` (pure Python, no I/O)
     de-duplicates events by ``bid_id`` within the batch (first one wins; a later copy with
-    different content is a ``conflicting_duplicate`` dead letter) and renders the rows in
-    COPY text format.
+    different content is a ``conflicting_duplicate`` dead letter), renders the rows in
+    COPY text format and sums the rollup deltas of the events.
 
 ``write_batch`` (one transaction)
     1. streams the rows with ``COPY`` straight into the outcomes table, inside a savepoint.
@@ -23,7 +28,8 @@ is still in the database:
        ``conflicting_duplicate`` dead letter (the first version stays; nothing is silently
        dropped). ``stage_first=True`` skips step 1 when duplicates are expected;
     3. inserts dead letters (unique by topic/partition/offset, so a retry cannot double them);
-    4. upserts each partition's next offset *fenced*: the update applies only if the stored
+    4. appends the rollup deltas of exactly the rows inserted (the fast path inserted all);
+    5. upserts each partition's next offset *fenced*: the update applies only if the stored
        offset is still the one this consumer last read or wrote. If another consumer has
        moved it (a rebalance this one has not noticed yet), ``OffsetConflict`` is raised and
        the whole transaction rolls back.
@@ -43,7 +49,9 @@ import orjson
 from django.db import IntegrityError, connection, transaction
 from psycopg2.extras import execute_values
 
-from outcomes.ingest.messages import OutcomeEvent
+from outcomes import rollups
+from outcomes.ingest.messages import InvalidOutcome, OutcomeEvent, parse_outcome
+from outcomes.models import AuctionOutcome
 
 OUTCOME_TABLE = "outcomes_auctionoutcome"
 OFFSET_TABLE = "outcomes_consumeroffset"
@@ -153,6 +161,7 @@ class PreparedBatch:
     rejected: list[Rejected]
     progress: dict[tuple[str, int], PartitionProgress]
     in_batch_duplicates: int
+    deltas: rollups.Deltas  # of the events that carry an auction time, assuming all are inserted
 
     def __len__(self) -> int:
         """Messages in the batch (in-batch duplicates included)."""
@@ -183,7 +192,32 @@ def prepare_batch(batch: Batch) -> PreparedBatch:
         else:
             rejected.append(_conflict(event, position, kept[1]))
     events = list(first.values())
-    return PreparedBatch(events, _copy_rows(events), rejected, dict(batch.progress), duplicates)
+    deltas = rollups.Deltas().add(_facts(events))
+    return PreparedBatch(events, _copy_rows(events), rejected, dict(batch.progress), duplicates, deltas)
+
+
+def _facts(events, now: datetime | None = None):
+    """Rollup facts of events; those without an auction time are skipped unless ``now``
+    (the transaction's time, which is their storage time and so their event time) is given."""
+    for event, _position in events:
+        at = event.auction_timestamp or now
+        if at is None:
+            continue
+        yield rollups.Fact(
+            event_time=at,
+            user_id=event.user_id,
+            site_domain=event.site_domain,
+            win_status=event.win_status,
+            win_cents=int(event.win_price * 100),
+            bid_cents=int(event.bid_price * 100),
+            currency=event.currency,
+            enriched=event.enriched,
+            interests=event.user_interests,
+        )
+
+
+def _timeless(events):
+    return [(event, position) for event, position in events if event.auction_timestamp is None]
 
 
 def write_batch(batch: Batch | PreparedBatch, *, consumer_group: str, stage_first: bool = False) -> WriteResult:
@@ -195,12 +229,20 @@ def write_batch(batch: Batch | PreparedBatch, *, consumer_group: str, stage_firs
         if prepared.events:
             if not stage_first and _copy_new_outcomes(cursor, prepared.rows):
                 result.stored = len(prepared.events)
+                deltas = prepared.deltas
+                inserted_events = prepared.events
             else:
                 result.used_fallback = True
-                stored, duplicates, conflicts = _insert_via_stage(cursor, prepared)
-                result.stored = stored
+                inserted, duplicates, conflicts = _insert_via_stage(cursor, prepared)
+                result.stored = len(inserted)
                 result.duplicates += duplicates
                 rejected.extend(conflicts)
+                inserted_events = [(e, p) for e, p in prepared.events if e.bid_id in inserted]
+                deltas = rollups.Deltas().add(_facts(inserted_events))
+            timeless = _timeless(inserted_events)
+            if timeless:
+                deltas.add(_facts(timeless, _transaction_now(cursor)))
+            rollups.append(cursor, deltas)
         if rejected:
             _insert_dead_letters(cursor, rejected, consumer_group)
         for (topic, partition), progress in sorted(prepared.progress.items()):
@@ -224,8 +266,13 @@ def _copy_new_outcomes(cursor, rows: str) -> bool:
     return True
 
 
-def _insert_via_stage(cursor, prepared: PreparedBatch) -> tuple[int, int, list[Rejected]]:
-    """The slow path: (stored, duplicates, conflicting copies)."""
+def _transaction_now(cursor) -> datetime:
+    cursor.execute("SELECT now()")
+    return cursor.fetchone()[0]
+
+
+def _insert_via_stage(cursor, prepared: PreparedBatch) -> tuple[set[str], int, list[Rejected]]:
+    """The slow path: (bid ids stored, duplicates, conflicting copies)."""
     cursor.execute(_CREATE_STAGE)
     _copy(cursor, _COPY_STAGE, prepared.rows)
     cursor.execute(_MOVE_STAGE)
@@ -242,7 +289,7 @@ def _insert_via_stage(cursor, prepared: PreparedBatch) -> tuple[int, int, list[R
                 duplicates += 1
             else:
                 conflicts.append(_conflict(event, position, None))
-    return len(inserted), duplicates, conflicts
+    return inserted, duplicates, conflicts
 
 
 def _copy(cursor, sql: str, rows: str) -> None:
@@ -328,3 +375,174 @@ def stored_offsets(*, consumer_group: str, topic: str) -> dict[int, int]:
             [consumer_group, topic],
         )
         return dict(cursor.fetchall())
+
+
+# ---------------------------------------------------------------------------- single outcomes
+# The API's and the admin's writes. They parse the submitted document with the consumer's
+# parser, so an outcome is valid or invalid for the same reasons whichever way it came in.
+
+WRITABLE_FIELDS = (
+    "bid_id",
+    "user_id",
+    "site_domain",
+    "win_status",
+    "win_price",
+    "bid_price",
+    "currency",
+    "enriched",
+    "user_interests",
+    "auction_timestamp",
+)
+_FACT_COLUMNS = "event_time, user_id, site_domain, win_status, win_price, bid_price, currency, enriched, user_interests"
+
+
+class OutcomeInvalid(Exception):
+    """A write refused, with errors by field (``non_field_errors`` when no field is to blame)."""
+
+    def __init__(self, errors: dict[str, list[str]]) -> None:
+        super().__init__(errors)
+        self.errors = errors
+
+
+class OutcomeNotFound(Exception):
+    pass
+
+
+def _settings_bounds():
+    from django.conf import settings
+
+    return settings.CONSUMER.max_message_bytes, settings.CONSUMER.max_price
+
+
+def _validate(document: dict) -> OutcomeEvent:
+    unknown = sorted(set(document) - set(WRITABLE_FIELDS) - {"bid_request_id"})
+    if unknown:
+        raise OutcomeInvalid(
+            {name: ["Unknown field; writable: " + ", ".join(WRITABLE_FIELDS) + "."] for name in unknown}
+        )
+    try:
+        text = orjson.dumps(document)
+    except TypeError as exc:
+        raise OutcomeInvalid({"non_field_errors": [f"Not a JSON document: {exc}"]}) from None
+    max_bytes, max_price = _settings_bounds()
+    parsed = parse_outcome(text, max_bytes=max_bytes, max_price=max_price)
+    if isinstance(parsed, InvalidOutcome):
+        raise OutcomeInvalid({parsed.field or "non_field_errors": [parsed.detail]})
+    return parsed
+
+
+def outcome_create(*, document: dict) -> AuctionOutcome:
+    """Store one new outcome (its rollups in the same transaction). Refuses a stored bid id."""
+    if not isinstance(document, dict):
+        raise OutcomeInvalid({"non_field_errors": ["Expected a JSON object."]})
+    event = _validate(document)
+    prepared = PreparedBatch([(event, None)], _copy_rows([(event, None)]), [], {}, 0, rollups.Deltas())
+    with transaction.atomic(), connection.cursor() as cursor:
+        inserted, _duplicates, _conflicts = _insert_via_stage(cursor, prepared)
+        if not inserted:
+            raise OutcomeInvalid({"bid_id": [f"An outcome with bid_id {event.bid_id!r} is already stored."]})
+        rollups.append(cursor, rollups.Deltas().add(_facts([(event, None)], _transaction_now(cursor))))
+    return AuctionOutcome.objects.get(bid_id=event.bid_id)
+
+
+def _document(row: AuctionOutcome) -> dict:
+    """The stored columns as a message document (what an update is applied to)."""
+    return {
+        "bid_id": row.bid_id,
+        "user_id": row.user_id,
+        "site_domain": row.site_domain,
+        "win_status": row.win_status,
+        "win_price": str(row.win_price),
+        "bid_price": str(row.bid_price),
+        "currency": row.currency,
+        "enriched": row.enriched,
+        "user_interests": list(row.user_interests or []),
+        "auction_timestamp": row.auction_timestamp.isoformat() if row.auction_timestamp else None,
+    }
+
+
+def _same(event: OutcomeEvent, row: AuctionOutcome) -> bool:
+    return (
+        event.user_id == row.user_id
+        and event.site_domain == row.site_domain
+        and event.win_status == row.win_status
+        and event.win_price == row.win_price
+        and event.bid_price == row.bid_price
+        and event.currency == row.currency
+        and event.enriched == row.enriched
+        and list(event.user_interests) == list(row.user_interests or [])
+        and event.auction_timestamp == row.auction_timestamp
+    )
+
+
+def outcome_update(*, outcome_id: int, changes: dict, partial: bool) -> AuctionOutcome:
+    """Change one outcome (PATCH: ``partial``; PUT: ``changes`` is the whole document).
+
+    The bid id cannot change. A change that changes nothing writes nothing (``updated_at``
+    included). Rollups: the old version's deltas are subtracted, the new one's added.
+    """
+    if not isinstance(changes, dict):
+        raise OutcomeInvalid({"non_field_errors": ["Expected a JSON object."]})
+    with transaction.atomic(), connection.cursor() as cursor:
+        row = AuctionOutcome.objects.select_for_update().filter(pk=outcome_id).first()
+        if row is None:
+            raise OutcomeNotFound(outcome_id)
+        given_bid = changes.get("bid_id", changes.get("bid_request_id", row.bid_id))
+        if given_bid != row.bid_id:
+            raise OutcomeInvalid({"bid_id": ["The bid id of a stored outcome cannot change."]})
+        document = {**_document(row), **changes} if partial else {"bid_id": row.bid_id, **changes}
+        event = _validate(document)
+        raw = {**(row.raw_data if isinstance(row.raw_data, dict) else {}), **changes}
+        if _same(event, row) and raw == row.raw_data:
+            return row
+        old = _delete_rows(cursor, [row.pk])
+        cursor.execute(
+            f"""INSERT INTO {OUTCOME_TABLE} (id, {_COLUMNS}, timestamp, created_at, updated_at)
+                VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, now())
+                RETURNING {_FACT_COLUMNS}""",
+            [
+                row.pk,
+                event.bid_id,
+                event.user_id,
+                event.site_domain,
+                event.win_status,
+                event.win_price,
+                event.bid_price,
+                event.currency,
+                event.enriched,
+                orjson.dumps(event.user_interests).decode(),
+                event.auction_timestamp,
+                orjson.dumps(raw).decode(),
+                row.timestamp,
+                row.created_at,
+            ],
+        )
+        new = [_fact(r) for r in cursor.fetchall()]
+        rollups.append(cursor, rollups.Deltas(sign=-1).add(old, sketches=False))
+        rollups.append(cursor, rollups.Deltas().add(new, sketches=False))
+        rollups.rebuild_reach_buckets(cursor, [rollups.truncate(f.event_time, "hour") for f in [*old, *new]])
+    return AuctionOutcome.objects.get(pk=outcome_id)
+
+
+def outcomes_delete(*, ids: list[int]) -> int:
+    """Delete outcomes by id; their rollup deltas are subtracted in the same transaction."""
+    if not ids:
+        return 0
+    with transaction.atomic(), connection.cursor() as cursor:
+        facts = _delete_rows(cursor, sorted(set(ids)))
+        if facts:
+            rollups.append(cursor, rollups.Deltas(sign=-1).add(facts, sketches=False))
+            rollups.rebuild_reach_buckets(cursor, [rollups.truncate(f.event_time, "hour") for f in facts])
+    return len(facts)
+
+
+def _delete_rows(cursor, ids: list[int]) -> list[rollups.Fact]:
+    cursor.execute(f"DELETE FROM {OUTCOME_TABLE} WHERE id = ANY(%s) RETURNING {_FACT_COLUMNS}", [ids])
+    return [_fact(r) for r in cursor.fetchall()]
+
+
+def _fact(row) -> rollups.Fact:
+    at, user, domain, won, win, bid, currency, enriched, interests = row
+    if isinstance(interests, str):  # Django's PostgreSQL backend hands jsonb over as text
+        interests = orjson.loads(interests)
+    return rollups.Fact(at, user, domain, won, int(win * 100), int(bid * 100), currency, enriched, tuple(interests))

@@ -43,6 +43,7 @@ test: services
 ## bench: ingestion and query benchmarks against the local services
 bench: services
 	$(PY) bench/ingest.py
+	$(PY) bench/queries.py
 
 ## lint: code, migrations, Dockerfile and Kubernetes manifests
 lint: venv

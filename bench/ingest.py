@@ -1,7 +1,9 @@
 #!/usr/bin/env python
 """Ingestion benchmark: the real consumer against the raw limits of this machine, in one run.
 
-1. generates N realistic outcomes (outcomes.simulation) and produces them to a fresh topic;
+1. generates N realistic outcomes (outcomes.simulation) over 30 days, in time order as a
+   replayed topic holds them (``--shuffled``: at random, the worst case for rollups), and
+   produces them to a fresh topic;
 2. measures the naive path on a sample: one ``Model.objects.create()`` (one transaction) per message;
 3. measures the raw limit: ``COPY`` of the same rows, in batches of the consumer's batch size
    with a commit each, into an identical table (same columns, same indexes);
@@ -38,6 +40,11 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=5000)
     parser.add_argument("--partitions", type=int, default=1)
     parser.add_argument("--orm-sample", type=int, default=5000)
+    parser.add_argument(
+        "--shuffled",
+        action="store_true",
+        help="auction times at random over 30 days (worst case for rollups) instead of in time order",
+    )
     args = parser.parse_args()
 
     import django
@@ -75,7 +82,8 @@ def main() -> None:
         from outcomes.simulation import OutcomeSimulator
 
         started = time.monotonic()
-        messages = [orjson.dumps(m) for m in OutcomeSimulator(seed=11).stream(count=args.messages, days=30)]
+        stream = OutcomeSimulator(seed=11).stream(count=args.messages, days=30, in_order=not args.shuffled)
+        messages = [orjson.dumps(m) for m in stream]
         print(
             f"  generated {len(messages):,} messages ({sum(map(len, messages)) / len(messages):.0f} B avg) "
             f"in {time.monotonic() - started:.1f}s"

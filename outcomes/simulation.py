@@ -122,10 +122,18 @@ class OutcomeSimulator:
         }
         return message
 
-    def stream(self, *, count: int | None = None, days: float = 0.0, now: datetime | None = None):
-        """Yield outcomes; with ``days`` > 0 their auction times spread over the last ``days`` days."""
+    def stream(
+        self, *, count: int | None = None, days: float = 0.0, now: datetime | None = None, in_order: bool = False
+    ):
+        """Yield outcomes; with ``days`` > 0 their auction times spread over the last ``days`` days:
+        at random, or (``in_order``, with ``count``) advancing through them as a replayed topic
+        would, a few seconds of jitter apart."""
+        end = now or datetime.now(UTC)
         for sequence in itertools.count() if count is None else range(count):
             moment = now or datetime.now(UTC)
-            if days > 0:
+            if days > 0 and in_order and count:
+                offset = days * 86400 * (1 - sequence / count) + self.random.uniform(0, 3)
+                moment = end - timedelta(seconds=offset)
+            elif days > 0:
                 moment = moment - timedelta(seconds=self.random.uniform(0, days * 86400))
             yield self.outcome(at=moment, sequence=sequence)

@@ -75,6 +75,10 @@ def test_spec_example_flows_from_topic_to_api(make_topic, produce, consumer_sett
         "average_win_price": 0.8,
         "average_bid_price": 0.8,
         "enriched_count": 1,
+        "ecpm": 800.0,
+        "shading_ratio": 1.0,
+        "win_price_percentiles": {"p50": 0.8, "p90": 0.8, "p99": 0.8},
+        "bid_price_percentiles": {"p50": 0.8, "p90": 0.8, "p99": 0.8},
     }
 
 

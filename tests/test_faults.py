@@ -15,28 +15,49 @@ from pathlib import Path
 import pytest
 from django.db import connection
 
-from outcomes.models import AuctionOutcome, ConsumerOffset, DeadLetter
+from outcomes.models import AuctionOutcome, ConsumerOffset, DeadLetter, OutcomeRollupMinute
 from tests.conftest import encode, message
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.kafka, pytest.mark.slow]
 SERVICES = Path(__file__).resolve().parent.parent / "scripts" / "services.sh"
 
 
-def make_stream(count: int, *, seed: int, duplicate_every: int = 17, bad_every: int = 23):
-    """A stream with upstream duplicates and bad messages; returns (values, valid_bids, bad_count)."""
+def make_stream(count: int, *, seed: int, duplicate_every: int = 17, bad_every: int = 23, conflict_every: int = 31):
+    """A stream with upstream duplicates, conflicting duplicates (same bid id, other content)
+    and bad messages; returns (values, valid_bids, dead_letter_count).
+
+    A bid id gets either identical copies or one conflicting copy, never both, so the number
+    of dead letters does not depend on which copy a group of consumers happens to store first.
+    """
     rng = random.Random(seed)
     values: list[bytes] = []
     valid: list[dict] = []
+    duplicated: set[str] = set()
+    conflicted: set[str] = set()
+
+    def pick(excluded: set[str]) -> dict | None:
+        for _ in range(20):
+            candidate = rng.choice(valid)
+            if candidate["bid_request_id"] not in excluded:
+                return candidate
+        return None
+
     bad = 0
     while len(values) < count:
         n = len(values)
-        if n and n % bad_every == 0:
+        original = None
+        if n and n % conflict_every == 0 and (original := pick(duplicated | conflicted)):
+            conflicted.add(original["bid_request_id"])
+            values.append(encode({**original, "bid_price": 999.0, "win_price": 0.5}))
+            bad += 1
+        elif n and n % bad_every == 0:
             values.append(
                 rng.choice([b"{broken", b"[]", encode(message(bid_price=-1.0)), encode(message(currency="x"))])
             )
             bad += 1
-        elif valid and n % duplicate_every == 0:
-            values.append(encode(rng.choice(valid)))
+        elif valid and n % duplicate_every == 0 and (original := pick(conflicted)):
+            duplicated.add(original["bid_request_id"])
+            values.append(encode(original))
         else:
             data = message()
             valid.append(data)
@@ -50,6 +71,11 @@ def assert_exact(topics: list[str], total: int, valid_bids: set[str], bad: int) 
     assert stored == valid_bids
     assert DeadLetter.objects.count() == bad
     assert sum(ConsumerOffset.objects.filter(topic__in=topics).values_list("next_offset", flat=True)) == total
+    # The rollups were written in the same transactions: exactly what the rows say.
+    from outcomes import rollups
+
+    assert rollups.verify() == []
+    assert sum(OutcomeRollupMinute.objects.values_list("outcomes", flat=True)) == len(stored)
 
 
 def remaining(topic: str, total: int) -> int:

@@ -1,0 +1,231 @@
+"""Reports beyond the spec's: time series, breakdowns, histograms, reach; computed here independently."""
+
+from __future__ import annotations
+
+import random
+import uuid
+from collections import Counter
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from zoneinfo import ZoneInfo
+
+import pytest
+from rest_framework.test import APIClient
+
+pytestmark = pytest.mark.django_db
+BASE = datetime(2025, 3, 8, 0, 0, tzinfo=UTC)  # the weekend US clocks change (2025-03-09)
+
+
+@pytest.fixture
+def rows(outcome_factory):
+    rng = random.Random(3)
+    made = []
+    for _ in range(300):
+        won = rng.random() < 0.7
+        bid = Decimal(rng.randint(1, 400)) / 100
+        row = {
+            "user_id": f"user-{rng.randint(1, 60)}",
+            "site_domain": rng.choice(["a.example", "b.example", "c.example", "d.example", None]),
+            "win_status": won,
+            "bid_price": bid,
+            "win_price": (bid * Decimal(rng.choice(["0.6", "0.9", "1"]))).quantize(Decimal("0.01"))
+            if won
+            else Decimal(0),
+            "currency": rng.choice(["USD", "USD", "EUR", "GBP"]),
+            "enriched": rng.random() < 0.8,
+            "user_interests": rng.sample(["sports", "news", "travel"], rng.randint(0, 2)),
+            "auction_timestamp": BASE + timedelta(minutes=rng.randint(0, 3 * 24 * 60 - 1), seconds=rng.randint(0, 59)),
+        }
+        outcome_factory(1, **row)
+        made.append(row)
+    return made
+
+
+def get(path, params=None):
+    return APIClient().get(f"/api/outcomes/{path}", params or {})
+
+
+# ---------------------------------------------------------------------------- timeseries
+def test_hourly_series_fills_empty_buckets_with_zeros(outcome_factory):
+    outcome_factory(2, auction_timestamp=BASE + timedelta(hours=1, minutes=5))
+    outcome_factory(1, auction_timestamp=BASE + timedelta(hours=4, minutes=59), win_status=False, win_price=0)
+    response = get(
+        "timeseries/", {"granularity": "hour", "start": "2025-03-08T00:00:00Z", "end": "2025-03-08T06:00:00Z"}
+    )
+    assert response.status_code == 200
+    buckets = response.json()["buckets"]
+    assert [b["bucket"] for b in buckets] == [f"2025-03-08T0{h}:00:00Z" for h in range(6)]
+    assert [b["outcomes"] for b in buckets] == [0, 2, 0, 0, 1, 0]
+    assert [b["wins"] for b in buckets] == [0, 2, 0, 0, 0, 0]
+    assert buckets[1]["revenue"] == 1.6 and buckets[1]["win_rate"] == 100.0
+    assert buckets[0] == {**buckets[0], "win_rate": 0.0, "revenue": 0.0, "average_bid_price": 0.0}
+    assert response["X-Report-Source"] == "rollup:outcomes:hour"
+
+
+@pytest.mark.parametrize(
+    ("granularity", "tz", "start", "end"),
+    [
+        ("minute", "UTC", "2025-03-08T10:00:00Z", "2025-03-08T13:00:00Z"),
+        ("hour", "UTC", "2025-03-08T10:17:00Z", "2025-03-10T03:00:00Z"),
+        ("day", "UTC", "2025-03-08T00:00:00Z", "2025-03-11T00:00:00Z"),
+        ("day", "America/New_York", "2025-03-07T12:00:00Z", "2025-03-11T12:00:00Z"),
+        ("day", "Asia/Kolkata", "2025-03-07T12:00:00Z", "2025-03-11T12:00:00Z"),
+        ("week", "Europe/Paris", "2025-03-01T00:00:00Z", "2025-03-20T00:00:00Z"),
+        ("month", "UTC", "2025-02-15T00:00:00Z", "2025-04-02T00:00:00Z"),
+        ("hour", "UTC", "2025-03-08T10:17:30Z", "2025-03-08T20:00:00Z"),  # not on a minute: raw
+    ],
+)
+def test_series_match_an_independent_computation(rows, granularity, tz, start, end):
+    response = get("timeseries/", {"granularity": granularity, "tz": tz, "start": start, "end": end})
+    assert response.status_code == 200, response.json()
+    body = response.json()
+    buckets = body["buckets"]
+    lo, hi = datetime.fromisoformat(start), datetime.fromisoformat(end)
+    assert buckets[0]["bucket"] == start.replace("+00:00", "Z") and buckets[-1]["bucket_end"] == end
+    zone = ZoneInfo(tz)
+    for bucket in buckets:
+        b_lo, b_hi = datetime.fromisoformat(bucket["bucket"]), datetime.fromisoformat(bucket["bucket_end"])
+        if bucket is not buckets[0]:  # inner boundaries are aligned in the zone
+            local = b_lo.astimezone(zone)
+            assert local.second == 0 and (granularity == "minute" or local.minute == 0)
+            if granularity in ("day", "week", "month"):
+                assert local.hour == 0
+        inside = [r for r in rows if b_lo <= r["auction_timestamp"] < b_hi and lo <= r["auction_timestamp"] < hi]
+        wins = [r for r in inside if r["win_status"]]
+        assert bucket["outcomes"] == len(inside)
+        assert bucket["wins"] == len(wins)
+        assert bucket["revenue"] == float(sum((r["win_price"] for r in wins), Decimal(0)))
+    assert sum(b["outcomes"] for b in buckets) == sum(1 for r in rows if lo <= r["auction_timestamp"] < hi)
+    assert (response["X-Report-Source"] == "raw") == start.endswith(":30Z")
+
+
+@pytest.mark.parametrize(
+    ("params", "name"),
+    [
+        ({"granularity": "fortnight"}, "granularity"),
+        ({"granularity": "minute", "start": "2025-01-01T00:00:00Z", "end": "2025-01-02T00:00:00Z"}, "granularity"),
+        ({"tz": "Mars/Olympus"}, "tz"),
+        ({"start": "2025-01-02T00:00:00Z", "end": "2025-01-01T00:00:00Z"}, "start"),
+        ({"ordering": "-win_price"}, "ordering"),
+        ({"page": "2"}, "page"),
+    ],
+)
+def test_series_refuse_bad_parameters(params, name):
+    response = get("timeseries/", params)
+    assert response.status_code == 400
+    assert name in response.json()
+
+
+# ---------------------------------------------------------------------------- breakdown
+@pytest.mark.parametrize("by", ["site_domain", "currency", "enriched", "interest"])
+@pytest.mark.parametrize("order", ["revenue", "wins", "outcomes", "win_rate"])
+def test_breakdown_top_n_and_others_add_up_to_the_total(rows, by, order):
+    body = get("breakdown/", {"by": by, "order": order, "limit": 2}).json()
+    groups: dict = {}
+    for r in rows:
+        keys = (r["user_interests"] or [""]) if by == "interest" else [r[by] if r[by] is not None else ""]
+        for key in keys:
+            groups.setdefault(key, []).append(r)
+
+    def measure(members):
+        wins = [m for m in members if m["win_status"]]
+        return {
+            "outcomes": len(members),
+            "wins": len(wins),
+            "win_rate": round(len(wins) * 100 / len(members), 2),
+            "revenue": float(sum((m["win_price"] for m in wins), Decimal(0))),
+        }
+
+    expected = {key: measure(members) for key, members in groups.items()}
+    ranked = sorted(expected, key=lambda k: (-expected[k][order], -expected[k]["outcomes"], str(k)))
+    assert [row[by] for row in body["rows"]] == ranked[:2]
+    for row in body["rows"]:
+        assert {k: row[k] for k in ("outcomes", "wins", "win_rate", "revenue")} == expected[row[by]]
+    for measure_name in ("outcomes", "wins"):
+        assert sum(r[measure_name] for r in body["rows"]) + body["others"][measure_name] == body["total"][measure_name]
+    assert body["total"]["outcomes"] == sum(len(m) for m in groups.values())
+    assert body["others"]["values"] == len(groups) - 2 and body["total"]["values"] == len(groups)
+    assert round(sum(r["revenue"] for r in body["rows"]) + body["others"]["revenue"], 2) == body["total"]["revenue"]
+
+
+def test_breakdown_with_a_filter_the_rollup_lacks_uses_the_raw_table(rows):
+    response = get("breakdown/", {"by": "site_domain", "currency": "EUR"})
+    assert response["X-Report-Source"] == "raw"
+    assert response.json()["total"]["outcomes"] == sum(1 for r in rows if r["currency"] == "EUR")
+    assert get("breakdown/", {"by": "site_domain"})["X-Report-Source"].startswith("rollup:domain")
+
+
+@pytest.mark.parametrize(
+    ("params", "name"),
+    [
+        ({}, "by"),
+        ({"by": "user_id"}, "by"),
+        ({"by": "currency", "limit": "0"}, "limit"),
+        ({"by": "x", "order": "y"}, "order"),
+    ],
+)
+def test_breakdown_refuses_bad_parameters(params, name):
+    response = get("breakdown/", params)
+    assert response.status_code == 400 and name in response.json()
+
+
+# ---------------------------------------------------------------------------- prices
+def test_histogram_counts_every_price_once(rows):
+    body = get("histogram/", {"price": "bid_price", "bins": 7}).json()
+    assert body["count"] == len(rows) == sum(b["count"] for b in body["bins"])
+    assert len(body["bins"]) == 7 and body["bins"][-1]["upper"] is None
+    for b in body["bins"][:-1]:
+        assert b["count"] == sum(1 for r in rows if b["lower"] <= float(r["bid_price"]) < b["upper"])
+    wins = get("histogram/", {"price": "win_price", "win_status": "true"}).json()
+    assert wins["count"] == sum(1 for r in rows if r["win_status"])
+    assert get("histogram/", {"bins": "500"}).status_code == 400
+
+
+# ---------------------------------------------------------------------------- reach
+def test_reach_small_is_exact_and_filtered_reach_is_exact(rows):
+    users = {r["user_id"] for r in rows}
+    body = get("reach/").json()
+    assert body["reach"] == len(users)  # a sketch of a few users is exact
+    assert body["lower_bound"] <= len(users) <= body["upper_bound"]
+    eur = get("reach/", {"currency": "EUR"})
+    assert eur["X-Report-Source"] == "raw"
+    assert eur.json() == {
+        "reach": len({r["user_id"] for r in rows if r["currency"] == "EUR"}),
+        "exact": True,
+        "lower_bound": eur.json()["reach"],
+        "upper_bound": eur.json()["reach"],
+    }
+
+
+def test_reach_of_many_users_is_within_its_documented_bounds():
+    rng = random.Random(5)
+    users = [f"u-{uuid.UUID(int=rng.getrandbits(128))}" for _ in range(20_000)]
+    picks = [rng.choice(users) for _ in range(40_000)]
+    for start in range(0, len(picks), 10_000):
+        _bulk(picks[start : start + 10_000], start)
+    distinct = len(set(picks))
+    response = get("reach/", {"start": "2025-03-08T00:00:00Z", "end": "2025-03-09T00:00:00Z"})
+    body = response.json()
+    assert response["X-Report-Source"].startswith("rollup")
+    assert body["exact"] is False
+    assert body["lower_bound"] <= distinct <= body["upper_bound"]
+    assert abs(body["reach"] - distinct) / distinct < 3 * body["relative_standard_error"]
+
+
+def _bulk(users, offset):
+    from outcomes import writes
+    from tests.conftest import parse_document
+
+    batch = writes.Batch()
+    for i, user in enumerate(users):
+        at = BASE + timedelta(seconds=offset + i)
+        document = {"bid_id": f"reach-{offset + i}", "user_id": user, "bid_price": "1.00", "win_status": False}
+        document["auction_timestamp"] = at.isoformat()
+        batch.events.append((parse_document(document), writes.Position("reach", 0, offset + i)))
+    assert writes.write_batch(batch, consumer_group="reach").stored == len(users)
+
+
+def test_counts_in_reach_match_breakdown(rows):
+    by_currency = Counter(r["currency"] for r in rows)
+    body = get("breakdown/", {"by": "currency", "order": "outcomes", "limit": 10}).json()
+    assert {row["currency"]: row["outcomes"] for row in body["rows"]} == dict(by_currency)

@@ -19,7 +19,7 @@ class ConsumerSettings:
     group: str = "analytics-service-group"
     auto_offset_reset: str = "earliest"
     # Batching: a batch is written when it holds batch_size messages or batch_time_ms has passed.
-    batch_size: int = 5000
+    batch_size: int = 10000
     batch_time_ms: int = 1000
     # Validation bounds.
     max_message_bytes: int = 65536

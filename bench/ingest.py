@@ -1,8 +1,10 @@
 #!/usr/bin/env python
 """Ingestion benchmark: the real consumer against the raw limits of this machine, in one run.
 
-1. generates N realistic outcomes (outcomes.simulation) over 30 days, in time order as a
-   replayed topic holds them (``--shuffled``: at random, the worst case for rollups), and
+1. generates N realistic outcomes (outcomes.simulation) as a live stream carries them
+   (auction time = now; ``--days D``: spread over the past D days in order, as a replayed
+   topic holds them; ``--shuffled``: at random over those days, the worst case for the
+   rollups, whose rows per batch grow with the event-time span a batch covers), and
    produces them to a fresh topic;
 2. measures the naive path on a sample: one ``Model.objects.create()`` (one transaction) per message;
 3. measures the raw limit: ``COPY`` of the same rows, in batches of the consumer's batch size
@@ -37,13 +39,19 @@ BENCH_DB = f"analytics_bench_{uuid.uuid4().hex[:6]}"
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--messages", type=int, default=1_000_000)
-    parser.add_argument("--batch-size", type=int, default=5000)
+    parser.add_argument("--batch-size", type=int, default=10000)
     parser.add_argument("--partitions", type=int, default=1)
     parser.add_argument("--orm-sample", type=int, default=5000)
     parser.add_argument(
+        "--days",
+        type=float,
+        default=0.0,
+        help="auction times spread over this many past days, in order (default 0: live, auction time = now)",
+    )
+    parser.add_argument(
         "--shuffled",
         action="store_true",
-        help="auction times at random over 30 days (worst case for rollups) instead of in time order",
+        help="with --days: auction times at random over the span (worst case for rollups) instead of in order",
     )
     args = parser.parse_args()
 
@@ -57,8 +65,10 @@ def main() -> None:
     conninfo = {"host": db["HOST"], "port": db["PORT"], "user": db["USER"], "password": db["PASSWORD"]}
     brokers = ",".join(settings.CONSUMER.brokers)
 
+    span = "live (auction time = now)" if not args.days else f"over {args.days:g} days"
+    span += ", shuffled" if args.shuffled and args.days else (", in order" if args.days else "")
     print(
-        f"ingest benchmark: {args.messages:,} messages, batch size {args.batch_size}, "
+        f"ingest benchmark: {args.messages:,} messages {span}, batch size {args.batch_size}, "
         f"{args.partitions} partition(s), database {BENCH_DB}"
     )
     admin = psycopg2.connect(dbname="postgres", **conninfo)
@@ -82,7 +92,7 @@ def main() -> None:
         from outcomes.simulation import OutcomeSimulator
 
         started = time.monotonic()
-        stream = OutcomeSimulator(seed=11).stream(count=args.messages, days=30, in_order=not args.shuffled)
+        stream = OutcomeSimulator(seed=11).stream(count=args.messages, days=args.days, in_order=not args.shuffled)
         messages = [orjson.dumps(m) for m in stream]
         print(
             f"  generated {len(messages):,} messages ({sum(map(len, messages)) / len(messages):.0f} B avg) "

@@ -190,20 +190,18 @@ class RollupMeasures(models.Model):
         abstract = True
 
 
-def _rollup_meta(table: str, keys: list[str]):
-    """Meta for a rollup table: a (keys…) index for reads, a partial index for compaction."""
+def _rollup_meta(table: str, keys: list[str], *, pending_index: bool = False):
+    """Meta for a rollup table: one (keys…) index, for reads and compaction. Every index is
+    paid for on each appended row; compaction finds new partial rows by primary key. A grain
+    that a coarser one is folded from also indexes its pending rows, which readers of the
+    coarser grain add in (the index stays small: compaction empties it)."""
     short = table.removeprefix("outcomes_rollup_")
-    return type(
-        "Meta",
-        (),
-        {
-            "db_table": table,
-            "indexes": [
-                models.Index(fields=keys, name=f"rollup_{short}_key"),
-                models.Index(fields=["id"], name=f"rollup_{short}_pending", condition=models.Q(pending=True)),
-            ],
-        },
-    )
+    indexes = [models.Index(fields=keys, name=f"rollup_{short}_key")]
+    if pending_index:
+        indexes.append(
+            models.Index(fields=["bucket"], name=f"rollup_{short}_pending", condition=models.Q(pending=True))
+        )
+    return type("Meta", (), {"db_table": table, "indexes": indexes})
 
 
 class OutcomeRollupMinute(RollupMeasures):
@@ -226,7 +224,7 @@ class OutcomeRollupDay(RollupMeasures):
 
 class DomainRollupHour(RollupMeasures):
     site_domain = models.CharField(max_length=255, help_text="'' for outcomes without a site domain.")
-    Meta = _rollup_meta("outcomes_rollup_domain_hour", ["site_domain", "bucket"])
+    Meta = _rollup_meta("outcomes_rollup_domain_hour", ["site_domain", "bucket"], pending_index=True)
 
 
 class DomainRollupDay(RollupMeasures):
@@ -254,7 +252,7 @@ class PriceRollup(models.Model):
 
 
 class PriceRollupHour(PriceRollup):
-    Meta = _rollup_meta("outcomes_rollup_price_hour", ["bucket", "cents"])
+    Meta = _rollup_meta("outcomes_rollup_price_hour", ["bucket", "cents"], pending_index=True)
 
 
 class PriceRollupDay(PriceRollup):

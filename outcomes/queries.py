@@ -382,25 +382,27 @@ def _run_measures(plan: _Plan, query: OutcomeQuery, *, group: str, dimension: st
         if not ranges:
             continue
         grain = rollups.FAMILIES[plan.family][unit]
-        cond, cond_params = _ranges_sql(ranges)
-        conds = [cond]
-        for name in sorted(rollups.FAMILY_FILTERS[plan.family]):
-            value = getattr(query, name)
-            if value is not None:
-                conds.append(f"{name} = %s")
-                cond_params.append(value)
-        if group == "buckets":
-            key, key_params = "width_bucket(bucket, %s::timestamptz[])", [plan.boundaries]
-        elif group == "day":
-            key, key_params = "date_trunc('day', bucket, 'UTC')", []
-        elif group == "dimension":
-            key, key_params = dimension, []
-        else:
-            key, key_params = "1", []
-        parts.append(
-            f"SELECT {key} AS k, {_projection(query.win_status)} FROM {grain.table} WHERE {' AND '.join(conds)}"
-        )
-        params += key_params + cond_params
+        sources = [(grain.table, "")]
+        if grain.pending_source is not None:  # not yet folded into this grain: read it too
+            sources.append((grain.pending_source.table, "pending AND "))
+        for table, pending in sources:
+            cond, cond_params = _ranges_sql(ranges)
+            conds = [pending + cond]
+            for name in sorted(rollups.FAMILY_FILTERS[plan.family]):
+                value = getattr(query, name)
+                if value is not None:
+                    conds.append(f"{name} = %s")
+                    cond_params.append(value)
+            if group == "buckets":
+                key, key_params = "width_bucket(bucket, %s::timestamptz[])", [plan.boundaries]
+            elif group == "day":
+                key, key_params = "date_trunc('day', bucket, 'UTC')", []
+            elif group == "dimension":
+                key, key_params = dimension, []
+            else:
+                key, key_params = "1", []
+            parts.append(f"SELECT {key} AS k, {_projection(query.win_status)} FROM {table} WHERE {' AND '.join(conds)}")
+            params += key_params + cond_params
     if not parts:
         return []
     sql = f"SELECT k, {_SUMS} FROM ({' UNION ALL '.join(parts)}) x(k, o, w, e, r, bd, wb) GROUP BY k"
@@ -515,11 +517,17 @@ def _price_histogram(query: OutcomeQuery) -> tuple[dict[str, dict[int, int]], st
     if plan is not None:
         parts, params = [], []
         for unit, ranges in plan.segments.items():
-            if ranges:
+            if not ranges:
+                continue
+            grain = rollups.FAMILIES["price"][unit]
+            sources = [(grain.table, "")]
+            if grain.pending_source is not None:
+                sources.append((grain.pending_source.table, "pending AND "))
+            for table, pending in sources:
                 cond, cond_params = _ranges_sql(ranges)
                 parts.append(
                     "SELECT cents, won_at_win_price, won_at_bid_price, lost_at_bid_price "
-                    f"FROM {rollups.FAMILIES['price'][unit].table} WHERE {cond}"
+                    f"FROM {table} WHERE {pending}{cond}"
                 )
                 params += cond_params
         rows = []

@@ -41,7 +41,7 @@ from __future__ import annotations
 
 import io
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from django.db import connection
@@ -62,6 +62,14 @@ class Grain:
     unit: str
     model: type
     dims: tuple[str, ...]
+    # A grain "folded from" a finer one is not written by writers: compaction moves the finer
+    # grain's partial rows into it in the statement that merges them. Until then, readers add
+    # the finer grain's still-pending rows to it (``pending_source``), so answers stay exact.
+    folded_from: str | None = None
+
+    @property
+    def pending_source(self) -> Grain | None:
+        return FAMILIES[self.family][self.folded_from] if self.folded_from else None
 
     @property
     def table(self) -> str:
@@ -81,10 +89,10 @@ GRAINS = (
     Grain("outcomes", "hour", m.OutcomeRollupHour, ("currency", "enriched")),
     Grain("outcomes", "day", m.OutcomeRollupDay, ("currency", "enriched")),
     Grain("domain", "hour", m.DomainRollupHour, ("site_domain",)),
-    Grain("domain", "day", m.DomainRollupDay, ("site_domain",)),
+    Grain("domain", "day", m.DomainRollupDay, ("site_domain",), folded_from="hour"),
     Grain("interest", "hour", m.InterestRollupHour, ("interest",)),
     Grain("price", "hour", m.PriceRollupHour, ("cents",)),
-    Grain("price", "day", m.PriceRollupDay, ("cents",)),
+    Grain("price", "day", m.PriceRollupDay, ("cents",), folded_from="hour"),
     Grain("reach", "hour", m.ReachRollupHour, ()),
     Grain("reach", "day", m.ReachRollupDay, ()),
 )
@@ -109,148 +117,164 @@ def truncate(moment: datetime, unit: str) -> datetime:
     return moment.replace(hour=0, minute=0, second=0, microsecond=0)
 
 
-# ---------------------------------------------------------------------------- deltas (pure)
-@dataclass(frozen=True, slots=True)
-class Fact:
-    """What a rollup needs of one stored outcome."""
+# ---------------------------------------------------------------------------- deltas
+# A write's deltas are computed by PostgreSQL from the very rows the write inserted (or
+# deleted), in one statement inside the write's transaction: the rows are in its buffers
+# already, and the database aggregates thousands of rows in a few milliseconds, which the
+# consumer's Python thread could not (it would become the bottleneck of ingestion).
 
-    event_time: datetime
-    user_id: str
-    site_domain: str | None
-    win_status: bool
-    win_cents: int
-    bid_cents: int
-    currency: str
-    enriched: bool
-    interests: tuple[str, ...]
+_DELTA_COLUMNS = (
+    "event_time, coalesce(site_domain, '') AS site_domain, win_status, (win_price * 100)::bigint AS w, "
+    "(bid_price * 100)::bigint AS bd, currency, enriched, user_interests"
+)
+_BUCKETED = (
+    "date_trunc('minute', event_time, 'UTC') AS mi, date_trunc('hour', event_time, 'UTC') AS h, "
+    "site_domain, win_status, w, bd, currency, enriched, user_interests"
+)
 
 
+def _measures(sign: int) -> str:
+    s = int(sign)
+    return (
+        f"{s} * count(*) AS outcomes, {s} * count(*) FILTER (WHERE win_status) AS wins, "
+        f"{s} * count(*) FILTER (WHERE enriched) AS enriched_outcomes, "
+        f"{s} * count(*) FILTER (WHERE enriched AND win_status) AS enriched_wins, "
+        f"{s} * coalesce(sum(w) FILTER (WHERE win_status), 0) AS revenue_cents, "
+        f"{s} * sum(bd) AS bid_cents, {s} * coalesce(sum(bd) FILTER (WHERE win_status), 0) AS won_bid_cents"
+    )
+
+
+def _deltas_statement(source: str, sign: int) -> str:
+    """SQL appending the deltas of the rows ``source`` yields (``_DELTA_COLUMNS``); it returns
+    the hours those rows fall in. ``source`` may be a ``DELETE … RETURNING``."""
+    fam = FAMILIES
+    measures = ", ".join(MEASURES)
+    sums = ", ".join(f"sum({v})" for v in MEASURES)
+    s = int(sign)
+    materialized = "" if source.lstrip().upper().startswith("DELETE") else "MATERIALIZED "
+
+    def coarser(grain: Grain) -> str:
+        return (
+            f"INSERT INTO {grain.table} (bucket, currency, enriched, {measures}) "
+            f"SELECT date_trunc('{grain.unit}', bucket, 'UTC'), currency, enriched, {sums} FROM mm GROUP BY 1, 2, 3"
+        )
+
+    return f"""
+    WITH rows AS {materialized}({source}),
+    b AS MATERIALIZED (SELECT {_BUCKETED} FROM rows),
+    mm AS MATERIALIZED (SELECT mi AS bucket, currency, enriched, {_measures(s)} FROM b GROUP BY 1, 2, 3),
+    i_minute AS (INSERT INTO {fam["outcomes"]["minute"].table} (bucket, currency, enriched, {measures})
+                 SELECT * FROM mm),
+    i_hour AS ({coarser(fam["outcomes"]["hour"])}),
+    i_day AS ({coarser(fam["outcomes"]["day"])}),
+    i_domain AS (INSERT INTO {fam["domain"]["hour"].table} (bucket, site_domain, {measures})
+                 SELECT h, site_domain, {_measures(s)} FROM b GROUP BY 1, 2),
+    i_interest AS (INSERT INTO {fam["interest"]["hour"].table} (bucket, interest, {measures})
+                   SELECT h, coalesce(i.value, ''), {_measures(s)}
+                   FROM b LEFT JOIN LATERAL jsonb_array_elements_text(b.user_interests) i(value) ON true
+                   GROUP BY 1, 2),
+    i_price AS (INSERT INTO {fam["price"]["hour"].table} (bucket, cents, {", ".join(PRICE_COUNTS)})
+                SELECT h, c, {s} * sum(ww), {s} * sum(wb), {s} * sum(lb) FROM (
+                    SELECT h, w c, 1 ww, 0 wb, 0 lb FROM b WHERE win_status
+                    UNION ALL
+                    SELECT h, bd, 0, 1, 0 FROM b WHERE win_status
+                    UNION ALL
+                    SELECT h, bd, 0, 0, 1 FROM b WHERE NOT win_status
+                ) p GROUP BY 1, 2)
+    SELECT date_trunc('hour', bucket, 'UTC'), abs(sum(outcomes))::bigint FROM mm GROUP BY 1
+    """
+
+
+OUTCOMES = m.AuctionOutcome._meta.db_table
+
+
+def sequence_mark(cursor) -> int:
+    """The outcomes id sequence's position now: rows inserted from here on have larger ids."""
+    cursor.execute(f"SELECT CASE WHEN is_called THEN last_value ELSE last_value - 1 END FROM {_sequence(cursor)}")
+    return cursor.fetchone()[0]
+
+
+_SEQUENCE: list[str] = []
+
+
+def _sequence(cursor) -> str:
+    if not _SEQUENCE:
+        cursor.execute("SELECT pg_get_serial_sequence(%s, 'id')", [OUTCOMES])
+        _SEQUENCE.append(cursor.fetchone()[0])
+    return _SEQUENCE[0]
+
+
+def append_inserted(cursor, *, after_id: int, last_id: int | None = None) -> dict[datetime, int]:
+    """Append the deltas of the rows the last insert statement of this session stored, all of
+    them after ``sequence_mark`` gave ``after_id``. Returns {hour: rows} of those rows.
+
+    The statement's rows are the ids in (after_id, last_id] that share the xmin of row
+    ``last_id`` — by default currval, this session's own last id (pass the largest id an
+    ``INSERT … ON CONFLICT`` returned instead: rows skipped on conflict use up ids too).
+    Rows other sessions inserted in that id range carry their own transaction ids. This
+    holds under savepoints too (the subtransaction's id).
+    """
+    if last_id is None:
+        cursor.execute(f"SELECT currval('{_sequence(cursor)}')")
+        last_id = cursor.fetchone()[0]
+    last_id = int(last_id)
+    source = (
+        f"SELECT {_DELTA_COLUMNS} FROM {OUTCOMES} WHERE id > {int(after_id)} AND id <= {last_id} "
+        f"AND xmin = (SELECT xmin FROM {OUTCOMES} WHERE id = {last_id})"
+    )
+    cursor.execute(_deltas_statement(source, 1))
+    return dict(cursor.fetchall())
+
+
+def append_rows(cursor, *, ids: list[int]) -> dict[datetime, int]:
+    """Append the deltas of these stored rows (an update's new version); {hour: rows}."""
+    cursor.execute(_deltas_statement(f"SELECT {_DELTA_COLUMNS} FROM {OUTCOMES} WHERE id = ANY(%s)", 1), [ids])
+    return dict(cursor.fetchall())
+
+
+def delete_rows(cursor, *, ids: list[int]) -> dict[datetime, int]:
+    """Delete outcomes and append their negative deltas; {hour: rows deleted}."""
+    source = f"DELETE FROM {OUTCOMES} WHERE id = ANY(%s) RETURNING {_DELTA_COLUMNS}"
+    cursor.execute(_deltas_statement(source, -1), [ids])
+    return dict(cursor.fetchall())
+
+
+# ---------------------------------------------------------------------------- reach sketches
 def _hll():
     import datasketches
 
     return datasketches.hll_sketch(HLL_LG_K, datasketches.tgt_hll_type.HLL_8)
 
 
-@dataclass
-class Deltas:
-    """The rollup rows one write appends: {grain: {key: values}} (+ reach sketches)."""
+class Reach:
+    """The users a write adds, as one HyperLogLog sketch per hour (sketches cannot subtract:
+    deletes and updates rebuild the touched hours instead, see ``rebuild_reach_buckets``)."""
 
-    sign: int = 1
-    minute: dict = field(default_factory=dict)
-    domain_hour: dict = field(default_factory=dict)
-    interest_hour: dict = field(default_factory=dict)
-    price_hour: dict = field(default_factory=dict)
-    reach_hour: dict = field(default_factory=dict)  # hour -> hll sketch
-    touched_hours: set = field(default_factory=set)
+    def __init__(self) -> None:
+        self.hours: dict[datetime, object] = {}
 
-    def __bool__(self) -> bool:
-        return bool(self.minute)
-
-    def add(self, facts: Iterable[Fact], *, sketches: bool = True) -> Deltas:
-        minute, domain, interest, price, reach = (
-            self.minute,
-            self.domain_hour,
-            self.interest_hour,
-            self.price_hour,
-            self.reach_hour,
-        )
-        for f in facts:
-            at = f.event_time
-            hour = at.replace(minute=0, second=0, microsecond=0)
-            won = f.win_status
-            bid = f.bid_cents
-            if won:
-                win = f.win_cents
-                vec = (1, 1, 1, 1, win, bid, bid) if f.enriched else (1, 1, 0, 0, win, bid, bid)
-                pw = price.get((hour, win))
-                if pw is None:
-                    price[(hour, win)] = [1, 0, 0]
-                else:
-                    pw[0] += 1
-                pb = price.get((hour, bid))
-                if pb is None:
-                    price[(hour, bid)] = [0, 1, 0]
-                else:
-                    pb[1] += 1
-            else:
-                vec = (1, 0, 1, 0, 0, bid, 0) if f.enriched else (1, 0, 0, 0, 0, bid, 0)
-                pb = price.get((hour, bid))
-                if pb is None:
-                    price[(hour, bid)] = [0, 0, 1]
-                else:
-                    pb[2] += 1
-            _accumulate(minute, (at.replace(second=0, microsecond=0), f.currency, f.enriched), vec)
-            _accumulate(domain, (hour, f.site_domain or ""), vec)
-            for name in f.interests or ("",):
-                _accumulate(interest, (hour, name), vec)
-            if sketches:
-                sketch = reach.get(hour)
-                if sketch is None:
-                    sketch = reach[hour] = _hll()
-                sketch.update(f.user_id)
-            self.touched_hours.add(hour)
-        return self
-
-    def rows(self) -> dict[Grain, list[tuple]]:
-        """Rows per grain, coarser grains derived from the finest, signed."""
-        s = self.sign
-        out: dict[Grain, list[tuple]] = {}
-        fam = FAMILIES
-        minute_rows = _signed(self.minute, s)
-        out[fam["outcomes"]["minute"]] = minute_rows
-        out[fam["outcomes"]["hour"]] = _signed(_coarsen(self.minute, "hour"), s)
-        out[fam["outcomes"]["day"]] = _signed(_coarsen(self.minute, "day"), s)
-        out[fam["domain"]["hour"]] = _signed(self.domain_hour, s)
-        out[fam["domain"]["day"]] = _signed(_coarsen(self.domain_hour, "day"), s)
-        out[fam["interest"]["hour"]] = _signed(self.interest_hour, s)
-        out[fam["price"]["hour"]] = _signed(self.price_hour, s)
-        out[fam["price"]["day"]] = _signed(_coarsen(self.price_hour, "day"), s)
-        if self.reach_hour and s > 0:
-            import datasketches
-
-            days: dict = {}
-            for hour, sketch in self.reach_hour.items():
-                union = days.get(truncate(hour, "day"))
-                if union is None:
-                    union = days[truncate(hour, "day")] = datasketches.hll_union(HLL_LG_K)
-                union.update(sketch)
-            out[fam["reach"]["hour"]] = [(h, sk.serialize_compact()) for h, sk in self.reach_hour.items()]
-            out[fam["reach"]["day"]] = [
-                (d, u.get_result(datasketches.tgt_hll_type.HLL_8).serialize_compact()) for d, u in days.items()
-            ]
-        return out
+    def add(self, moment: datetime, user_id: str) -> None:
+        hour = moment.replace(minute=0, second=0, microsecond=0)
+        sketch = self.hours.get(hour)
+        if sketch is None:
+            sketch = self.hours[hour] = _hll()
+        sketch.update(user_id)
 
 
-def _accumulate(target: dict, key: tuple, vec: tuple) -> None:
-    acc = target.get(key)
-    if acc is None:
-        target[key] = list(vec)
-    else:
-        for i, v in enumerate(vec):
-            acc[i] += v
-
-
-def _coarsen(rows: dict, unit: str) -> dict:
-    out: dict = {}
-    for key, vec in rows.items():
-        _accumulate(out, (truncate(key[0], unit), *key[1:]), vec)
-    return out
-
-
-def _signed(rows: dict, sign: int) -> list[tuple]:
-    if sign > 0:
-        return [(*key, *vec) for key, vec in rows.items()]
-    return [(*key, *(-v for v in vec)) for key, vec in rows.items()]
-
-
-# ---------------------------------------------------------------------------- writing
-def append(cursor, deltas: Deltas) -> None:
-    """Append a write's deltas to every rollup table (inside the caller's transaction)."""
-    if not deltas:
+def append_reach(cursor, reach: Reach) -> None:
+    if not reach.hours:
         return
-    for grain, rows in deltas.rows().items():
-        if rows:
-            _copy(cursor, grain, rows)
+    import datasketches
+
+    days: dict = {}
+    for hour, sketch in reach.hours.items():
+        union = days.get(truncate(hour, "day"))
+        if union is None:
+            union = days[truncate(hour, "day")] = datasketches.hll_union(HLL_LG_K)
+        union.update(sketch)
+    _copy(cursor, FAMILIES["reach"]["hour"], [(h, sk.serialize_compact()) for h, sk in reach.hours.items()])
+    result = datasketches.tgt_hll_type.HLL_8
+    _copy(cursor, FAMILIES["reach"]["day"], [(d, u.get_result(result).serialize_compact()) for d, u in days.items()])
 
 
 def _copy(cursor, grain: Grain, rows: list[tuple]) -> None:
@@ -332,55 +356,113 @@ def _raw_sketches(cursor, hours: list[datetime]) -> dict:
 
 
 # ---------------------------------------------------------------------------- compaction
+# Per process: the highest id below which every partial row has been merged, per table.
+# New partial rows are found by a primary-key range scan above it; a row that committed late
+# with a lower id is picked up by the full scan every FULL_SCAN_EVERY runs (until then it is
+# simply one more row to sum: correctness never depends on compaction).
+_WATERMARKS: dict[str, int] = {}
+_RUNS = [0]
+FULL_SCAN_EVERY = 60
+
+
 def compact(*, max_keys: int = 50_000) -> dict[str, int]:
     """Merge each key's partial rows into one. Safe beside concurrent writers; returns rows merged per table.
 
     Skips (returns {}) if another process is compacting or rebuilding right now.
     """
     merged: dict[str, int] = {}
+    _RUNS[0] += 1
+    full = _RUNS[0] % FULL_SCAN_EVERY == 1
     with connection.cursor() as cursor:
         cursor.execute("SELECT pg_try_advisory_lock(%s)", [COMPACT_LOCK])
         if not cursor.fetchone()[0]:
             return merged
         try:
             for grain in GRAINS:
+                cursor.execute(f"SELECT coalesce(max(id), 0) FROM {grain.table}")
+                top = cursor.fetchone()[0]
+                since = 0 if full else _WATERMARKS.get(grain.table, 0)
                 if grain.family == "reach":
-                    merged[grain.table] = _compact_reach(cursor, grain, max_keys)
+                    merged[grain.table], done = _compact_reach(cursor, grain, max_keys, since)
                 else:
-                    merged[grain.table] = _compact_sums(cursor, grain, max_keys)
+                    merged[grain.table], done = _compact_sums(cursor, grain, max_keys, since)
+                if done:
+                    _WATERMARKS[grain.table] = top
         finally:
             cursor.execute("SELECT pg_advisory_unlock(%s)", [COMPACT_LOCK])
     return merged
 
 
-def _compact_sums(cursor, grain: Grain, max_keys: int) -> int:
+def _folded_into(grain: Grain) -> Grain | None:
+    for other in GRAINS:
+        if other.family == grain.family and other.folded_from == grain.unit:
+            return other
+    return None
+
+
+def _compact_sums(cursor, grain: Grain, max_keys: int, since: int) -> tuple[int, bool]:
+    """Returns (rows merged, whether every pending row above ``since`` was handled).
+
+    For a grain another is folded from, the same statement adds the merged partial rows'
+    sums to the coarser grain: a partial row is counted there exactly when it stops being
+    pending here, which is what readers rely on.
+    """
     keys = ("bucket", *grain.dims)
     key_list = ", ".join(keys)
     join = " AND ".join(f"t.{k} = k.{k}" for k in keys)
     sums = ", ".join(f"sum({v})" for v in grain.values)
     nonzero = " OR ".join(f"sum({v}) <> 0" for v in grain.values)
     cursor.execute(
+        f"SELECT count(*) FROM (SELECT DISTINCT {key_list} FROM {grain.table} WHERE id > %s AND pending) k",
+        [since],
+    )
+    pending_keys = cursor.fetchone()[0]
+    if not pending_keys:
+        return 0, True
+    cursor.execute(
         f"""
-        WITH k AS (SELECT DISTINCT {key_list} FROM {grain.table} WHERE pending LIMIT {int(max_keys)}),
+        WITH k AS (
+            SELECT DISTINCT {key_list} FROM {grain.table} WHERE id > {int(since)} AND pending LIMIT {int(max_keys)}
+        ),
         moved AS (DELETE FROM {grain.table} t USING k WHERE {join} RETURNING t.*),
         merged AS (
             INSERT INTO {grain.table} ({key_list}, {", ".join(grain.values)}, pending)
             SELECT {key_list}, {sums}, false FROM moved GROUP BY {key_list} HAVING {nonzero}
             RETURNING 1
-        )
+        ){_fold_sql(grain)}
         SELECT (SELECT count(*) FROM moved)
         """
     )
-    return cursor.fetchone()[0]
+    return cursor.fetchone()[0], pending_keys <= max_keys
 
 
-def _compact_reach(cursor, grain: Grain, max_keys: int) -> int:
+def _fold_sql(grain: Grain) -> str:
+    target = _folded_into(grain)
+    if target is None:
+        return ""
+    dims = ", ".join(grain.dims)
+    sums = ", ".join(f"sum({v})" for v in grain.values)
+    nonzero = " OR ".join(f"sum({v}) <> 0" for v in grain.values)
+    return f""",
+        folded AS (
+            INSERT INTO {target.table} (bucket, {dims}, {", ".join(grain.values)}, pending)
+            SELECT date_trunc('{target.unit}', bucket, 'UTC'), {dims}, {sums}, true FROM moved
+            WHERE pending GROUP BY 1, {dims} HAVING {nonzero}
+            RETURNING 1
+        )"""
+
+
+def _compact_reach(cursor, grain: Grain, max_keys: int, since: int) -> tuple[int, bool]:
     import datasketches
 
-    cursor.execute(f"SELECT DISTINCT bucket FROM {grain.table} WHERE pending LIMIT {int(max_keys)}")
+    cursor.execute(
+        f"SELECT DISTINCT bucket FROM {grain.table} WHERE id > %s AND pending LIMIT {int(max_keys) + 1}", [since]
+    )
     buckets = [row[0] for row in cursor.fetchall()]
     if not buckets:
-        return 0
+        return 0, True
+    complete = len(buckets) <= max_keys
+    buckets = buckets[:max_keys]
     cursor.execute(f"DELETE FROM {grain.table} WHERE bucket = ANY(%s) RETURNING bucket, sketch", [buckets])
     unions: dict = {}
     moved = 0
@@ -394,7 +476,7 @@ def _compact_reach(cursor, grain: Grain, max_keys: int) -> int:
     buffer = "".join("\t".join(_text(v) for v in row) + "\n" for row in rows)
     with connection.wrap_database_errors:
         cursor.copy_expert(f"COPY {grain.table} ({', '.join(columns)}) FROM STDIN", io.StringIO(buffer))
-    return moved
+    return moved, complete
 
 
 # ---------------------------------------------------------------------------- verify / rebuild
@@ -448,6 +530,7 @@ def _raw_select(grain: Grain, since: datetime | None, until: datetime | None) ->
 
 
 def _rollup_select(grain: Grain, since: datetime | None, until: datetime | None) -> tuple[str, list]:
+    """What readers see of ``grain`` (for a folded grain: its rows plus the finer grain's pending ones)."""
     where, params = ["true"], []
     if since is not None:
         where.append("bucket >= %s")
@@ -455,10 +538,19 @@ def _rollup_select(grain: Grain, since: datetime | None, until: datetime | None)
     if until is not None:
         where.append("bucket < %s")
         params.append(until)
+    cond = " AND ".join(where)
+    columns = ", ".join((*grain.dims, *grain.values))
+    source = f"SELECT bucket, {columns} FROM {grain.table} WHERE {cond}"
+    if grain.pending_source is not None:
+        source += (
+            f" UNION ALL SELECT date_trunc('{grain.unit}', bucket, 'UTC'), {columns} "
+            f"FROM {grain.pending_source.table} WHERE pending AND {cond}"
+        )
+        params = params * 2
     keys = ", ".join(("bucket", *grain.dims))
     sums = ", ".join(f"sum({v})::bigint" for v in grain.values)
     nonzero = " OR ".join(f"sum({v}) <> 0" for v in grain.values)
-    sql = f"SELECT {keys}, {sums} FROM {grain.table} WHERE {' AND '.join(where)} GROUP BY {keys} HAVING {nonzero}"
+    sql = f"SELECT {keys}, {sums} FROM ({source}) x GROUP BY {keys} HAVING {nonzero}"
     return sql, params
 
 
@@ -565,12 +657,13 @@ def _union_estimate(sketches: list) -> float:
     return union.get_result().get_estimate()
 
 
-def rebuild(*, since: datetime | None = None, until: datetime | None = None, chunk: timedelta = UNITS["day"]) -> int:
-    """Recompute every rollup from the raw rows over [since, until), one ``chunk`` per transaction.
+def rebuild(*, since: datetime | None = None, until: datetime | None = None, days: int = 1) -> int:
+    """Recompute every rollup from the raw rows over [since, until), ``days`` per transaction.
 
-    Online: each chunk is replaced by one statement (one snapshot), so writes committed
-    meanwhile are neither lost nor doubled. ``since`` is rounded down to the day; without it
-    the rebuild starts at the oldest raw row. Returns the number of chunks rebuilt.
+    Online: each table's chunk is replaced by one statement (one snapshot), so writes
+    committed meanwhile are neither lost nor doubled. ``since`` is rounded down and
+    ``until`` up to whole days (day rows cannot be rebuilt in part); without ``since`` the
+    rebuild starts at the oldest raw row. Returns the number of chunks rebuilt.
     """
     from django.db import transaction
 
@@ -580,7 +673,12 @@ def rebuild(*, since: datetime | None = None, until: datetime | None = None, chu
     if oldest is None and since is None:
         return 0
     start = truncate((since or oldest).astimezone(UTC), "day")
-    stop = until or (truncate(newest, "day") + UNITS["day"] if newest else start + UNITS["day"])
+    if until is not None:
+        stop = truncate(until.astimezone(UTC), "day")
+        stop = stop if stop == until else stop + UNITS["day"]
+    else:
+        stop = truncate(newest, "day") + UNITS["day"] if newest else start + UNITS["day"]
+    chunk = UNITS["day"] * max(1, days)
     chunks = 0
     while start < stop:
         end = min(start + chunk, stop)

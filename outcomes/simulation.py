@@ -132,7 +132,7 @@ class OutcomeSimulator:
         for sequence in itertools.count() if count is None else range(count):
             moment = now or datetime.now(UTC)
             if days > 0 and in_order and count:
-                offset = days * 86400 * (1 - sequence / count) + self.random.uniform(0, 3)
+                offset = max(0.0, days * 86400 * (1 - sequence / count) - self.random.uniform(0, 3))
                 moment = end - timedelta(seconds=offset)
             elif days > 0:
                 moment = moment - timedelta(seconds=self.random.uniform(0, days * 86400))

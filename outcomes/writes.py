@@ -16,19 +16,21 @@ is still in the database:
 ``prepare_batch`` (pure Python, no I/O)
     de-duplicates events by ``bid_id`` within the batch (first one wins; a later copy with
     different content is a ``conflicting_duplicate`` dead letter), renders the rows in
-    COPY text format and sums the rollup deltas of the events.
+    COPY text format and sketches the users of the events (for the reach rollups).
 
 ``write_batch`` (one transaction)
-    1. streams the rows with ``COPY`` straight into the outcomes table, inside a savepoint.
-       This is the fast path: raw COPY speed, no look-ups;
-    2. if any bid id is stored already, the unique index rejects that COPY and the rows go
-       the slow, always-correct way instead: COPY into a session-local staging table, then
+    1. streams the rows with ``COPY`` straight into the outcomes table. This is the fast
+       path: raw COPY speed, no look-ups;
+    2. if any bid id is stored already, the unique index rejects that COPY, the transaction
+       (nothing else done yet) is rolled back and the batch goes the slow, always-correct way
+       instead: COPY into a session-local staging table, then
        ``INSERT … SELECT … ON CONFLICT (bid_id) DO NOTHING RETURNING bid_id``. The rows not
        inserted are looked up: same content → a duplicate (counted), different content → a
        ``conflicting_duplicate`` dead letter (the first version stays; nothing is silently
        dropped). ``stage_first=True`` skips step 1 when duplicates are expected;
     3. inserts dead letters (unique by topic/partition/offset, so a retry cannot double them);
-    4. appends the rollup deltas of exactly the rows inserted (the fast path inserted all);
+    4. appends the rollup deltas of exactly the rows inserted, computed by PostgreSQL from
+       those rows (``rollups.append_inserted``), and the batch's reach sketches;
     5. upserts each partition's next offset *fenced*: the update applies only if the stored
        offset is still the one this consumer last read or wrote. If another consumer has
        moved it (a rebalance this one has not noticed yet), ``OffsetConflict`` is raised and
@@ -85,7 +87,7 @@ _MOVE_STAGE = f"""
 INSERT INTO {OUTCOME_TABLE} ({_COLUMNS})
 SELECT {_COLUMNS} FROM {STAGE_TABLE}
 ON CONFLICT (bid_id) DO NOTHING
-RETURNING bid_id
+RETURNING bid_id, id
 """
 _STORED_CONTENT = f"SELECT bid_id, raw_data FROM {OUTCOME_TABLE} WHERE bid_id = ANY(%s)"
 _INSERT_DEAD_LETTERS = f"""
@@ -161,7 +163,8 @@ class PreparedBatch:
     rejected: list[Rejected]
     progress: dict[tuple[str, int], PartitionProgress]
     in_batch_duplicates: int
-    deltas: rollups.Deltas  # of the events that carry an auction time, assuming all are inserted
+    reach: rollups.Reach  # users of the events that carry an auction time, assuming all are inserted
+    last_inserted_id: int | None = None  # set by the slow path: rows skipped on conflict use up ids too
 
     def __len__(self) -> int:
         """Messages in the batch (in-batch duplicates included)."""
@@ -192,57 +195,60 @@ def prepare_batch(batch: Batch) -> PreparedBatch:
         else:
             rejected.append(_conflict(event, position, kept[1]))
     events = list(first.values())
-    deltas = rollups.Deltas().add(_facts(events))
-    return PreparedBatch(events, _copy_rows(events), rejected, dict(batch.progress), duplicates, deltas)
-
-
-def _facts(events, now: datetime | None = None):
-    """Rollup facts of events; those without an auction time are skipped unless ``now``
-    (the transaction's time, which is their storage time and so their event time) is given."""
+    reach = rollups.Reach()
     for event, _position in events:
-        at = event.auction_timestamp or now
-        if at is None:
-            continue
-        yield rollups.Fact(
-            event_time=at,
-            user_id=event.user_id,
-            site_domain=event.site_domain,
-            win_status=event.win_status,
-            win_cents=int(event.win_price * 100),
-            bid_cents=int(event.bid_price * 100),
-            currency=event.currency,
-            enriched=event.enriched,
-            interests=event.user_interests,
-        )
+        if event.auction_timestamp is not None:
+            reach.add(event.auction_timestamp, event.user_id)
+    return PreparedBatch(events, _copy_rows(events), rejected, dict(batch.progress), duplicates, reach)
 
 
-def _timeless(events):
-    return [(event, position) for event, position in events if event.auction_timestamp is None]
+def _add_timeless(reach: rollups.Reach, events, cursor) -> None:
+    """Outcomes without an auction time happen at their storage time: the transaction's."""
+    timeless = [event for event, _position in events if event.auction_timestamp is None]
+    if timeless:
+        cursor.execute("SELECT now()")
+        now = cursor.fetchone()[0]
+        for event in timeless:
+            reach.add(now, event.user_id)
 
 
 def write_batch(batch: Batch | PreparedBatch, *, consumer_group: str, stage_first: bool = False) -> WriteResult:
     """Write one batch atomically. Raises ``OffsetConflict`` (nothing written) if fenced."""
     prepared = batch if isinstance(batch, PreparedBatch) else prepare_batch(batch)
-    result = WriteResult(duplicates=prepared.in_batch_duplicates)
+    if prepared.events and not stage_first:
+        try:
+            return _write_batch(prepared, consumer_group, fast=True)
+        except IntegrityError as exc:  # a bid id is stored already: nothing was written
+            if getattr(exc.__cause__, "pgcode", None) != UNIQUE_VIOLATION:
+                raise
+    return _write_batch(prepared, consumer_group, fast=False)
+
+
+def _write_batch(prepared: PreparedBatch, consumer_group: str, *, fast: bool) -> WriteResult:
+    result = WriteResult(duplicates=prepared.in_batch_duplicates, used_fallback=not fast and bool(prepared.events))
     rejected = list(prepared.rejected)
     with transaction.atomic(), connection.cursor() as cursor:
         if prepared.events:
-            if not stage_first and _copy_new_outcomes(cursor, prepared.rows):
+            mark = rollups.sequence_mark(cursor)
+            if fast:
+                _copy(cursor, _COPY_OUTCOMES, prepared.rows)
                 result.stored = len(prepared.events)
-                deltas = prepared.deltas
+                reach = prepared.reach
                 inserted_events = prepared.events
             else:
-                result.used_fallback = True
                 inserted, duplicates, conflicts = _insert_via_stage(cursor, prepared)
                 result.stored = len(inserted)
                 result.duplicates += duplicates
                 rejected.extend(conflicts)
                 inserted_events = [(e, p) for e, p in prepared.events if e.bid_id in inserted]
-                deltas = rollups.Deltas().add(_facts(inserted_events))
-            timeless = _timeless(inserted_events)
-            if timeless:
-                deltas.add(_facts(timeless, _transaction_now(cursor)))
-            rollups.append(cursor, deltas)
+                reach = rollups.Reach()
+                for event, _position in inserted_events:
+                    if event.auction_timestamp is not None:
+                        reach.add(event.auction_timestamp, event.user_id)
+            if result.stored:
+                _add_timeless(reach, inserted_events, cursor)
+                rollups.append_inserted(cursor, after_id=mark, last_id=None if fast else prepared.last_inserted_id)
+                rollups.append_reach(cursor, reach)
         if rejected:
             _insert_dead_letters(cursor, rejected, consumer_group)
         for (topic, partition), progress in sorted(prepared.progress.items()):
@@ -254,29 +260,14 @@ def write_batch(batch: Batch | PreparedBatch, *, consumer_group: str, stage_firs
     return result
 
 
-def _copy_new_outcomes(cursor, rows: str) -> bool:
-    """The fast path. False (and nothing written) if a bid id is stored already."""
-    try:
-        with transaction.atomic():  # a savepoint: a duplicate rolls back only this COPY
-            _copy(cursor, _COPY_OUTCOMES, rows)
-    except IntegrityError as exc:
-        if getattr(exc.__cause__, "pgcode", None) != UNIQUE_VIOLATION:
-            raise
-        return False
-    return True
-
-
-def _transaction_now(cursor) -> datetime:
-    cursor.execute("SELECT now()")
-    return cursor.fetchone()[0]
-
-
 def _insert_via_stage(cursor, prepared: PreparedBatch) -> tuple[set[str], int, list[Rejected]]:
     """The slow path: (bid ids stored, duplicates, conflicting copies)."""
     cursor.execute(_CREATE_STAGE)
     _copy(cursor, _COPY_STAGE, prepared.rows)
     cursor.execute(_MOVE_STAGE)
-    inserted = {row[0] for row in cursor.fetchall()}
+    returned = cursor.fetchall()
+    inserted = {row[0] for row in returned}
+    prepared.last_inserted_id = max((row[1] for row in returned), default=None)
     not_inserted = [(event, position) for event, position in prepared.events if event.bid_id not in inserted]
     duplicates = 0
     conflicts: list[Rejected] = []
@@ -436,12 +427,18 @@ def outcome_create(*, document: dict) -> AuctionOutcome:
     if not isinstance(document, dict):
         raise OutcomeInvalid({"non_field_errors": ["Expected a JSON object."]})
     event = _validate(document)
-    prepared = PreparedBatch([(event, None)], _copy_rows([(event, None)]), [], {}, 0, rollups.Deltas())
+    prepared = PreparedBatch([(event, None)], _copy_rows([(event, None)]), [], {}, 0, rollups.Reach())
     with transaction.atomic(), connection.cursor() as cursor:
+        mark = rollups.sequence_mark(cursor)
         inserted, _duplicates, _conflicts = _insert_via_stage(cursor, prepared)
         if not inserted:
             raise OutcomeInvalid({"bid_id": [f"An outcome with bid_id {event.bid_id!r} is already stored."]})
-        rollups.append(cursor, rollups.Deltas().add(_facts([(event, None)], _transaction_now(cursor))))
+        rollups.append_inserted(cursor, after_id=mark, last_id=prepared.last_inserted_id)
+        reach = rollups.Reach()
+        if event.auction_timestamp is not None:
+            reach.add(event.auction_timestamp, event.user_id)
+        _add_timeless(reach, [(event, None)], cursor)
+        rollups.append_reach(cursor, reach)
     return AuctionOutcome.objects.get(bid_id=event.bid_id)
 
 
@@ -495,11 +492,11 @@ def outcome_update(*, outcome_id: int, changes: dict, partial: bool) -> AuctionO
         raw = {**(row.raw_data if isinstance(row.raw_data, dict) else {}), **changes}
         if _same(event, row) and raw == row.raw_data:
             return row
-        old = _delete_rows(cursor, [row.pk])
+        hours = rollups.delete_rows(cursor, ids=[row.pk])
         cursor.execute(
             f"""INSERT INTO {OUTCOME_TABLE} (id, {_COLUMNS}, timestamp, created_at, updated_at)
                 VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, now())
-                RETURNING {_FACT_COLUMNS}""",
+""",
             [
                 row.pk,
                 event.bid_id,
@@ -517,10 +514,7 @@ def outcome_update(*, outcome_id: int, changes: dict, partial: bool) -> AuctionO
                 row.created_at,
             ],
         )
-        new = [_fact(r) for r in cursor.fetchall()]
-        rollups.append(cursor, rollups.Deltas(sign=-1).add(old, sketches=False))
-        rollups.append(cursor, rollups.Deltas().add(new, sketches=False))
-        rollups.rebuild_reach_buckets(cursor, [rollups.truncate(f.event_time, "hour") for f in [*old, *new]])
+        rollups.rebuild_reach_buckets(cursor, [*hours, *rollups.append_rows(cursor, ids=[row.pk])])
     return AuctionOutcome.objects.get(pk=outcome_id)
 
 
@@ -529,20 +523,6 @@ def outcomes_delete(*, ids: list[int]) -> int:
     if not ids:
         return 0
     with transaction.atomic(), connection.cursor() as cursor:
-        facts = _delete_rows(cursor, sorted(set(ids)))
-        if facts:
-            rollups.append(cursor, rollups.Deltas(sign=-1).add(facts, sketches=False))
-            rollups.rebuild_reach_buckets(cursor, [rollups.truncate(f.event_time, "hour") for f in facts])
-    return len(facts)
-
-
-def _delete_rows(cursor, ids: list[int]) -> list[rollups.Fact]:
-    cursor.execute(f"DELETE FROM {OUTCOME_TABLE} WHERE id = ANY(%s) RETURNING {_FACT_COLUMNS}", [ids])
-    return [_fact(r) for r in cursor.fetchall()]
-
-
-def _fact(row) -> rollups.Fact:
-    at, user, domain, won, win, bid, currency, enriched, interests = row
-    if isinstance(interests, str):  # Django's PostgreSQL backend hands jsonb over as text
-        interests = orjson.loads(interests)
-    return rollups.Fact(at, user, domain, won, int(win * 100), int(bid * 100), currency, enriched, tuple(interests))
+        deleted = rollups.delete_rows(cursor, ids=sorted(set(ids)))
+        rollups.rebuild_reach_buckets(cursor, deleted)
+    return sum(deleted.values())

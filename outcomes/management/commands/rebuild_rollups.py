@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import time
-from datetime import timedelta
 
 from django.core.management.base import BaseCommand
 
@@ -21,11 +20,11 @@ class Command(BaseCommand):
     def add_arguments(self, parser):
         parser.add_argument("--since", type=iso_datetime, help="From this day on (default: the oldest raw row).")
         parser.add_argument("--until", type=iso_datetime, help="Up to this time (default: after the newest raw row).")
-        parser.add_argument("--chunk-hours", type=int, default=24, help="Hours per transaction (default 24).")
+        parser.add_argument("--chunk-days", type=int, default=1, help="Days per transaction (default 1).")
 
-    def handle(self, *args, since=None, until=None, chunk_hours=24, **options):
+    def handle(self, *args, since=None, until=None, chunk_days=1, **options):
         started = time.monotonic()
-        chunks = rollups.rebuild(since=since, until=until, chunk=timedelta(hours=max(1, chunk_hours)))
+        chunks = rollups.rebuild(since=since, until=until, days=max(1, chunk_days))
         self.stdout.write(
-            self.style.SUCCESS(f"rebuilt {chunks} chunk(s) of {chunk_hours} h in {time.monotonic() - started:.1f}s")
+            self.style.SUCCESS(f"rebuilt {chunks} chunk(s) of {chunk_days} day(s) in {time.monotonic() - started:.1f}s")
         )

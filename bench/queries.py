@@ -1,33 +1,35 @@
 #!/usr/bin/env python
 """Query benchmark: every report and list through HTTP, against the naive raw-table answer.
 
-1. loads N realistic outcomes (outcomes.simulation, 30 days, in time order as a replayed
-   topic delivers them) through the real write service in consumer-sized batches, so the
-   rollups are built exactly as ingestion builds them, and prints the write rate;
-2. starts gunicorn as shipped (gunicorn.conf.py, DEBUG off) on the scratch database;
-3. for each request: warm-up, then p50/p95 of sequential requests; beside each report, the
-   same report computed naively from the raw table (the router forced to ``raw``) in the
-   same run — the ratio is the point;
-4. a load phase: ``--clients`` concurrent clients (threads with keep-alive connections)
-   running a dashboard-like mix for ``--load-seconds``; prints throughput, p50/p99, errors.
+1. loads realistic outcomes (outcomes.simulation, 30 days, each stage in time order as a
+   replayed topic delivers it) through the real write service in consumer-sized batches,
+   so the rollups are built exactly as ingestion builds them, up to each of ``--sizes``;
+2. at each size, with gunicorn as shipped (gunicorn.conf.py, DEBUG off): warm-up, then
+   p50/p95 of sequential requests for every report and list;
+3. at the largest size, the same reports computed naively from the raw table (the router
+   forced to ``raw``) in the same run — the ratio is the point — a cursor page half-way
+   down the table, and a load phase: locust (headless), ``--clients`` users running a
+   dashboard-like mix (bench/locustfile.py) while ``simulate_auctions`` produces and the
+   real consumer ingests ``--ingest-rate`` messages/s;
+4. prints every figure, writes them as JSON (``--json``) and a chart of report p95 against
+   table size (``--chart``, SVG).
 
-Everything runs in a scratch database (dropped at the end) on the local services. Writes
-the figures as JSON to ``--json``. Benchmarks print numbers; they never pass or fail.
+Everything runs in a scratch database (dropped at the end) on the local services.
+Benchmarks print numbers; they never pass or fail.
 """
 
 from __future__ import annotations
 
 import argparse
+import csv
 import http.client
 import json
 import os
-import random
 import secrets
 import socket
 import statistics
 import subprocess
 import sys
-import threading
 import time
 import uuid
 from datetime import UTC, datetime, timedelta
@@ -43,13 +45,16 @@ BENCH_DB = f"analytics_qbench_{uuid.uuid4().hex[:6]}"
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--rows", type=int, default=10_000_000)
-    parser.add_argument("--batch-size", type=int, default=5000)
+    parser.add_argument("--sizes", default="1000000,3000000,10000000", help="table sizes to measure at")
+    parser.add_argument("--batch-size", type=int, default=10000)
     parser.add_argument("--requests", type=int, default=40, help="sequential requests per measured endpoint")
     parser.add_argument("--clients", type=int, default=50)
-    parser.add_argument("--load-seconds", type=float, default=30.0)
+    parser.add_argument("--load-seconds", type=int, default=30)
+    parser.add_argument("--ingest-rate", type=int, default=6000, help="messages/s produced during the load phase")
     parser.add_argument("--json", default=str(ROOT / "bench" / "queries-result.json"))
+    parser.add_argument("--chart", default=str(ROOT / "bench" / "queries-result.svg"))
     args = parser.parse_args()
+    sizes = sorted(int(size) for size in args.sizes.split(","))
     os.environ["DB_NAME"] = BENCH_DB
 
     import django
@@ -74,83 +79,37 @@ def main() -> None:
         "LOG_LEVEL": "WARNING",
     }
     server = None
-    results: dict = {"rows": args.rows, "measured_at": datetime.now(UTC).isoformat()}
+    results: dict = {"sizes": sizes, "measured_at": datetime.now(UTC).isoformat(), "stages": []}
     try:
         subprocess.run([sys.executable, "manage.py", "migrate", "-v0"], cwd=ROOT, env=env, check=True)
-        results["load"] = load(args.rows, args.batch_size)
-        print(f"loaded {args.rows:,} outcomes through the write service at {results['load']['rows_per_s']:,.0f} rows/s")
-        from django.db import connection
-
-        with connection.cursor() as cursor:
-            cursor.execute("VACUUM ANALYZE")
-            cursor.execute("SELECT site_domain FROM outcomes_auctionoutcome GROUP BY 1 ORDER BY count(*) DESC LIMIT 1")
-            busiest = cursor.fetchone()[0]
-            cursor.execute("SELECT user_id, id FROM outcomes_auctionoutcome ORDER BY id LIMIT 1")
-            user, some_id = cursor.fetchone()
-            cursor.execute("SELECT max(event_time) FROM outcomes_auctionoutcome")
-            newest = cursor.fetchone()[0]
         port = free_port()
-        server = subprocess.Popen(
-            [sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", "analytics.wsgi:application"],
-            cwd=ROOT,
-            env={**env, "GUNICORN_BIND": f"127.0.0.1:{port}"},
-        )
-        wait_for(port)
-        day = newest.replace(hour=0, minute=0, second=0, microsecond=0)
-        week = {"start": iso(day - timedelta(days=7)), "end": iso(day)}
-        reports = [
-            ("stats", "stats/", {}, {}),
-            ("stats busiest domain", "stats/", {"site_domain": busiest}, {}),
-            ("stats one user", "stats/", {"user_id": user}, {}),
-            ("stats one week", "stats/", week, {}),
-            ("daily_stats", "daily_stats/", {}, {}),
-            ("timeseries hour x 7 days", "timeseries/", {"granularity": "hour", **week}, {}),
-            (
-                "timeseries minute x 1 day",
-                "timeseries/",
-                {"granularity": "minute", "start": iso(day - timedelta(days=1)), "end": iso(day)},
-                {},
-            ),
-            ("breakdown top 20 domains", "breakdown/", {"by": "site_domain", "limit": 20}, {}),
-            ("reach one week", "reach/", week, {}),
-        ]
-        lists = [
-            ("list page 1", "", {}),
-            ("winners page 1", "winners/", {}),
-            ("list busiest domain", "", {"site_domain": busiest}),
-            ("list min/max price", "", {"min_price": "1", "max_price": "2"}),
-            ("list ordering=-win_price", "", {"ordering": "-win_price"}),
-            ("retrieve by id", f"{some_id}/", {}),
-        ]
-        client = Client(port)
-        results["reports"] = []
-        print(f"\n{'request':<28}{'p50 ms':>9}{'p95 ms':>9}{'naive p50':>11}{'ratio':>8}  source")
-        for name, path, params, _ in reports:
-            stats = client.measure(path, params, args.requests)
-            naive = naive_ms(path, params)
-            ratio = naive / stats["p50"] if naive and stats["p50"] else None
-            results["reports"].append({"name": name, **stats, "naive_p50": naive, "ratio": ratio})
-            naive_text = f"{naive:>11.1f}" if naive is not None else f"{'-':>11}"
-            ratio_text = f"{ratio:>7.0f}x" if ratio else f"{'-':>8}"
-            print(f"{name:<28}{stats['p50']:>9.1f}{stats['p95']:>9.1f}{naive_text}{ratio_text}  {stats['source']}")
-        results["lists"] = []
-        for name, path, params in lists:
-            stats = client.measure(path, params, args.requests)
-            results["lists"].append({"name": name, **stats})
-            print(f"{name:<28}{stats['p50']:>9.1f}{stats['p95']:>9.1f}")
-        deep = cursor_deep(client, args.rows // 2)
-        results["lists"].append({"name": "cursor page half-way", **deep})
-        print(f"{'cursor page ' + format(args.rows // 2, ',') + ' deep':<28}{deep['p50']:>9.1f}{deep['p95']:>9.1f}")
-        mix = [("stats/", {}), ("timeseries/", {"granularity": "hour", **week}), ("", {}), (f"{some_id}/", {})]
-        mix += [("breakdown/", {"by": "site_domain", "limit": 20}), ("stats/", {"site_domain": busiest})]
-        results["load_phase"] = load_phase(port, mix, args.clients, args.load_seconds)
-        lp = results["load_phase"]
-        print(
-            f"\nload: {args.clients} clients for {args.load_seconds:.0f}s: {lp['rps']:,.0f} req/s, "
-            f"p50 {lp['p50']:.1f} ms, p99 {lp['p99']:.1f} ms, errors {lp['errors']}"
-        )
+        loaded = 0
+        for stage, size in enumerate(sizes):
+            load_stats = load(size - loaded, args.batch_size, seed=stage)
+            loaded = size
+            print(
+                f"\n== {size:,} outcomes (loaded {load_stats['rows']:,} more through the write service "
+                f"at {load_stats['rows_per_s']:,.0f} rows/s)"
+            )
+            targets = analyze_and_pick_targets()
+            if server is None:
+                server = subprocess.Popen(
+                    [sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", "analytics.wsgi:application"],
+                    cwd=ROOT,
+                    env={**env, "GUNICORN_BIND": f"127.0.0.1:{port}"},
+                )
+                wait_for(port)
+            last = stage == len(sizes) - 1
+            stage_results = {"size": size, "load": load_stats, **measure(port, targets, args.requests, naive=last)}
+            results["stages"].append(stage_results)
+            if last:
+                deep = cursor_deep(Client(port), size // 2)
+                stage_results["lists"].append({"name": f"cursor page {size // 2:,} deep", **deep})
+                print(f"{'cursor page ' + format(size // 2, ',') + ' deep':<30}{deep['p50']:>9.1f}{deep['p95']:>9.1f}")
+                results["load_phase"] = load_phase(port, targets, args, env)
         Path(args.json).write_text(json.dumps(results, indent=2, default=str))
-        print(f"figures written to {args.json}")
+        write_chart(results, args.chart)
+        print(f"\nfigures written to {args.json}, chart to {args.chart}")
     finally:
         if server is not None:
             server.terminate()
@@ -164,11 +123,111 @@ def main() -> None:
         admin.close()
 
 
+def analyze_and_pick_targets() -> dict:
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute("VACUUM ANALYZE")
+        cursor.execute("SELECT site_domain FROM outcomes_auctionoutcome GROUP BY 1 ORDER BY count(*) DESC LIMIT 1")
+        busiest = cursor.fetchone()[0]
+        cursor.execute("SELECT user_id, id FROM outcomes_auctionoutcome ORDER BY id DESC LIMIT 1")
+        user, some_id = cursor.fetchone()
+        cursor.execute("SELECT max(event_time) FROM outcomes_auctionoutcome")
+        newest = cursor.fetchone()[0]
+    day = newest.replace(hour=0, minute=0, second=0, microsecond=0)
+    return {
+        "busiest": busiest,
+        "user": user,
+        "id": some_id,
+        "day": day,
+        "week": {"start": iso(day - timedelta(days=7)), "end": iso(day)},
+    }
+
+
+def measure(port: int, t: dict, count: int, *, naive: bool) -> dict:
+    week, day = t["week"], t["day"]
+    reports = [
+        ("stats", "stats/", {}),
+        ("stats busiest domain", "stats/", {"site_domain": t["busiest"]}),
+        ("stats one user", "stats/", {"user_id": t["user"]}),
+        ("stats one week", "stats/", week),
+        ("daily_stats", "daily_stats/", {}),
+        ("timeseries hour x 7 days", "timeseries/", {"granularity": "hour", **week}),
+        (
+            "timeseries minute x 1 day",
+            "timeseries/",
+            {"granularity": "minute", "start": iso(day - timedelta(days=1)), "end": iso(day)},
+        ),
+        ("breakdown top 20 domains", "breakdown/", {"by": "site_domain", "limit": 20}),
+        ("reach one week", "reach/", week),
+    ]
+    lists = [
+        ("list page 1", "", {}),
+        ("winners page 1", "winners/", {}),
+        ("list busiest domain", "", {"site_domain": t["busiest"]}),
+        ("list min/max price", "", {"min_price": "1", "max_price": "2"}),
+        ("list ordering=-win_price", "", {"ordering": "-win_price"}),
+        ("retrieve by id", f"{t['id']}/", {}),
+    ]
+    client = Client(port)
+    out: dict = {"reports": [], "lists": []}
+    print(f"{'request':<30}{'p50 ms':>9}{'p95 ms':>9}{'naive p50':>11}{'faster':>8}  answered from")
+    for name, path, params in reports:
+        stats = client.measure(path, params, count)
+        slow = naive_ms(path, params) if naive else None
+        ratio = slow / stats["p95"] if slow and stats["p95"] else None
+        out["reports"].append({"name": name, **stats, "naive_p50": slow, "naive_over_p95": ratio})
+        slow_text = f"{slow:>11.1f}" if slow is not None else f"{'':>11}"
+        ratio_text = f"{ratio:>7.0f}x" if ratio else f"{'':>8}"
+        print(f"{name:<30}{stats['p50']:>9.1f}{stats['p95']:>9.1f}{slow_text}{ratio_text}  {stats['source']}")
+    for name, path, params in lists:
+        stats = client.measure(path, params, count)
+        out["lists"].append({"name": name, **stats})
+        print(f"{name:<30}{stats['p50']:>9.1f}{stats['p95']:>9.1f}")
+    return out
+
+
+def write_chart(results: dict, path: str) -> None:
+    """Report p95 against table size, one line per report (plain SVG, no dependencies)."""
+    stages = results["stages"]
+    names = [r["name"] for r in stages[0]["reports"]]
+    width, height, left, bottom = 760, 420, 60, 40
+    top = max(max(r["p95"] for r in s["reports"]) for s in stages) * 1.1 or 1
+    sizes = [s["size"] for s in stages]
+
+    def x(size):
+        return left + (width - left - 200) * (sizes.index(size) / max(1, len(sizes) - 1))
+
+    def y(ms):
+        return height - bottom - (height - bottom - 20) * ms / top
+
+    colours = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22"]
+    parts = [
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" font-family="sans-serif" '
+        'font-size="11">',
+        f'<text x="{left}" y="14">report p95 (ms) against table size</text>',
+        f'<line x1="{left}" y1="{height - bottom}" x2="{width - 200}" y2="{height - bottom}" stroke="black"/>',
+        f'<line x1="{left}" y1="20" x2="{left}" y2="{height - bottom}" stroke="black"/>',
+    ]
+    for size in sizes:
+        parts.append(f'<text x="{x(size) - 20}" y="{height - bottom + 16}">{size / 1e6:g}M rows</text>')
+    for tick in range(5):
+        ms = top * tick / 4
+        parts.append(f'<text x="5" y="{y(ms) + 4}">{ms:.1f}</text>')
+    for i, name in enumerate(names):
+        colour = colours[i % len(colours)]
+        points = " ".join(f"{x(s['size']):.1f},{y(s['reports'][i]['p95']):.1f}" for s in stages)
+        parts.append(f'<polyline fill="none" stroke="{colour}" stroke-width="2" points="{points}"/>')
+        parts.append(f'<text x="{width - 190}" y="{30 + 16 * i}" fill="{colour}">{name}</text>')
+    parts.append("</svg>")
+    Path(path).write_text("\n".join(parts))
+
+
 def iso(moment: datetime) -> str:
     return moment.isoformat().replace("+00:00", "Z")
 
 
-def load(rows: int, batch_size: int) -> dict:
+def load(rows: int, batch_size: int, *, seed: int) -> dict:
     import orjson
 
     from outcomes import writes
@@ -177,9 +236,11 @@ def load(rows: int, batch_size: int) -> dict:
 
     started = time.monotonic()
     batch = writes.Batch()
-    stream = OutcomeSimulator(seed=7).stream(count=rows, days=30, in_order=True)
+    now = datetime.now(UTC)
+    stream = OutcomeSimulator(seed=seed).stream(count=rows, days=30, in_order=True, now=now)
     for offset, message in enumerate(stream):
-        batch.events.append((parse_outcome(orjson.dumps(message)), writes.Position("bench", 0, offset)))
+        message["bid_request_id"] = f"{seed}-{message['bid_request_id']}"
+        batch.events.append((parse_outcome(orjson.dumps(message)), writes.Position(f"bench{seed}", 0, offset)))
         if len(batch.events) >= batch_size:
             writes.write_batch(batch, consumer_group="bench")
             batch = writes.Batch()
@@ -190,7 +251,7 @@ def load(rows: int, batch_size: int) -> dict:
     while any(rollups.compact().values()):
         pass
     elapsed = time.monotonic() - started
-    return {"seconds": elapsed, "rows_per_s": rows / elapsed}
+    return {"rows": rows, "seconds": elapsed, "rows_per_s": rows / elapsed}
 
 
 def naive_ms(path: str, params: dict) -> float | None:
@@ -261,62 +322,111 @@ class Client:
 
 
 def cursor_deep(client: Client, depth: int) -> dict:
-    """Walk to ``depth`` rows with cursors of 1000 rows, then time 1 page of 100 there."""
-    status, _h, body = client.get("", {"cursor": "", "page_size": 1000})
-    data = json.loads(body)
-    walked = len(data["results"])
-    while walked < depth and data["next_cursor"]:
-        status, _h, body = client.get("", {"cursor": data["next_cursor"], "page_size": 1000})
-        data = json.loads(body)
-        walked += len(data["results"])
-    token = data["next_cursor"]
+    """Time cursor pages ``depth`` rows down the default order. The cursor is made the way
+    the API makes one, from the row at that depth (found once with OFFSET, not timed)."""
+    from django.db import connection
+
+    from outcomes.pagination import OutcomePagination
+
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT timestamp, id FROM outcomes_auctionoutcome ORDER BY timestamp DESC, id DESC OFFSET %s LIMIT 1",
+            [depth],
+        )
+        timestamp, row_id = cursor.fetchone()
+    token = OutcomePagination._encode(["-timestamp", "-id"], [timestamp, row_id])
     timings = []
-    for _ in range(20):
+    for i in range(23):
         started = time.perf_counter()
-        client.get("", {"cursor": token})
-        timings.append((time.perf_counter() - started) * 1000)
-    return {"p50": statistics.median(timings), "p95": percentile(timings, 95), "depth": walked}
+        status, _headers, body = client.get("", {"cursor": token})
+        if status != 200:
+            raise SystemExit(f"cursor page: HTTP {status}: {body[:300]!r}")
+        if i >= 3:
+            timings.append((time.perf_counter() - started) * 1000)
+    return {"p50": statistics.median(timings), "p95": percentile(timings, 95), "depth": depth}
 
 
-def load_phase(port: int, mix: list, clients: int, seconds: float) -> dict:
-    timings: list[float] = []
-    errors = [0]
-    lock = threading.Lock()
-    deadline = time.monotonic() + seconds
+def load_phase(port: int, t: dict, args, env: dict) -> dict:
+    """locust users against the API while a producer and the real consumer ingest."""
+    topic = f"qbench-{uuid.uuid4().hex[:8]}"
+    from django.conf import settings
+    from kafka import KafkaAdminClient
+    from kafka.admin import NewTopic
 
-    def worker(seed: int) -> None:
-        rng = random.Random(seed)
-        client = Client(port)
-        local, bad = [], 0
-        while time.monotonic() < deadline:
-            path, params = rng.choice(mix)
-            started = time.perf_counter()
-            try:
-                status, _h, _b = client.get(path, params)
-                if status != 200:
-                    bad += 1
-            except (OSError, http.client.HTTPException):
-                bad += 1
-                client = Client(port)
-            local.append((time.perf_counter() - started) * 1000)
-        with lock:
-            timings.extend(local)
-            errors[0] += bad
+    brokers = ",".join(settings.CONSUMER.brokers)
+    kafka = KafkaAdminClient(bootstrap_servers=brokers)
+    kafka.create_topics([NewTopic(topic, 1, 1)])
+    total = args.ingest_rate * (args.load_seconds + 15)
+    kafka_env = {**env, "KAFKA_BROKERS": brokers, "CONSUMER_METRICS_PORT": "0"}
+    producer = subprocess.Popen(
+        [sys.executable, "manage.py", "simulate_auctions", "--topic", topic, "--rate", str(args.ingest_rate)]
+        + ["--count", str(total), "--seed", "5"],
+        cwd=ROOT,
+        env=kafka_env,
+        stdout=subprocess.DEVNULL,
+    )
+    consumer = subprocess.Popen(
+        [sys.executable, "manage.py", "process_outcomes", "--topic", topic, "--group", topic],
+        cwd=ROOT,
+        env=kafka_env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    from django.db import connection
 
-    threads = [threading.Thread(target=worker, args=(i,)) for i in range(clients)]
-    started = time.monotonic()
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    elapsed = time.monotonic() - started
-    return {
-        "requests": len(timings),
-        "rps": len(timings) / elapsed,
-        "p50": statistics.median(timings),
-        "p99": percentile(timings, 99),
-        "errors": errors[0],
+    def stored() -> int:
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT coalesce(sum(next_offset), 0) FROM outcomes_consumeroffset WHERE topic = %s", [topic]
+            )
+            return int(cursor.fetchone()[0])
+
+    time.sleep(8)  # producer and consumer up and steady
+    before, started = stored(), time.monotonic()
+    prefix = str(ROOT / "bench" / "locust")
+    subprocess.run(
+        [sys.executable, "-m", "locust", "-f", str(ROOT / "bench" / "locustfile.py"), "--headless"]
+        + ["-u", str(args.clients), "-r", str(args.clients), "-t", f"{args.load_seconds}s"]
+        + ["--host", f"http://127.0.0.1:{port}", "--csv", prefix, "--only-summary", "--loglevel", "WARNING"],
+        cwd=ROOT,
+        env={
+            **env,
+            "BENCH_DOMAIN": t["busiest"],
+            "BENCH_ID": str(t["id"]),
+            "BENCH_START": t["week"]["start"],
+            "BENCH_END": t["week"]["end"],
+        },
+        check=False,
+        stdout=subprocess.DEVNULL,
+    )
+    ingested = (stored() - before) / (time.monotonic() - started)
+    for proc in (producer, consumer):
+        proc.terminate()
+        proc.wait(timeout=60)
+    kafka.delete_topics([topic])
+    kafka.close()
+    with open(f"{prefix}_stats.csv") as handle:
+        rows = {row["Name"]: row for row in csv.DictReader(handle)}
+    for suffix in ("_stats.csv", "_stats_history.csv", "_failures.csv", "_exceptions.csv"):
+        Path(prefix + suffix).unlink(missing_ok=True)
+    agg = rows["Aggregated"]
+    result = {
+        "clients": args.clients,
+        "seconds": args.load_seconds,
+        "requests": int(agg["Request Count"]),
+        "errors": int(agg["Failure Count"]),
+        "rps": float(agg["Requests/s"]),
+        "p50": float(agg["50%"]),
+        "p95": float(agg["95%"]),
+        "p99": float(agg["99%"]),
+        "ingested_per_s": ingested,
     }
+    print(
+        f"\nload: {args.clients} locust users for {args.load_seconds}s while the consumer ingested "
+        f"{ingested:,.0f} msg/s: {result['rps']:,.0f} req/s, p50 {result['p50']:.0f} ms, "
+        f"p95 {result['p95']:.0f} ms, p99 {result['p99']:.0f} ms, {result['errors']} errors"
+    )
+    return result
 
 
 def percentile(values: list[float], pct: int) -> float:

@@ -38,11 +38,15 @@ from outcomes.models import AuctionOutcome
 RAW = AuctionOutcome._meta.db_table
 MIN_TIME = datetime(1970, 1, 1, tzinfo=UTC)
 MAX_TIME = datetime(2200, 1, 1, tzinfo=UTC)
-MAX_BUCKETS = 400
+MAX_BUCKETS = 2000  # a day of minutes, a month of hours, five years of days
 GRANULARITIES = ("minute", "hour", "day", "week", "month")
 BREAKDOWN_DIMENSIONS = ("site_domain", "currency", "enriched", "interest")
 BREAKDOWN_ORDERS = ("revenue", "wins", "outcomes", "win_rate")
 PERCENTILES = (50, 90, 99)
+# Percentiles the price rollups cannot answer (a filter they lack) are computed from the raw
+# rows only up to this many matching outcomes, so ``stats`` stays fast; above it they are
+# left out and ``percentiles_omitted`` says why.
+RAW_PERCENTILE_LIMIT = 20_000
 DEFAULT_SPAN = {
     "minute": timedelta(hours=1),
     "hour": timedelta(days=1),
@@ -124,6 +128,17 @@ def outcome_stats(*, query: OutcomeQuery) -> tuple[dict, str]:
         rows = _run_raw_measures(query, group="one")
         source = "raw"
     stats = _shape(rows[0][1] if rows else None)
+    stats["percentiles_omitted"] = None
+    if _plan(query, family_for="price", units=("day", "hour")) is None and (
+        stats["total_outcomes"] > RAW_PERCENTILE_LIMIT
+    ):
+        stats["win_price_percentiles"] = stats["bid_price_percentiles"] = None
+        stats["percentiles_omitted"] = (
+            f"{stats['total_outcomes']:,} outcomes match filters the price rollups do not cover "
+            f"({', '.join(sorted(query.given() - {'win_status', 'start', 'end'}))}); exact percentiles are "
+            f"computed from the raw rows for at most {RAW_PERCENTILE_LIMIT:,}: narrow the filters or the window"
+        )
+        return stats, source
     histogram, price_source = _price_histogram(query)
     stats["win_price_percentiles"] = _percentiles(histogram["win"])
     stats["bid_price_percentiles"] = _percentiles(histogram["bid"])

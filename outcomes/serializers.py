@@ -78,8 +78,15 @@ class PercentilesSerializer(serializers.Serializer):
 class ReportStatsSerializer(OutcomeStatsSerializer):
     ecpm = serializers.FloatField(help_text="Revenue per 1,000 won impressions: total_revenue / total_wins * 1000.")
     shading_ratio = serializers.FloatField(help_text="Sum of win_price / sum of bid_price over won auctions.")
-    win_price_percentiles = PercentilesSerializer(help_text="Exact, nearest rank, over won auctions.")
-    bid_price_percentiles = PercentilesSerializer(help_text="Exact, nearest rank, over all outcomes.")
+    win_price_percentiles = PercentilesSerializer(
+        allow_null=True, help_text="Exact, nearest rank, over won auctions (null when omitted)."
+    )
+    bid_price_percentiles = PercentilesSerializer(
+        allow_null=True, help_text="Exact, nearest rank, over all outcomes (null when omitted)."
+    )
+    percentiles_omitted = serializers.CharField(
+        allow_null=True, help_text="Why the percentiles were left out (too many raw rows to sort), else null."
+    )
 
 
 class TimeseriesBucketSerializer(serializers.Serializer):

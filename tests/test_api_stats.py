@@ -65,6 +65,7 @@ def expected_full_stats(rows):
         **expected_stats(rows),
         "win_price_percentiles": {f"p{p}": nearest_rank(wins, p) for p in (50, 90, 99)},
         "bid_price_percentiles": {f"p{p}": nearest_rank(bids, p) for p in (50, 90, 99)},
+        "percentiles_omitted": None,
     }
 
 
@@ -160,3 +161,16 @@ def test_daily_stats_use_storage_day_when_auction_time_is_missing(outcome_factor
     assert len(body) == 1
     assert body[0]["date"] == datetime.now(UTC).date().isoformat()
     assert body[0]["total_outcomes"] == 2
+
+
+def test_percentiles_beyond_the_raw_limit_are_omitted_and_say_why(dataset, monkeypatch):
+    from outcomes import queries
+
+    monkeypatch.setattr(queries, "RAW_PERCENTILE_LIMIT", 10)
+    body = APIClient().get("/api/outcomes/stats/", {"site_domain": "a.example"}).json()
+    assert body["win_price_percentiles"] is None and body["bid_price_percentiles"] is None
+    assert "site_domain" in body["percentiles_omitted"]
+    rows = [r for r in dataset if r["site_domain"] == "a.example"]
+    assert body["total_outcomes"] == len(rows) > 10
+    # the price rollups answer windows and win_status at any size
+    assert APIClient().get("/api/outcomes/stats/", {"win_status": "true"}).json()["percentiles_omitted"] is None

@@ -99,6 +99,9 @@ DATABASES = {
         "OPTIONS": {
             "connect_timeout": env_int("DB_CONNECT_TIMEOUT", 5, minimum=1),
             "application_name": env_str("DB_APPLICATION_NAME", "analytics-service"),
+            # Requests read small rollups: starting parallel workers costs more than it saves
+            # (measured: a 60k-row breakdown takes 33 ms with 2 workers, 19 ms without).
+            "options": f"-c max_parallel_workers_per_gather={env_int('DB_MAX_PARALLEL_WORKERS', 0, minimum=0)}",
         },
     }
 }
@@ -164,9 +167,9 @@ REST_FRAMEWORK = {
     "PAGE_SIZE": API_PAGE_SIZE,
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "DEFAULT_RENDERER_CLASSES": (
-        ["rest_framework.renderers.JSONRenderer", "rest_framework.renderers.BrowsableAPIRenderer"]
+        ["outcomes.renderers.FastJSONRenderer", "rest_framework.renderers.BrowsableAPIRenderer"]
         if DEBUG
-        else ["rest_framework.renderers.JSONRenderer"]
+        else ["outcomes.renderers.FastJSONRenderer"]
     ),
 }
 

@@ -24,6 +24,7 @@ Definitions (also in the README):
 from __future__ import annotations
 
 import calendar
+from bisect import bisect_right
 from dataclasses import dataclass, fields
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -189,24 +190,33 @@ def outcome_timeseries(*, query: OutcomeQuery, boundaries: list[datetime], granu
     """Measures per bucket, every bucket present (zeros where nothing happened)."""
     windowed = OutcomeQuery(**{**_as_dict(query), "start": boundaries[0], "end": boundaries[-1]})
     plan = _plan(windowed, family_for=_stats_family(query), units=_UNITS_UP_TO[granularity], boundaries=boundaries)
-    if plan is not None:
+    if plan is not None and plan.aligned:
+        # Cheaper than width_bucket() over a long array: one row per rollup bucket, placed here.
+        by_index: dict[int, tuple] = {}
+        for moment, vec in _run_measures(plan, windowed, group="row"):
+            index = bisect_right(boundaries, moment)
+            by_index[index] = _sum_vectors((by_index[index], vec)) if index in by_index else vec
+        rows, source = list(by_index.items()), plan.source
+    elif plan is not None:
         rows, source = _run_measures(plan, windowed, group="buckets"), plan.source
     else:
         rows, source = _run_raw_measures(windowed, group="buckets", boundaries=boundaries), "raw"
     by_bucket = dict(rows)
+    labels = [moment.isoformat().replace("+00:00", "Z") for moment in boundaries]
     series = []
     for index in range(len(boundaries) - 1):
-        shaped = _shape(by_bucket.get(index + 1))
+        vec = by_bucket.get(index + 1)
+        outcomes, wins, _enriched, revenue, bid, _won_bid = vec or (0, 0, 0, 0, 0, 0)
         series.append(
             {
-                "bucket": boundaries[index].isoformat().replace("+00:00", "Z"),
-                "bucket_end": boundaries[index + 1].isoformat().replace("+00:00", "Z"),
-                "outcomes": shaped["total_outcomes"],
-                "wins": shaped["total_wins"],
-                "win_rate": shaped["win_rate"],
-                "revenue": shaped["total_revenue"],
-                "average_win_price": shaped["average_win_price"],
-                "average_bid_price": shaped["average_bid_price"],
+                "bucket": labels[index],
+                "bucket_end": labels[index + 1],
+                "outcomes": outcomes,
+                "wins": wins,
+                "win_rate": round(wins * 100 / outcomes, 2) if outcomes else 0.0,
+                "revenue": float(Decimal(revenue) / 100) if revenue else 0.0,
+                "average_win_price": _ratio(revenue, wins * 100, 4) if wins else 0.0,
+                "average_bid_price": _ratio(bid, outcomes * 100, 4) if outcomes else 0.0,
             }
         )
     return series, source
@@ -224,19 +234,22 @@ def outcome_breakdown(*, query: OutcomeQuery, by: str, order: str, limit: int) -
         rows, source = _run_measures(plan, query, group="dimension", dimension=by), plan.source
     else:
         rows, source = _run_raw_measures(query, group="dimension", dimension=by), "raw"
-    shaped = [(key, _shape(vec), vec) for key, vec in rows if vec[0]]
-    sort_key = {"revenue": "total_revenue", "wins": "total_wins", "outcomes": "total_outcomes", "win_rate": "win_rate"}
-    shaped.sort(key=lambda item: (-item[1][sort_key[order]], -item[1]["total_outcomes"], str(item[0])))
-    top, rest = shaped[:limit], shaped[limit:]
-    total = _sum_vectors(vec for _k, _s, vec in shaped)
-    others = _sum_vectors(vec for _k, _s, vec in rest)
+    present = [(key, vec) for key, vec in rows if vec[0]]
+    measure = {
+        "revenue": lambda vec: vec[3],
+        "wins": lambda vec: vec[1],
+        "outcomes": lambda vec: vec[0],
+        "win_rate": lambda vec: round(vec[1] * 100 / vec[0], 2),
+    }[order]
+    present.sort(key=lambda item: (-measure(item[1]), -item[1][0], str(item[0])))
+    top, rest = present[:limit], present[limit:]
     return {
         "by": by,
         "order": order,
         "limit": limit,
-        "rows": [{by: key, **_row(s)} for key, s, _vec in top],
-        "others": {**_row(_shape(others)), "values": len(rest)},
-        "total": {**_row(_shape(total)), "values": len(shaped)},
+        "rows": [{by: key, **_row(_shape(vec))} for key, vec in top],
+        "others": {**_row(_shape(_sum_vectors(vec for _k, vec in rest))), "values": len(rest)},
+        "total": {**_row(_shape(_sum_vectors(vec for _k, vec in present))), "values": len(present)},
     }, source
 
 
@@ -306,6 +319,7 @@ class _Plan:
     family: str
     segments: dict[str, list[tuple[datetime, datetime]]]
     boundaries: list[datetime] | None
+    aligned: bool = False  # every rollup row lies inside one bucket: group by row, map in Python
 
     @property
     def source(self) -> str:
@@ -325,6 +339,10 @@ def _plan(
         return None
     family_units = tuple(u for u in units if u in rollups.FAMILIES[family_for])
     cuts = boundaries or [query.start or MIN_TIME, query.end or MAX_TIME]
+    aligned = False
+    if len(cuts) > 2 and family_units and all(rollups.truncate(b, family_units[0]) == b for b in cuts[1:-1]):
+        cuts = [cuts[0], cuts[-1]]  # inner boundaries on the coarsest unit: no rollup row can straddle one
+        aligned = True
     segments: dict[str, list] = {unit: [] for unit in family_units}
     for lo, hi in zip(cuts, cuts[1:], strict=False):
         piece = _decompose(lo, hi, family_units)
@@ -332,7 +350,7 @@ def _plan(
             return None
         for unit, ranges in piece.items():
             _merge_into(segments[unit], ranges)
-    return _Plan(family_for, segments, boundaries)
+    return _Plan(family_for, segments, boundaries, aligned)
 
 
 def _decompose_window(start, end, units):
@@ -410,6 +428,8 @@ def _run_measures(plan: _Plan, query: OutcomeQuery, *, group: str, dimension: st
                     cond_params.append(value)
             if group == "buckets":
                 key, key_params = "width_bucket(bucket, %s::timestamptz[])", [plan.boundaries]
+            elif group == "row":
+                key, key_params = "bucket", []
             elif group == "day":
                 key, key_params = "date_trunc('day', bucket, 'UTC')", []
             elif group == "dimension":

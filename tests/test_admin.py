@@ -72,3 +72,37 @@ def test_unfiltered_count_uses_the_estimate_on_big_tables(admin_client, outcome_
     assert "COUNT(*)" not in sql.upper()
     # A filtered list counts for real.
     assert admin_client.get("/admin/outcomes/auctionoutcome/?q=user-1").context["cl"].result_count == 30
+
+
+def test_outcomes_are_read_only_and_deleting_keeps_the_rollups_exact(admin_client, outcome_factory):
+    from outcomes import rollups
+    from outcomes.models import AuctionOutcome, OutcomeRollupDay
+
+    rows = outcome_factory(3)
+    page = admin_client.get(f"/admin/outcomes/auctionoutcome/{rows[0].id}/change/")
+    assert page.status_code == 200
+    assert 'name="win_price"' not in page.content.decode()  # no form fields: nothing to edit
+    before = AuctionOutcome.objects.get(pk=rows[0].pk)
+    response = admin_client.post(
+        f"/admin/outcomes/auctionoutcome/{rows[0].id}/change/",
+        {"win_status": "on", "win_price": "5.00", "bid_price": "0.50", "currency": "usd"},
+    )
+    assert response.status_code == 403  # a change (even a no-change save) is refused, nothing written
+    after = AuctionOutcome.objects.get(pk=rows[0].pk)
+    assert (after.win_price, after.currency, after.updated_at, after.auction_timestamp) == (
+        before.win_price,
+        before.currency,
+        before.updated_at,
+        before.auction_timestamp,
+    )
+    assert admin_client.get("/admin/outcomes/auctionoutcome/add/").status_code == 403
+    response = admin_client.post(
+        "/admin/outcomes/auctionoutcome/",
+        {"action": "delete_selected", "_selected_action": [rows[0].id, rows[1].id], "post": "yes"},
+    )
+    assert response.status_code == 302
+    assert list(AuctionOutcome.objects.values_list("id", flat=True)) == [rows[2].id]
+    assert sum(OutcomeRollupDay.objects.values_list("outcomes", flat=True)) == 1
+    admin_client.post(f"/admin/outcomes/auctionoutcome/{rows[2].id}/delete/", {"post": "yes"})
+    assert not AuctionOutcome.objects.exists()
+    assert rollups.verify() == []

@@ -301,6 +301,48 @@ def test_staff_writes_are_validated_like_messages(staff_api, change, field):
     assert field in response.json()
 
 
+def test_the_admin_example_is_refused_naming_the_field(staff_api):
+    """A won auction paying 5.00 on a 0.50 bid, in lower-case currency: the consumer's rules."""
+    bad = NEW | {"win_price": "5.00", "bid_price": "0.50", "currency": "USD"}
+    response = staff_api.post(URL, bad, format="json")
+    assert response.status_code == 400 and "win_price" in response.json()
+    response = staff_api.post(URL, NEW | {"currency": "usd"}, format="json")
+    assert response.status_code == 400 and "currency" in response.json()
+    response = staff_api.post(URL, NEW | {"colour": "red"}, format="json")
+    assert response.status_code == 400 and "colour" in response.json()
+    assert not AuctionOutcome.objects.exists()
+
+
+def test_updates_follow_the_write_path(staff_api):
+    from outcomes import rollups
+
+    row_id = staff_api.post(URL, NEW | {"auction_timestamp": "2025-10-25T12:00:02.123456Z"}, format="json").json()["id"]
+    row = AuctionOutcome.objects.get(pk=row_id)
+    # a change that changes nothing writes nothing: not even updated_at or the microseconds
+    same = staff_api.patch(f"{URL}{row_id}/", {"win_price": "0.50"}, format="json")
+    assert same.status_code == 200
+    unchanged = AuctionOutcome.objects.get(pk=row_id)
+    assert unchanged.updated_at == row.updated_at
+    assert unchanged.auction_timestamp == row.auction_timestamp
+    assert unchanged.auction_timestamp.microsecond == 123456
+    # a real change updates raw_data and the rollups
+    changed = staff_api.patch(f"{URL}{row_id}/", {"win_price": "0.60", "currency": "EUR"}, format="json")
+    assert changed.status_code == 200, changed.json()
+    row = AuctionOutcome.objects.get(pk=row_id)
+    assert (row.win_price, row.currency) == (Decimal("0.60"), "EUR")
+    assert row.raw_data["win_price"] == "0.60" and row.raw_data["currency"] == "EUR"
+    assert row.updated_at >= unchanged.updated_at  # now(): one transaction per test here
+    assert staff_api.get("/api/outcomes/stats/", {"currency": "EUR"}).json()["total_revenue"] == 0.6
+    # refused changes name the field and change nothing
+    bad = staff_api.patch(f"{URL}{row_id}/", {"win_price": "0.90"}, format="json")
+    assert bad.status_code == 400 and "win_price" in bad.json()
+    assert staff_api.patch(f"{URL}{row_id}/", {"bid_id": "other"}, format="json").status_code == 400
+    assert staff_api.put(f"{URL}{row_id}/", {"user_id": "u"}, format="json").status_code == 400  # PUT: whole document
+    assert staff_api.patch(f"{URL}999999/", {"user_id": "u"}, format="json").status_code == 404
+    assert AuctionOutcome.objects.get(pk=row_id).win_price == Decimal("0.60")
+    assert rollups.verify() == []
+
+
 def test_duplicate_bid_id_is_rejected(staff_api, outcome_factory):
     outcome_factory(1, bid_id="api-1")
     response = staff_api.post(URL, NEW, format="json")
@@ -344,3 +386,52 @@ def test_openapi_schema_lists_the_endpoints(api):
 def test_health_endpoints(api):
     assert api.get("/healthz").json() == {"status": "ok"}
     assert api.get("/readyz").json() == {"status": "ok", "database": "ok"}
+
+
+# ---------------------------------------------------------------------------- cursors
+@pytest.mark.parametrize(
+    "ordering", [None, "-win_price", "site_domain", "event_time", "-timestamp", "bid_price,-user_id"]
+)
+def test_a_cursor_walks_a_filtered_list_to_its_end_while_rows_arrive(api, outcome_factory, ordering):
+    import random
+
+    rng = random.Random(4)
+    for _ in range(60):
+        outcome_factory(
+            1,
+            win_price=Decimal(rng.choice(["0.10", "0.20", "0.30"])),
+            bid_price=Decimal("1.00"),
+            site_domain=rng.choice(["a.example", "b.example", None]),
+            user_id=rng.choice(["u1", "u2"]),
+            win_status=rng.random() < 0.7,
+            auction_timestamp=datetime(2025, 1, 1, tzinfo=UTC) + timedelta(minutes=rng.randint(0, 50)),
+        )
+    params = {"win_status": "true", "page_size": 7, "cursor": ""}
+    if ordering:
+        params["ordering"] = ordering
+    expected = [
+        row["id"]
+        for row in api.get(URL, {k: v for k, v in params.items() if k != "cursor"} | {"page_size": 1000}).json()[
+            "results"
+        ]
+    ]
+    seen: list[int] = []
+    pages = 0
+    while True:
+        body = api.get(URL, params).json()
+        seen += [row["id"] for row in body["results"]]
+        pages += 1
+        outcome_factory(2, win_status=True, win_price=Decimal("0.20"))  # new rows keep arriving
+        if not body["next_cursor"]:
+            break
+        params["cursor"] = body["next_cursor"]
+    assert len(seen) == len(set(seen))  # nothing repeated
+    assert set(expected) <= set(seen)  # nothing that existed at the start is missed
+    assert all(row_id > max(expected) for row_id in set(seen) - set(expected))  # the rest arrived meanwhile
+    assert [row_id for row_id in seen if row_id in set(expected)] == expected  # in the list's order
+    if ordering in (None, "-timestamp"):
+        assert seen == expected  # newer rows sort before the cursor: a walk never sees them
+    assert pages > 3
+    other = api.get(URL, {"cursor": params["cursor"], "ordering": "user_id", "win_status": "true"})
+    if params["cursor"]:
+        assert other.status_code == 400 and "cursor" in other.json()

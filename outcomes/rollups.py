@@ -492,17 +492,23 @@ _RAW_MEASURES = (
 )
 
 
-def _raw_select(grain: Grain, since: datetime | None, until: datetime | None) -> tuple[str, list]:
-    """SQL computing ``grain``'s rows from the raw table, over [since, until)."""
-    bucket = f"date_trunc('{grain.unit}', event_time, 'UTC')"
+def _window(column: str, since: datetime | None, until: datetime | None) -> tuple[str, list]:
+    """``column`` in [since, until), either end open when None."""
     where, params = ["true"], []
     if since is not None:
-        where.append("event_time >= %s")
+        where.append(f"{column} >= %s")
         params.append(since)
     if until is not None:
-        where.append("event_time < %s")
+        where.append(f"{column} < %s")
         params.append(until)
-    cond = " AND ".join(where)
+    return " AND ".join(where), params
+
+
+def _raw_select(grain: Grain, since: datetime | None, until: datetime | None) -> tuple[str, list]:
+    """SQL computing ``grain``'s rows from the raw table, over [since, until). Written apart
+    from the write path's delta statement on purpose: ``verify`` checks one against the other."""
+    bucket = f"date_trunc('{grain.unit}', event_time, 'UTC')"
+    cond, params = _window("event_time", since, until)
     if grain.family == "price":
         sql = f"""
             SELECT b, c, sum(ww)::bigint, sum(wb)::bigint, sum(lb)::bigint FROM (
@@ -531,14 +537,7 @@ def _raw_select(grain: Grain, since: datetime | None, until: datetime | None) ->
 
 def _rollup_select(grain: Grain, since: datetime | None, until: datetime | None) -> tuple[str, list]:
     """What readers see of ``grain`` (for a folded grain: its rows plus the finer grain's pending ones)."""
-    where, params = ["true"], []
-    if since is not None:
-        where.append("bucket >= %s")
-        params.append(since)
-    if until is not None:
-        where.append("bucket < %s")
-        params.append(until)
-    cond = " AND ".join(where)
+    cond, params = _window("bucket", since, until)
     columns = ", ".join((*grain.dims, *grain.values))
     source = f"SELECT bucket, {columns} FROM {grain.table} WHERE {cond}"
     if grain.pending_source is not None:
@@ -589,20 +588,14 @@ def verify(*, since: datetime | None = None, until: datetime | None = None) -> l
 def _verify_reach(cursor, grain: Grain, since, until) -> list[Difference]:
     import datasketches
 
-    where, params = ["true"], []
-    if since is not None:
-        where.append("bucket >= %s")
-        params.append(since)
-    if until is not None:
-        where.append("bucket < %s")
-        params.append(until)
-    cursor.execute(f"SELECT bucket, sketch FROM {grain.table} WHERE {' AND '.join(where)}", params)
+    cond, params = _window("bucket", since, until)
+    cursor.execute(f"SELECT bucket, sketch FROM {grain.table} WHERE {cond}", params)
     stored: dict = {}
     for bucket, blob in cursor.fetchall():
         stored.setdefault(bucket, datasketches.hll_union(HLL_LG_K)).update(
             datasketches.hll_sketch.deserialize(bytes(blob))
         )
-    raw_where = " AND ".join(w.replace("bucket", "event_time") for w in where)
+    raw_where, params = _window("event_time", since, until)
     expected = {}
     cursor.execute(
         f"SELECT DISTINCT date_trunc('{grain.unit}', event_time, 'UTC'), user_id FROM {_RAW} WHERE {raw_where}", params

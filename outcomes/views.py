@@ -12,6 +12,8 @@ from __future__ import annotations
 
 from zoneinfo import ZoneInfo
 
+from django_filters import rest_framework as filters
+from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import status, viewsets
 from rest_framework.decorators import action
@@ -47,6 +49,25 @@ _ALLOWED_PARAMS = {
     "breakdown": _REPORT_FILTERS | set(BreakdownParams().fields) | _ALWAYS,
     "histogram": _REPORT_FILTERS | set(HistogramParams().fields) | _ALWAYS,
 }
+
+
+def _filter_parameters() -> list[OpenApiParameter]:
+    """The FilterSet's parameters for the schema of the report actions (DRF lists them for list views only)."""
+    kinds = {
+        filters.CharFilter: OpenApiTypes.STR,
+        filters.NumberFilter: OpenApiTypes.DECIMAL,
+        filters.IsoDateTimeFilter: OpenApiTypes.DATETIME,
+    }
+    parameters = []
+    for name, field in OutcomeFilter.base_filters.items():
+        if name == "ordering":
+            continue
+        kind = next((t for cls, t in kinds.items() if isinstance(field, cls)), OpenApiTypes.BOOL)
+        parameters.append(OpenApiParameter(name, kind, description=str(field.extra.get("help_text", ""))))
+    return parameters
+
+
+REPORT_FILTERS = _filter_parameters()
 
 
 def _body(request):
@@ -105,6 +126,7 @@ class AuctionOutcomeViewSet(viewsets.ModelViewSet):
 
     @extend_schema(
         summary="Totals, averages, eCPM, shading ratio and exact price percentiles over the filtered outcomes.",
+        parameters=REPORT_FILTERS,
         responses=ReportStatsSerializer,
     )
     @action(detail=False, methods=["get"])
@@ -113,6 +135,7 @@ class AuctionOutcomeViewSet(viewsets.ModelViewSet):
 
     @extend_schema(
         summary="The stats measures per UTC day of the event time, oldest first.",
+        parameters=REPORT_FILTERS,
         responses=DailyStatsSerializer(many=True),
     )
     @action(detail=False, methods=["get"])
@@ -121,7 +144,7 @@ class AuctionOutcomeViewSet(viewsets.ModelViewSet):
 
     @extend_schema(
         summary="Measures per time bucket, empty buckets included.",
-        parameters=[TimeseriesParams],
+        parameters=[*REPORT_FILTERS, TimeseriesParams],
         responses=TimeseriesSerializer,
     )
     @action(detail=False, methods=["get"])
@@ -152,7 +175,7 @@ class AuctionOutcomeViewSet(viewsets.ModelViewSet):
 
     @extend_schema(
         summary="Exact top N of a dimension plus an 'others' row, adding up to the total.",
-        parameters=[BreakdownParams],
+        parameters=[*REPORT_FILTERS, BreakdownParams],
         responses=BreakdownSerializer,
     )
     @action(detail=False, methods=["get"])
@@ -163,7 +186,7 @@ class AuctionOutcomeViewSet(viewsets.ModelViewSet):
 
     @extend_schema(
         summary="Histogram of win or bid prices, from 0 to the 99th percentile (last bin open-ended).",
-        parameters=[HistogramParams],
+        parameters=[*REPORT_FILTERS, HistogramParams],
         responses=HistogramSerializer,
     )
     @action(detail=False, methods=["get"])
@@ -174,7 +197,7 @@ class AuctionOutcomeViewSet(viewsets.ModelViewSet):
 
     @extend_schema(
         summary="Distinct users: HyperLogLog estimate with 95% bounds, or exact.",
-        parameters=[OpenApiParameter("start", str), OpenApiParameter("end", str)],
+        parameters=REPORT_FILTERS,
         responses=ReachSerializer,
     )
     @action(detail=False, methods=["get"])

@@ -367,8 +367,18 @@ def test_openapi_schema_lists_the_endpoints(api):
         "/api/outcomes/stats/",
         "/api/outcomes/winners/",
         "/api/outcomes/daily_stats/",
+        "/api/outcomes/timeseries/",
+        "/api/outcomes/breakdown/",
+        "/api/outcomes/histogram/",
+        "/api/outcomes/reach/",
     ):
         assert path in paths
+    for path, names in {
+        "/api/outcomes/timeseries/": {"granularity", "tz", "start", "end", "site_domain"},
+        "/api/outcomes/breakdown/": {"by", "order", "limit", "currency"},
+        "/api/outcomes/histogram/": {"price", "bins", "win_status"},
+    }.items():
+        assert names <= {p["name"] for p in paths[path]["get"]["parameters"]}, path
     parameters = {p["name"] for p in paths["/api/outcomes/"]["get"]["parameters"]}
     assert {
         "user_id",

@@ -232,6 +232,14 @@ class DomainRollupDay(RollupMeasures):
     Meta = _rollup_meta("outcomes_rollup_domain_day", ["site_domain", "bucket"])
 
 
+class DomainRollupTotal(RollupMeasures):
+    """All time per domain (``bucket`` is always 1970-01-01): unbounded domain reports read
+    ~2,000 rows here instead of a row per domain and day."""
+
+    site_domain = models.CharField(max_length=255, help_text="'' for outcomes without a site domain.")
+    Meta = _rollup_meta("outcomes_rollup_domain_total", ["site_domain"])
+
+
 class InterestRollupHour(RollupMeasures):
     interest = models.CharField(max_length=255, help_text="'' for outcomes without interests.")
     Meta = _rollup_meta("outcomes_rollup_interest_hour", ["bucket", "interest"])
@@ -257,6 +265,12 @@ class PriceRollupHour(PriceRollup):
 
 class PriceRollupDay(PriceRollup):
     Meta = _rollup_meta("outcomes_rollup_price_day", ["bucket", "cents"])
+
+
+class PriceRollupTotal(PriceRollup):
+    """All time (``bucket`` is always 1970-01-01): unbounded percentiles read one row per price."""
+
+    Meta = _rollup_meta("outcomes_rollup_price_total", ["cents"])
 
 
 class ReachRollup(models.Model):

@@ -102,7 +102,7 @@ def outcome_count(*, query: OutcomeQuery, cap: int = 10_000) -> tuple[int, bool,
     Exact from the rollups when they cover the filters, exact from the raw table when at
     most ``cap`` rows match, else the planner's estimate (marked as one).
     """
-    plan = _plan(query, family_for=_stats_family(query), units=_UNITS_UP_TO[None])
+    plan = _plan(query, family_for=_stats_family(query), units=_UNITS_UP_TO[None], total=True)
     if plan is not None:
         rows = _run_measures(plan, query, group="one")
         return (rows[0][1][0] if rows else 0), False, plan.source
@@ -121,7 +121,7 @@ def outcome_count(*, query: OutcomeQuery, cap: int = 10_000) -> tuple[int, bool,
 # ---------------------------------------------------------------------------- reports
 def outcome_stats(*, query: OutcomeQuery) -> tuple[dict, str]:
     """Totals, averages, eCPM, shading and price percentiles over the filtered outcomes."""
-    plan = _plan(query, family_for=_stats_family(query), units=_UNITS_UP_TO[None])
+    plan = _plan(query, family_for=_stats_family(query), units=_UNITS_UP_TO[None], total=True)
     if plan is not None:
         rows = _run_measures(plan, query, group="one")
         source = plan.source
@@ -130,7 +130,7 @@ def outcome_stats(*, query: OutcomeQuery) -> tuple[dict, str]:
         source = "raw"
     stats = _shape(rows[0][1] if rows else None)
     stats["percentiles_omitted"] = None
-    if _plan(query, family_for="price", units=("day", "hour")) is None and (
+    if _plan(query, family_for="price", units=("day", "hour"), total=True) is None and (
         stats["total_outcomes"] > RAW_PERCENTILE_LIMIT
     ):
         stats["win_price_percentiles"] = stats["bid_price_percentiles"] = None
@@ -229,7 +229,7 @@ def outcome_breakdown(*, query: OutcomeQuery, by: str, order: str, limit: int) -
     total is of outcome-interest pairs.
     """
     family = {"site_domain": "domain", "interest": "interest"}.get(by, "outcomes")
-    plan = _plan(query, family_for=family, units=_UNITS_UP_TO[None])
+    plan = _plan(query, family_for=family, units=_UNITS_UP_TO[None], total=True)
     if plan is not None:
         rows, source = _run_measures(plan, query, group="dimension", dimension=by), plan.source
     else:
@@ -331,12 +331,24 @@ def _stats_family(query: OutcomeQuery) -> str:
 
 
 def _plan(
-    query: OutcomeQuery, *, family_for: str, units: tuple[str, ...], boundaries: list[datetime] | None = None
+    query: OutcomeQuery,
+    *,
+    family_for: str,
+    units: tuple[str, ...],
+    boundaries: list[datetime] | None = None,
+    total: bool = False,
 ) -> _Plan | None:
-    """The rollup pieces that answer ``query`` exactly, or None if only the raw table can."""
+    """The rollup pieces that answer ``query`` exactly, or None if only the raw table can.
+
+    ``total``: one answer over the whole window, so an all-time grain may serve a window
+    without ``start`` and ``end``.
+    """
     allowed = rollups.FAMILY_FILTERS[family_for] | {"win_status", "start", "end"}
     if query.given() - allowed:
         return None
+    family = rollups.FAMILIES[family_for]
+    if total and "all" in family and query.start is None and query.end is None and boundaries is None:
+        return _Plan(family_for, {"all": [(MIN_TIME, MAX_TIME)]}, None)
     family_units = tuple(u for u in units if u in rollups.FAMILIES[family_for])
     cuts = boundaries or [query.start or MIN_TIME, query.end or MAX_TIME]
     aligned = False
@@ -548,7 +560,7 @@ def _price_histogram(query: OutcomeQuery) -> tuple[dict[str, dict[int, int]], st
     """{"win": {cents: count}, "bid": {cents: count}} over the filtered outcomes."""
     win: dict[int, int] = {}
     bid: dict[int, int] = {}
-    plan = _plan(query, family_for="price", units=("day", "hour"))
+    plan = _plan(query, family_for="price", units=("day", "hour"), total=True)
     if plan is not None:
         parts, params = [], []
         for unit, ranges in plan.segments.items():

@@ -25,12 +25,15 @@ family     grains (time unit)          dimensions       answers
 ========== =========================== ================ ===========================================
 outcomes   minute, hour, day           currency,        totals/series with win_status, currency,
                                        enriched         enriched filters
-domain     hour, day                   site_domain      site_domain filter (with win_status);
+domain     hour, day, all              site_domain      site_domain filter (with win_status);
                                                         breakdown by site_domain
 interest   hour                        interest         breakdown by interest
-price      hour, day                   cents            exact percentiles and histograms
+price      hour, day, all              cents            exact percentiles and histograms
 reach      hour, day                   (HLL sketch)     distinct users
 ========== =========================== ================ ===========================================
+
+Day and all-time (``all``: one bucket, 1970-01-01) grains of the domain and price families
+are folded from their hour rows by compaction rather than written by each batch.
 
 Every measures row stores: outcomes, wins, enriched_outcomes, enriched_wins, revenue_cents
 (win_price over won), bid_cents (bid_price over all) and won_bid_cents (bid_price over won),
@@ -54,6 +57,7 @@ COMPACT_LOCK = 0x6F75_7463  # pg advisory lock key shared by compaction and rebu
 MEASURES = ("outcomes", "wins", "enriched_outcomes", "enriched_wins", "revenue_cents", "bid_cents", "won_bid_cents")
 PRICE_COUNTS = ("won_at_win_price", "won_at_bid_price", "lost_at_bid_price")
 UNITS = {"minute": timedelta(minutes=1), "hour": timedelta(hours=1), "day": timedelta(days=1)}
+ALL_TIME = datetime(1970, 1, 1, tzinfo=UTC)  # the one bucket of an "all"-unit (all-time) grain
 
 
 @dataclass(frozen=True)
@@ -90,9 +94,11 @@ GRAINS = (
     Grain("outcomes", "day", m.OutcomeRollupDay, ("currency", "enriched")),
     Grain("domain", "hour", m.DomainRollupHour, ("site_domain",)),
     Grain("domain", "day", m.DomainRollupDay, ("site_domain",), folded_from="hour"),
+    Grain("domain", "all", m.DomainRollupTotal, ("site_domain",), folded_from="hour"),
     Grain("interest", "hour", m.InterestRollupHour, ("interest",)),
     Grain("price", "hour", m.PriceRollupHour, ("cents",)),
     Grain("price", "day", m.PriceRollupDay, ("cents",), folded_from="hour"),
+    Grain("price", "all", m.PriceRollupTotal, ("cents",), folded_from="hour"),
     Grain("reach", "hour", m.ReachRollupHour, ()),
     Grain("reach", "day", m.ReachRollupDay, ()),
 )
@@ -109,7 +115,16 @@ FAMILY_FILTERS = {
 }
 
 
+def bucket_sql(unit: str, column: str) -> str:
+    """SQL for the ``unit`` bucket of timestamp ``column``."""
+    if unit == "all":
+        return f"'{ALL_TIME.isoformat()}'::timestamptz"
+    return f"date_trunc('{unit}', {column}, 'UTC')"
+
+
 def truncate(moment: datetime, unit: str) -> datetime:
+    if unit == "all":
+        return ALL_TIME
     if unit == "minute":
         return moment.replace(second=0, microsecond=0)
     if unit == "hour":
@@ -393,11 +408,8 @@ def compact(*, max_keys: int = 50_000) -> dict[str, int]:
     return merged
 
 
-def _folded_into(grain: Grain) -> Grain | None:
-    for other in GRAINS:
-        if other.family == grain.family and other.folded_from == grain.unit:
-            return other
-    return None
+def _folded_into(grain: Grain) -> list[Grain]:
+    return [other for other in GRAINS if other.family == grain.family and other.folded_from == grain.unit]
 
 
 def _compact_sums(cursor, grain: Grain, max_keys: int, since: int) -> tuple[int, bool]:
@@ -437,19 +449,19 @@ def _compact_sums(cursor, grain: Grain, max_keys: int, since: int) -> tuple[int,
 
 
 def _fold_sql(grain: Grain) -> str:
-    target = _folded_into(grain)
-    if target is None:
-        return ""
     dims = ", ".join(grain.dims)
     sums = ", ".join(f"sum({v})" for v in grain.values)
     nonzero = " OR ".join(f"sum({v}) <> 0" for v in grain.values)
-    return f""",
-        folded AS (
+    return "".join(
+        f""",
+        folded_{target.unit} AS (
             INSERT INTO {target.table} (bucket, {dims}, {", ".join(grain.values)}, pending)
-            SELECT date_trunc('{target.unit}', bucket, 'UTC'), {dims}, {sums}, true FROM moved
+            SELECT {bucket_sql(target.unit, "bucket")}, {dims}, {sums}, true FROM moved
             WHERE pending GROUP BY 1, {dims} HAVING {nonzero}
             RETURNING 1
         )"""
+        for target in _folded_into(grain)
+    )
 
 
 def _compact_reach(cursor, grain: Grain, max_keys: int, since: int) -> tuple[int, bool]:
@@ -507,7 +519,7 @@ def _window(column: str, since: datetime | None, until: datetime | None) -> tupl
 def _raw_select(grain: Grain, since: datetime | None, until: datetime | None) -> tuple[str, list]:
     """SQL computing ``grain``'s rows from the raw table, over [since, until). Written apart
     from the write path's delta statement on purpose: ``verify`` checks one against the other."""
-    bucket = f"date_trunc('{grain.unit}', event_time, 'UTC')"
+    bucket = bucket_sql(grain.unit, "event_time")
     cond, params = _window("event_time", since, until)
     if grain.family == "price":
         sql = f"""
@@ -542,7 +554,7 @@ def _rollup_select(grain: Grain, since: datetime | None, until: datetime | None)
     source = f"SELECT bucket, {columns} FROM {grain.table} WHERE {cond}"
     if grain.pending_source is not None:
         source += (
-            f" UNION ALL SELECT date_trunc('{grain.unit}', bucket, 'UTC'), {columns} "
+            f" UNION ALL SELECT {bucket_sql(grain.unit, 'bucket')}, {columns} "
             f"FROM {grain.pending_source.table} WHERE pending AND {cond}"
         )
         params = params * 2
@@ -564,12 +576,15 @@ class Difference:
 def verify(*, since: datetime | None = None, until: datetime | None = None) -> list[Difference]:
     """Every difference between the rollups and what the raw rows say, over [since, until).
 
-    Buckets are compared whole: ``since`` is rounded down to the day.
+    Buckets are compared whole: ``since`` is rounded down to the day. All-time grains are
+    compared only when the whole range is (no ``since``, no ``until``).
     """
     since = truncate(since.astimezone(UTC), "day") if since else None
     differences: list[Difference] = []
     with connection.cursor() as cursor:
         for grain in GRAINS:
+            if grain.unit == "all" and (since or until):
+                continue
             if grain.family == "reach":
                 differences.extend(_verify_reach(cursor, grain, since, until))
                 continue
@@ -678,7 +693,7 @@ def rebuild(*, since: datetime | None = None, until: datetime | None = None, day
         with transaction.atomic(), connection.cursor() as cursor:
             cursor.execute("SELECT pg_advisory_xact_lock(%s)", [COMPACT_LOCK])
             for grain in GRAINS:
-                if grain.family == "reach":
+                if grain.family == "reach" or grain.unit == "all":
                     continue
                 raw_sql, raw_params = _raw_select(grain, start, end)
                 columns = ", ".join(("bucket", *grain.dims, *grain.values))
@@ -696,6 +711,31 @@ def rebuild(*, since: datetime | None = None, until: datetime | None = None, day
                 hours.append(moment)
                 moment += UNITS["hour"]
             rebuild_reach_buckets(cursor, hours)
+            for grain in GRAINS:
+                if grain.unit == "all":
+                    _rebuild_total(cursor, grain)
         chunks += 1
         start = end
     return chunks
+
+
+def _rebuild_total(cursor, grain: Grain) -> None:
+    """An all-time grain is the sum of its family's day rows and still-pending hour rows (not
+    of the raw rows: rollups outlive them). One statement, like every rebuild step."""
+    day, hour = FAMILIES[grain.family]["day"], grain.pending_source
+    dims = ", ".join(grain.dims)
+    values = ", ".join(grain.values)
+    sums = ", ".join(f"sum({v})" for v in grain.values)
+    nonzero = " OR ".join(f"sum({v}) <> 0" for v in grain.values)
+    cursor.execute(
+        f"""
+        WITH gone AS (DELETE FROM {grain.table} RETURNING 1)
+        INSERT INTO {grain.table} (bucket, {dims}, {values}, pending)
+        SELECT %s, {dims}, {sums}, false FROM (
+            SELECT {dims}, {values} FROM {day.table}
+            UNION ALL
+            SELECT {dims}, {values} FROM {hour.table} WHERE pending
+        ) x GROUP BY {dims} HAVING {nonzero}
+        """,
+        [ALL_TIME],
+    )

@@ -308,9 +308,18 @@ class Client:
 
     def get(self, path: str, params: dict) -> tuple[int, dict, bytes]:
         url = f"/api/outcomes/{path}" + (f"?{urlencode(params)}" if params else "")
-        self.conn.request("GET", url)
-        response = self.conn.getresponse()
-        return response.status, dict(response.getheaders()), response.read()
+        for attempt in (1, 2):
+            try:
+                self.conn.request("GET", url)
+                response = self.conn.getresponse()
+                return response.status, dict(response.getheaders()), response.read()
+            except (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError):
+                # the server closed an idle keep-alive connection (e.g. during a slow naive query)
+                self.conn.close()
+                self.conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=60)
+                if attempt == 2:
+                    raise
+        raise AssertionError("unreachable")
 
     def measure(self, path: str, params: dict, count: int) -> dict:
         for _ in range(3):

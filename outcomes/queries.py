@@ -213,10 +213,11 @@ def outcome_timeseries(*, query: OutcomeQuery, boundaries: list[datetime], granu
                 "bucket_end": labels[index + 1],
                 "outcomes": outcomes,
                 "wins": wins,
+                # float arithmetic: a day of minutes is 1,440 buckets (Decimal would cost ~5 ms)
                 "win_rate": round(wins * 100 / outcomes, 2) if outcomes else 0.0,
-                "revenue": float(Decimal(revenue) / 100) if revenue else 0.0,
-                "average_win_price": _ratio(revenue, wins * 100, 4) if wins else 0.0,
-                "average_bid_price": _ratio(bid, outcomes * 100, 4) if outcomes else 0.0,
+                "revenue": revenue / 100,
+                "average_win_price": round(revenue / wins / 100, 4) if wins else 0.0,
+                "average_bid_price": round(bid / outcomes / 100, 4) if outcomes else 0.0,
             }
         )
     return series, source

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import calendar
 from bisect import bisect_right
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from zoneinfo import ZoneInfo
@@ -130,9 +130,8 @@ def outcome_stats(*, query: OutcomeQuery) -> tuple[dict, str]:
         source = "raw"
     stats = _shape(rows[0][1] if rows else None)
     stats["percentiles_omitted"] = None
-    if _plan(query, family_for="price", units=("day", "hour"), total=True) is None and (
-        stats["total_outcomes"] > RAW_PERCENTILE_LIMIT
-    ):
+    price_plan = _price_plan(query)
+    if price_plan is None and stats["total_outcomes"] > RAW_PERCENTILE_LIMIT:
         stats["win_price_percentiles"] = stats["bid_price_percentiles"] = None
         stats["percentiles_omitted"] = (
             f"{stats['total_outcomes']:,} outcomes match filters the price rollups do not cover "
@@ -140,7 +139,7 @@ def outcome_stats(*, query: OutcomeQuery) -> tuple[dict, str]:
             f"computed from the raw rows for at most {RAW_PERCENTILE_LIMIT:,}: narrow the filters or the window"
         )
         return stats, source
-    histogram, price_source = _price_histogram(query)
+    histogram, price_source = _price_histogram(query, price_plan)
     stats["win_price_percentiles"] = _percentiles(histogram["win"])
     stats["bid_price_percentiles"] = _percentiles(histogram["bid"])
     return stats, source if price_source == source else f"{source}; prices: {price_source}"
@@ -188,7 +187,7 @@ def timeseries_buckets(
 
 def outcome_timeseries(*, query: OutcomeQuery, boundaries: list[datetime], granularity: str) -> tuple[list[dict], str]:
     """Measures per bucket, every bucket present (zeros where nothing happened)."""
-    windowed = OutcomeQuery(**{**_as_dict(query), "start": boundaries[0], "end": boundaries[-1]})
+    windowed = replace(query, start=boundaries[0], end=boundaries[-1])
     plan = _plan(windowed, family_for=_stats_family(query), units=_UNITS_UP_TO[granularity], boundaries=boundaries)
     if plan is not None and plan.aligned:
         # Cheaper than width_bucket() over a long array: one row per rollup bucket, placed here.
@@ -466,26 +465,23 @@ _RAW_MEASURES = (
 )
 
 
+_RAW_CONDITIONS = (  # filter, column, operator
+    *((name, name, "=") for name in ("user_id", "site_domain", "win_status", "enriched", "currency")),
+    ("min_price", "win_price", ">="),
+    ("max_price", "win_price", "<="),
+    ("start", "event_time", ">="),
+    ("end", "event_time", "<"),
+)
+
+
 def _raw_where(query: OutcomeQuery, table: str = "") -> tuple[str, list]:
     prefix = f"{table}." if table else ""
     conds, params = ["true"], []
-    for name in ("user_id", "site_domain", "win_status", "enriched", "currency"):
+    for name, column, operator in _RAW_CONDITIONS:
         value = getattr(query, name)
         if value is not None:
-            conds.append(f"{prefix}{name} = %s")
+            conds.append(f"{prefix}{column} {operator} %s")
             params.append(value)
-    if query.min_price is not None:
-        conds.append(f"{prefix}win_price >= %s")
-        params.append(query.min_price)
-    if query.max_price is not None:
-        conds.append(f"{prefix}win_price <= %s")
-        params.append(query.max_price)
-    if query.start is not None:
-        conds.append(f"{prefix}event_time >= %s")
-        params.append(query.start)
-    if query.end is not None:
-        conds.append(f"{prefix}event_time < %s")
-        params.append(query.end)
     return " AND ".join(conds), params
 
 
@@ -552,16 +548,16 @@ def _ratio(numerator: int, denominator: int, places: int) -> float:
     return float(round(Decimal(numerator) / Decimal(denominator), places))
 
 
-def _as_dict(query: OutcomeQuery) -> dict:
-    return {f.name: getattr(query, f.name) for f in fields(query)}
-
-
 # ---------------------------------------------------------------------------- prices
-def _price_histogram(query: OutcomeQuery) -> tuple[dict[str, dict[int, int]], str]:
+def _price_plan(query: OutcomeQuery) -> _Plan | None:
+    return _plan(query, family_for="price", units=("day", "hour"), total=True)
+
+
+def _price_histogram(query: OutcomeQuery, plan: _Plan | None = None) -> tuple[dict[str, dict[int, int]], str]:
     """{"win": {cents: count}, "bid": {cents: count}} over the filtered outcomes."""
     win: dict[int, int] = {}
     bid: dict[int, int] = {}
-    plan = _plan(query, family_for="price", units=("day", "hour"), total=True)
+    plan = plan or _price_plan(query)
     if plan is not None:
         parts, params = [], []
         for unit, ranges in plan.segments.items():

@@ -10,6 +10,7 @@ carries ``X-Report-Source``: the rollup grains that answered it, or ``raw``.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from zoneinfo import ZoneInfo
 
 from django_filters import rest_framework as filters
@@ -99,10 +100,11 @@ class AuctionOutcomeViewSet(viewsets.ModelViewSet):
 
     # ------------------------------------------------------------------ lists
     def list(self, request, *args, **kwargs):
-        queryset = self.filter_queryset(self.get_queryset())
-        query = self._query()
+        filterset = self._filterset()  # parsed once: it filters the rows and gives the count's query
+        queryset = filterset.qs
+        query = queries.OutcomeQuery.from_filters(filterset.form.cleaned_data)
         if self.action == "winners":
-            query = queries.OutcomeQuery(**{**queries._as_dict(query), "win_status": True})
+            query = replace(query, win_status=True)
         self.paginator.count_function = lambda: queries.outcome_count(query=query)[:2]
         page = self.paginate_queryset(queryset)
         return self.get_paginated_response(self.get_serializer(page, many=True).data)
@@ -113,11 +115,14 @@ class AuctionOutcomeViewSet(viewsets.ModelViewSet):
         return self.list(request)
 
     # ------------------------------------------------------------------ reports
-    def _query(self) -> queries.OutcomeQuery:
+    def _filterset(self) -> OutcomeFilter:
         filterset = self.filterset_class(self.request.query_params, queryset=self.get_queryset(), request=self.request)
         if not filterset.is_valid():
             raise ValidationError(filterset.errors)
-        return queries.OutcomeQuery.from_filters(filterset.form.cleaned_data)
+        return filterset
+
+    def _query(self) -> queries.OutcomeQuery:
+        return queries.OutcomeQuery.from_filters(self._filterset().form.cleaned_data)
 
     def _params(self, serializer_class):
         params = serializer_class(data=self.request.query_params)

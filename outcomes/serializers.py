@@ -97,6 +97,8 @@ class OutcomeStatsSerializer(serializers.Serializer):
 
 class DailyStatsSerializer(OutcomeStatsSerializer):
     date = serializers.DateField(help_text="UTC day of the auction.")
+    ecpm = serializers.FloatField(help_text="Revenue per 1,000 won impressions.")
+    shading_ratio = serializers.FloatField(help_text="Sum of win_price / sum of bid_price over won auctions.")
 
 
 class PercentilesSerializer(serializers.Serializer):
@@ -177,6 +179,9 @@ class ReachSerializer(serializers.Serializer):
     exact = serializers.BooleanField()
     lower_bound = serializers.IntegerField()
     upper_bound = serializers.IntegerField()
+    relative_standard_error = serializers.FloatField(
+        required=False, help_text="The sketch's relative standard error (estimates only)."
+    )
 
 
 # ---------------------------------------------------------------------------- report parameters

@@ -143,7 +143,7 @@ class AuctionOutcomeViewSet(viewsets.ModelViewSet):
         parameters=REPORT_FILTERS,
         responses=DailyStatsSerializer(many=True),
     )
-    @action(detail=False, methods=["get"])
+    @action(detail=False, methods=["get"], pagination_class=None)  # a plain list, as the schema says
     def daily_stats(self, request):
         return _report(*queries.outcome_daily_stats(query=self._query()))
 

@@ -229,3 +229,29 @@ def test_counts_in_reach_match_breakdown(rows):
     by_currency = Counter(r["currency"] for r in rows)
     body = get("breakdown/", {"by": "currency", "order": "outcomes", "limit": 10}).json()
     assert {row["currency"]: row["outcomes"] for row in body["rows"]} == dict(by_currency)
+
+
+def test_report_responses_have_the_fields_their_schema_declares(rows):
+    schema = APIClient().get("/api/schema/", HTTP_ACCEPT="application/vnd.oai.openapi+json").json()
+    components = schema["components"]["schemas"]
+
+    def declared(path):
+        response = schema["paths"][f"/api/outcomes/{path}"]["get"]["responses"]["200"]["content"]["application/json"]
+        ref = response["schema"].get("$ref") or response["schema"]["items"]["$ref"]
+        return components[ref.rsplit("/", 1)[-1]]
+
+    for path, params in [
+        ("stats/", {}),
+        ("daily_stats/", {}),
+        ("timeseries/", {"granularity": "day", "start": "2025-03-08T00:00:00Z", "end": "2025-03-11T00:00:00Z"}),
+        ("breakdown/", {"by": "currency"}),
+        ("histogram/", {}),
+        ("reach/", {}),
+        ("reach/", {"currency": "EUR"}),
+    ]:
+        body = get(path, params).json()
+        item = body[0] if isinstance(body, list) else body
+        component = declared(path)
+        properties = set(component["properties"])
+        assert set(item) <= properties, (path, set(item) - properties)
+        assert set(component.get("required", [])) <= set(item), path

@@ -9,6 +9,8 @@ direction of the last field, so the order is total: pages and cursors are stable
 
 from __future__ import annotations
 
+import copy
+
 from django import forms
 from django.core.exceptions import ValidationError
 from django_filters import rest_framework as filters
@@ -88,6 +90,30 @@ class OutcomeFilter(filters.FilterSet):
 
     class Meta:
         form = OutcomeFilterForm
+
+    # django-filter deep-copies every filter and builds a new form class on each request
+    # (~1.5 ms, most of a rollup report's time). These filters keep no per-request state
+    # beyond ``parent``, so each instance gets shallow copies and the class builds its form
+    # class once.
+    def __init__(self, data=None, queryset=None, *, request=None, prefix=None):
+        if queryset is None:
+            queryset = self._meta.model._default_manager.all()
+        self.is_bound = data is not None
+        self.data = data or {}
+        self.queryset = queryset
+        self.request = request
+        self.form_prefix = prefix
+        self.filters = {name: copy.copy(base) for name, base in self.base_filters.items()}
+        for filter_ in self.filters.values():
+            filter_.model = queryset.model
+            filter_.parent = self
+
+    def get_form_class(self):
+        form_class = type(self).__dict__.get("_form_class")
+        if form_class is None:
+            form_class = super().get_form_class()
+            type(self)._form_class = form_class
+        return form_class
 
 
 FILTER_PARAMS = frozenset(OutcomeFilter.base_filters)

@@ -231,26 +231,40 @@ def outcome_breakdown(*, query: OutcomeQuery, by: str, order: str, limit: int) -
     family = {"site_domain": "domain", "interest": "interest"}.get(by, "outcomes")
     plan = _plan(query, family_for=family, units=_UNITS_UP_TO[None], total=True)
     if plan is not None:
-        rows, source = _run_measures(plan, query, group="dimension", dimension=by), plan.source
+        built, source = _measures_sql(plan, query, group="dimension", dimension=by), plan.source
     else:
-        rows, source = _run_raw_measures(query, group="dimension", dimension=by), "raw"
-    present = [(key, vec) for key, vec in rows if vec[0]]
-    measure = {
-        "revenue": lambda vec: vec[3],
-        "wins": lambda vec: vec[1],
-        "outcomes": lambda vec: vec[0],
-        "win_rate": lambda vec: round(vec[1] * 100 / vec[0], 2),
-    }[order]
-    present.sort(key=lambda item: (-measure(item[1]), -item[1][0], str(item[0])))
-    top, rest = present[:limit], present[limit:]
+        built, source = _raw_measures_sql(query, group="dimension", dimension=by), "raw"
+    top, rest, rest_values = [], (0, 0, 0, 0, 0, 0), 0
+    if built is not None:
+        # Ranked in the database: thousands of domains come back as limit + 1 rows.
+        sql, params = built
+        with connection.cursor() as cursor:
+            cursor.execute(
+                f"SELECT CASE WHEN rn <= %s THEN k END, rn <= %s, min(rn), count(*), {_SUMS} FROM ("
+                f"SELECT *, row_number() OVER (ORDER BY {_BREAKDOWN_ORDER[order]} DESC, o DESC, "
+                f'k::text COLLATE "C") AS rn FROM ({sql}) a(k, o, w, e, r, bd, wb) WHERE o > 0'
+                ") ranked GROUP BY 1, 2 ORDER BY 3",
+                [limit, limit, *params],
+            )
+            for key, is_top, _rank, values, *vec in cursor.fetchall():
+                if is_top:
+                    top.append((key, tuple(vec)))
+                else:
+                    rest, rest_values = tuple(vec), values
+    total = _sum_vectors([rest, *(vec for _key, vec in top)])
     return {
         "by": by,
         "order": order,
         "limit": limit,
         "rows": [{by: key, **_row(_shape(vec))} for key, vec in top],
-        "others": {**_row(_shape(_sum_vectors(vec for _k, vec in rest))), "values": len(rest)},
-        "total": {**_row(_shape(_sum_vectors(vec for _k, vec in present))), "values": len(present)},
+        "others": {**_row(_shape(rest)), "values": rest_values},
+        "total": {**_row(_shape(total)), "values": len(top) + rest_values},
     }, source
+
+
+# Exact orders (win rate as an exact fraction, not the rounded figure shown); ties go to
+# more outcomes, then to the value in code-point order.
+_BREAKDOWN_ORDER = {"revenue": "r", "wins": "w", "outcomes": "o", "win_rate": "w * 100.0 / o"}
 
 
 def outcome_price_histogram(*, query: OutcomeQuery, price: str, bins: int) -> tuple[dict, str]:
@@ -422,6 +436,18 @@ _SUMS = "sum(o)::bigint, sum(w)::bigint, sum(e)::bigint, sum(r)::bigint, sum(bd)
 
 
 def _run_measures(plan: _Plan, query: OutcomeQuery, *, group: str, dimension: str | None = None) -> list:
+    built = _measures_sql(plan, query, group=group, dimension=dimension)
+    if built is None:
+        return []
+    with connection.cursor() as cursor:
+        cursor.execute(*built)
+        return [(key, tuple(vec)) for key, *vec in cursor.fetchall()]
+
+
+def _measures_sql(
+    plan: _Plan, query: OutcomeQuery, *, group: str, dimension: str | None = None
+) -> tuple[str, list] | None:
+    """One row per key: (k, outcomes, wins, enriched, revenue_cents, bid_cents, won_bid_cents)."""
     parts, params = [], []
     for unit, ranges in plan.segments.items():
         if not ranges:
@@ -451,11 +477,8 @@ def _run_measures(plan: _Plan, query: OutcomeQuery, *, group: str, dimension: st
             parts.append(f"SELECT {key} AS k, {_projection(query.win_status)} FROM {table} WHERE {' AND '.join(conds)}")
             params += key_params + cond_params
     if not parts:
-        return []
-    sql = f"SELECT k, {_SUMS} FROM ({' UNION ALL '.join(parts)}) x(k, o, w, e, r, bd, wb) GROUP BY k"
-    with connection.cursor() as cursor:
-        cursor.execute(sql, params)
-        return [(key, tuple(vec)) for key, *vec in cursor.fetchall()]
+        return None
+    return f"SELECT k, {_SUMS} FROM ({' UNION ALL '.join(parts)}) x(k, o, w, e, r, bd, wb) GROUP BY k", params
 
 
 _RAW_MEASURES = (
@@ -488,6 +511,14 @@ def _raw_where(query: OutcomeQuery, table: str = "") -> tuple[str, list]:
 def _run_raw_measures(
     query: OutcomeQuery, *, group: str, boundaries: list[datetime] | None = None, dimension: str | None = None
 ) -> list:
+    with connection.cursor() as cursor:
+        cursor.execute(*_raw_measures_sql(query, group=group, boundaries=boundaries, dimension=dimension))
+        return [(k, tuple(int(v) for v in vec)) for k, *vec in cursor.fetchall()]
+
+
+def _raw_measures_sql(
+    query: OutcomeQuery, *, group: str, boundaries: list[datetime] | None = None, dimension: str | None = None
+) -> tuple[str, list]:
     where, params = _raw_where(query, "o")
     source = f"{RAW} o"
     if group == "buckets":
@@ -501,18 +532,11 @@ def _run_raw_measures(
         key, key_params = ("coalesce(o.site_domain, '')" if dimension == "site_domain" else f"o.{dimension}"), []
     else:
         key, key_params = "1", []
-    sql = f"SELECT {key}, {_RAW_MEASURES} FROM {source} WHERE {where} GROUP BY 1"
-    with connection.cursor() as cursor:
-        cursor.execute(sql, key_params + params)
-        return [(k, tuple(int(v) for v in vec)) for k, *vec in cursor.fetchall()]
+    return f"SELECT {key}, {_RAW_MEASURES} FROM {source} WHERE {where} GROUP BY 1", key_params + params
 
 
 def _sum_vectors(vectors) -> tuple:
-    total = [0] * 6
-    for vec in vectors:
-        for i, value in enumerate(vec):
-            total[i] += value
-    return tuple(total)
+    return tuple(map(sum, zip(*vectors, strict=True))) or (0, 0, 0, 0, 0, 0)
 
 
 def _shape(vec: tuple | None) -> dict:

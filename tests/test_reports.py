@@ -7,6 +7,7 @@ import uuid
 from collections import Counter
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from fractions import Fraction
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -137,7 +138,13 @@ def test_breakdown_top_n_and_others_add_up_to_the_total(rows, by, order):
         }
 
     expected = {key: measure(members) for key, members in groups.items()}
-    ranked = sorted(expected, key=lambda k: (-expected[k][order], -expected[k]["outcomes"], str(k)))
+    exact_rate = {key: Fraction(expected[key]["wins"], expected[key]["outcomes"]) for key in expected}
+
+    def rank(key):  # win rate by its exact value, not the rounded figure shown
+        value = exact_rate[key] if order == "win_rate" else expected[key][order]
+        return (-value, -expected[key]["outcomes"], str(key))
+
+    ranked = sorted(expected, key=rank)
     assert [row[by] for row in body["rows"]] == ranked[:2]
     for row in body["rows"]:
         assert {k: row[k] for k in ("outcomes", "wins", "win_rate", "revenue")} == expected[row[by]]

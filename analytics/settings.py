@@ -152,6 +152,8 @@ if API_PAGE_SIZE > API_MAX_PAGE_SIZE:
     raise ImproperlyConfigured(f"API_PAGE_SIZE={API_PAGE_SIZE} exceeds API_MAX_PAGE_SIZE={API_MAX_PAGE_SIZE}.")
 # Page-number pages may not reach past this row (OFFSET cost grows with depth); cursors can.
 API_MAX_PAGE_OFFSET = env_int("API_MAX_PAGE_OFFSET", 10_000, minimum=0)
+# Read answers kept per API process, keyed by URL and database snapshot (outcomes/cache.py).
+API_CACHE_ENTRIES = env_int("API_CACHE_ENTRIES", 256, minimum=0)
 API_READ_ACCESS = env_str("API_READ_ACCESS", "public")
 if API_READ_ACCESS not in ("public", "authenticated"):
     raise ImproperlyConfigured(f"API_READ_ACCESS={API_READ_ACCESS!r} must be 'public' or 'authenticated'.")

@@ -5,7 +5,8 @@ FilterSet into an ``OutcomeQuery`` and call one selector, so the filters mean th
 everywhere. Unknown query parameters are refused (400) rather than ignored, so a typo such
 as ``?usr_id=`` cannot silently return unfiltered data; the allowed names are derived from
 the FilterSet, the paginator and each report's parameter serializer. Every report answer
-carries ``X-Report-Source``: the rollup grains that answered it, or ``raw``.
+carries ``X-Report-Source``: the rollup grains that answered it, or ``raw``. Every read
+goes through the snapshot cache (``outcomes.cache``) and says how in ``X-Cache``.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from rest_framework.decorators import action
 from rest_framework.exceptions import NotFound, ValidationError
 from rest_framework.response import Response
 
-from outcomes import queries, writes
+from outcomes import cache, queries, writes
 from outcomes.filters import FILTER_PARAMS, OutcomeFilter
 from outcomes.pagination import OutcomePagination
 from outcomes.serializers import (
@@ -81,6 +82,21 @@ def _report(data, source: str) -> Response:
     return Response(data, headers={"X-Report-Source": source})
 
 
+def _cached(request, respond, *, cacheable: bool = True) -> Response:
+    """``respond()``'s response, or the one given to the same URL at the current database
+    snapshot (``outcomes.cache``); ``cacheable=False`` for answers that depend on the clock."""
+
+    def compute():
+        response = respond()
+        return response.data, response.status_code, dict(response.items())
+
+    if cacheable:
+        (data, code, headers), how = cache.answers.get_or_compute(request.build_absolute_uri(), compute)
+    else:
+        (data, code, headers), how = compute(), cache.BYPASS
+    return Response(data, status=code, headers={**headers, "X-Cache": how})
+
+
 class AuctionOutcomeViewSet(viewsets.ModelViewSet):
     """Auction outcomes: list, retrieve, reports; changes by staff only, through the write service."""
 
@@ -100,6 +116,9 @@ class AuctionOutcomeViewSet(viewsets.ModelViewSet):
 
     # ------------------------------------------------------------------ lists
     def list(self, request, *args, **kwargs):
+        return _cached(request, self._list)
+
+    def _list(self):
         filterset = self._filterset()  # parsed once: it filters the rows and gives the count's query
         queryset = filterset.qs
         query = queries.OutcomeQuery.from_filters(filterset.form.cleaned_data)
@@ -108,6 +127,9 @@ class AuctionOutcomeViewSet(viewsets.ModelViewSet):
         self.paginator.count_function = lambda: queries.outcome_count(query=query)[:2]
         page = self.paginate_queryset(queryset)
         return self.get_paginated_response(self.get_serializer(page, many=True).data)
+
+    def retrieve(self, request, *args, **kwargs):
+        return _cached(request, lambda: super(AuctionOutcomeViewSet, self).retrieve(request, *args, **kwargs))
 
     @extend_schema(summary="Only won auctions (same filters, ordering and pagination as the list).")
     @action(detail=False, methods=["get"])
@@ -136,7 +158,7 @@ class AuctionOutcomeViewSet(viewsets.ModelViewSet):
     )
     @action(detail=False, methods=["get"])
     def stats(self, request):
-        return _report(*queries.outcome_stats(query=self._query()))
+        return _cached(request, lambda: _report(*queries.outcome_stats(query=self._query())))
 
     @extend_schema(
         summary="The stats measures per UTC day of the event time, oldest first.",
@@ -145,7 +167,7 @@ class AuctionOutcomeViewSet(viewsets.ModelViewSet):
     )
     @action(detail=False, methods=["get"], pagination_class=None)  # a plain list, as the schema says
     def daily_stats(self, request):
-        return _report(*queries.outcome_daily_stats(query=self._query()))
+        return _cached(request, lambda: _report(*queries.outcome_daily_stats(query=self._query())))
 
     @extend_schema(
         summary="Measures per time bucket, empty buckets included.",
@@ -154,6 +176,10 @@ class AuctionOutcomeViewSet(viewsets.ModelViewSet):
     )
     @action(detail=False, methods=["get"])
     def timeseries(self, request):
+        # Without ``end`` the window ends now: a clock-dependent answer is not cached.
+        return _cached(request, self._timeseries, cacheable="end" in request.query_params)
+
+    def _timeseries(self):
         query = self._query()
         params = self._params(TimeseriesParams)
         tz: ZoneInfo = params["tz"]
@@ -185,9 +211,9 @@ class AuctionOutcomeViewSet(viewsets.ModelViewSet):
     )
     @action(detail=False, methods=["get"])
     def breakdown(self, request):
-        query = self._query()
-        params = self._params(BreakdownParams)
-        return _report(*queries.outcome_breakdown(query=query, **params))
+        return _cached(
+            request, lambda: _report(*queries.outcome_breakdown(query=self._query(), **self._params(BreakdownParams)))
+        )
 
     @extend_schema(
         summary="Histogram of win or bid prices, from 0 to the 99th percentile (last bin open-ended).",
@@ -196,9 +222,10 @@ class AuctionOutcomeViewSet(viewsets.ModelViewSet):
     )
     @action(detail=False, methods=["get"])
     def histogram(self, request):
-        query = self._query()
-        params = self._params(HistogramParams)
-        return _report(*queries.outcome_price_histogram(query=query, **params))
+        return _cached(
+            request,
+            lambda: _report(*queries.outcome_price_histogram(query=self._query(), **self._params(HistogramParams))),
+        )
 
     @extend_schema(
         summary="Distinct users: HyperLogLog estimate with 95% bounds, or exact.",
@@ -207,7 +234,7 @@ class AuctionOutcomeViewSet(viewsets.ModelViewSet):
     )
     @action(detail=False, methods=["get"])
     def reach(self, request):
-        return _report(*queries.outcome_reach(query=self._query()))
+        return _cached(request, lambda: _report(*queries.outcome_reach(query=self._query())))
 
     # ------------------------------------------------------------------ writes
     def create(self, request, *args, **kwargs):

@@ -1,0 +1,77 @@
+"""Read answers cached by database snapshot: exact, and invalidated by every commit.
+
+A dashboard asks the same few questions many times a second, and between two commits the
+answers cannot change. PostgreSQL's ``pg_current_snapshot()`` (xmin:xmax:in-progress xids)
+names what a query can see: two equal snapshots see exactly the same committed rows, and
+once any transaction commits (or a new one takes an xid) the snapshot never returns to an
+earlier value. So an answer stored under the snapshot read just before computing it is
+served only while nothing has committed since; the first request after a commit computes
+afresh. This is Druid's result cache keyed by segment version, with the version PostgreSQL
+already keeps.
+
+The cache lives in each process (no shared store to keep coherent) and holds at most
+``API_CACHE_ENTRIES`` answers, least recently used out first; 0 turns it off. It is
+bypassed inside a transaction (own uncommitted writes do not change the snapshot) and for
+answers that depend on the clock (the caller decides: e.g. a time series without ``end``).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from collections.abc import Callable, Hashable
+from typing import Any
+
+from django.conf import settings
+from django.db import InterfaceError, OperationalError, connection
+
+HIT, MISS, BYPASS = "HIT", "MISS", "BYPASS"
+
+
+class SnapshotCache:
+    def __init__(self, entries: int) -> None:
+        self.entries = entries
+        self._answers: OrderedDict[tuple, Any] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get_or_compute(self, key: Hashable, compute: Callable[[], Any]) -> tuple[Any, str]:
+        """(answer, HIT | MISS | BYPASS): ``compute()``'s answer, or the one stored for ``key``
+        at the current snapshot."""
+        if self.entries <= 0 or connection.in_atomic_block:
+            return compute(), BYPASS
+        full_key = (key, current_snapshot())
+        with self._lock:
+            if full_key in self._answers:
+                self._answers.move_to_end(full_key)
+                return self._answers[full_key], HIT
+        answer = compute()
+        with self._lock:
+            self._answers[full_key] = answer
+            while len(self._answers) > self.entries:
+                self._answers.popitem(last=False)
+        return answer, MISS
+
+    def clear(self) -> None:
+        with self._lock:
+            self._answers.clear()
+
+
+def current_snapshot() -> str:
+    """The snapshot, read as the request's first query: it doubles as the connection's health
+    check (``CONN_HEALTH_CHECKS`` would send a ``SELECT 1`` first), so a connection that died
+    since the last request is replaced and the query retried once."""
+    for attempt in (1, 2):
+        fresh = connection.connection is None
+        connection.health_check_done = True  # this query is the check
+        try:
+            with connection.cursor() as cursor:
+                cursor.execute("SELECT pg_current_snapshot()::text")
+                return cursor.fetchone()[0]
+        except (OperationalError, InterfaceError):
+            connection.close()
+            if fresh or attempt == 2:
+                raise
+    raise AssertionError("unreachable")
+
+
+answers = SnapshotCache(settings.API_CACHE_ENTRIES)

@@ -1,20 +1,40 @@
 """A dashboard-like mix of API requests, for ``bench/queries.py``'s load phase (locust, headless).
 
 The targets come from the environment: BENCH_DOMAIN (the busiest domain), BENCH_ID (an
-outcome id), BENCH_START/BENCH_END (a one-week window).
+outcome id), BENCH_START/BENCH_END (a one-week window). Each user paces itself to BENCH_PACE
+requests/s (a dashboard polls, it does not hammer; 0: back to back, to find saturation).
+If BENCH_CACHE_FILE is set, the count of each ``X-Cache`` answer (HIT, MISS, BYPASS) is
+written there at the end.
 """
 
+import json
 import os
+from collections import Counter
 
-from locust import FastHttpUser, between, task
+from locust import FastHttpUser, between, constant_throughput, events, task
 
 DOMAIN = os.environ.get("BENCH_DOMAIN", "")
 OUTCOME_ID = os.environ.get("BENCH_ID", "1")
 WEEK = {"start": os.environ.get("BENCH_START", ""), "end": os.environ.get("BENCH_END", "")}
+PACE = float(os.environ.get("BENCH_PACE", "0"))
+CACHE_ANSWERS: Counter = Counter()
+
+
+@events.request.add_listener
+def _count_cache_answers(response=None, **_kwargs):
+    if response is not None and response.headers is not None:
+        CACHE_ANSWERS[response.headers.get("X-Cache", "none")] += 1
+
+
+@events.quitting.add_listener
+def _write_cache_answers(**_kwargs):
+    if os.environ.get("BENCH_CACHE_FILE"):
+        with open(os.environ["BENCH_CACHE_FILE"], "w") as handle:
+            json.dump(dict(CACHE_ANSWERS), handle)
 
 
 class DashboardUser(FastHttpUser):
-    wait_time = between(0, 0)
+    wait_time = constant_throughput(PACE) if PACE > 0 else between(0, 0)
 
     @task(3)
     def stats(self):

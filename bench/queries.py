@@ -8,9 +8,10 @@
    p50/p95 of sequential requests for every report and list;
 3. at the largest size, the same reports computed naively from the raw table (the router
    forced to ``raw``) in the same run — the ratio is the point — a cursor page half-way
-   down the table, and a load phase: locust (headless), ``--clients`` users running a
-   dashboard-like mix (bench/locustfile.py) while ``simulate_auctions`` produces and the
-   real consumer ingests ``--ingest-rate`` messages/s;
+   down the table, and a load phase: locust (headless), ``--clients`` users polling a
+   dashboard-like mix (bench/locustfile.py) at ``--pace`` requests/s each, then back to
+   back, while bench/produce.py produces and the real consumer ingests ``--ingest-rate``
+   messages/s (see ``load_phase``);
 4. prints every figure, writes them as JSON (``--json``) and a chart of report p95 against
    table size (``--chart``, SVG).
 
@@ -51,6 +52,8 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=50)
     parser.add_argument("--load-seconds", type=int, default=30)
     parser.add_argument("--ingest-rate", type=int, default=6000, help="messages/s produced during the load phase")
+    parser.add_argument("--pace", type=float, default=7, help="requests/s per locust user in the load phase")
+    parser.add_argument("--saturation-seconds", type=int, default=15, help="then back to back, for capacity")
     parser.add_argument("--json", default=str(ROOT / "bench" / "queries-result.json"))
     parser.add_argument("--chart", default=str(ROOT / "bench" / "queries-result.svg"))
     args = parser.parse_args()
@@ -93,12 +96,10 @@ def main() -> None:
             )
             targets = analyze_and_pick_targets()
             if server is None:
-                server = subprocess.Popen(
-                    [sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", "analytics.wsgi:application"],
-                    cwd=ROOT,
-                    env={**env, "GUNICORN_BIND": f"127.0.0.1:{port}"},
-                )
-                wait_for(port)
+                # Latencies are of answers computed afresh: the snapshot cache is off here
+                # (it would answer every repeated request from memory); the load phase runs
+                # the API as shipped, cache on.
+                server = start_api(port, {**env, "API_CACHE_ENTRIES": "0"})
             last = stage == len(sizes) - 1
             stage_results = {"size": size, "load": load_stats, **measure(port, targets, args.requests, naive=last)}
             results["stages"].append(stage_results)
@@ -106,6 +107,9 @@ def main() -> None:
                 deep = cursor_deep(Client(port), size // 2)
                 stage_results["lists"].append({"name": f"cursor page {size // 2:,} deep", **deep})
                 print(f"{'cursor page ' + format(size // 2, ',') + ' deep':<30}{deep['p50']:>9.1f}{deep['p95']:>9.1f}")
+                server.terminate()
+                server.wait(timeout=30)
+                server = start_api(port, env)
                 results["load_phase"] = load_phase(port, targets, args, env)
         Path(args.json).write_text(json.dumps(results, indent=2, default=str))
         write_chart(results, args.chart)
@@ -121,6 +125,16 @@ def main() -> None:
 
         drop_database(admin, BENCH_DB)
         admin.close()
+
+
+def start_api(port: int, env: dict) -> subprocess.Popen:
+    server = subprocess.Popen(
+        [sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", "analytics.wsgi:application"],
+        cwd=ROOT,
+        env={**env, "GUNICORN_BIND": f"127.0.0.1:{port}"},
+    )
+    wait_for(port)
+    return server
 
 
 def analyze_and_pick_targets() -> dict:
@@ -364,7 +378,14 @@ def cursor_deep(client: Client, depth: int) -> dict:
 
 
 def load_phase(port: int, t: dict, args, env: dict) -> dict:
-    """locust users against the API while a producer and the real consumer ingest."""
+    """locust users against the API while a steady producer and the real consumer ingest.
+
+    The producer (bench/produce.py, librdkafka) stands in for the auction servers; the
+    consumer runs at ``nice`` 10, as ingestion would on a host it shares with the API (its
+    own pod otherwise): Kafka absorbs its delays, the API's users would feel them. Two runs:
+    ``--pace`` requests/s per user (a dashboard polling: the targets), then back to back for
+    ``--saturation-seconds`` (the capacity).
+    """
     topic = f"qbench-{uuid.uuid4().hex[:8]}"
     from django.conf import settings
     from kafka import KafkaAdminClient
@@ -373,17 +394,18 @@ def load_phase(port: int, t: dict, args, env: dict) -> dict:
     brokers = ",".join(settings.CONSUMER.brokers)
     kafka = KafkaAdminClient(bootstrap_servers=brokers)
     kafka.create_topics([NewTopic(topic, 1, 1)])
-    total = args.ingest_rate * (args.load_seconds + 15)
-    kafka_env = {**env, "KAFKA_BROKERS": brokers, "CONSUMER_METRICS_PORT": "0"}
+    seconds = args.load_seconds + args.saturation_seconds
     producer = subprocess.Popen(
-        [sys.executable, "manage.py", "simulate_auctions", "--topic", topic, "--rate", str(args.ingest_rate)]
-        + ["--count", str(total), "--seed", "5"],
+        [sys.executable, str(ROOT / "bench" / "produce.py"), "--brokers", brokers, "--topic", topic]
+        + ["--rate", str(args.ingest_rate), "--count", str(args.ingest_rate * (seconds + 30))],
         cwd=ROOT,
-        env=kafka_env,
-        stdout=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        text=True,
     )
+    producer.stdout.readline()  # "sending …": the messages are built
+    kafka_env = {**env, "KAFKA_BROKERS": brokers, "CONSUMER_METRICS_PORT": "0"}
     consumer = subprocess.Popen(
-        [sys.executable, "manage.py", "process_outcomes", "--topic", topic, "--group", topic],
+        ["nice", "-n", "10", sys.executable, "manage.py", "process_outcomes", "--topic", topic, "--group", topic],
         cwd=ROOT,
         env=kafka_env,
         stdout=subprocess.DEVNULL,
@@ -398,12 +420,39 @@ def load_phase(port: int, t: dict, args, env: dict) -> dict:
             )
             return int(cursor.fetchone()[0])
 
-    time.sleep(8)  # producer and consumer up and steady
-    before, started = stored(), time.monotonic()
+    time.sleep(10)  # consumer up and steady
+    results = {}
+    try:
+        runs = (("paced", args.pace, args.load_seconds), ("saturation", 0, args.saturation_seconds))
+        for name, pace, duration in runs:
+            if duration <= 0:
+                continue
+            before, started = stored(), time.monotonic()
+            run = run_locust(port, t, env, clients=args.clients, pace=pace, seconds=duration)
+            run["ingested_per_s"] = (stored() - before) / (time.monotonic() - started)
+            results[name] = run
+            print(
+                f"\nload ({name}): {args.clients} locust users"
+                + (f" at {pace:g} req/s each" if pace else " back to back")
+                + f" for {duration}s while the consumer ingested {run['ingested_per_s']:,.0f} msg/s: "
+                f"{run['rps']:,.0f} req/s, p50 {run['p50']:.0f} ms, p95 {run['p95']:.0f} ms, "
+                f"p99 {run['p99']:.0f} ms, {run['errors']} errors; cache {run['cache']}"
+            )
+    finally:
+        for proc in (producer, consumer):
+            proc.terminate()
+            proc.wait(timeout=60)
+        kafka.delete_topics([topic])
+        kafka.close()
+    return {"clients": args.clients, **results}
+
+
+def run_locust(port: int, t: dict, env: dict, *, clients: int, pace: float, seconds: int) -> dict:
     prefix = str(ROOT / "bench" / "locust")
+    cache_file = Path(prefix + "_cache.json")
     subprocess.run(
         [sys.executable, "-m", "locust", "-f", str(ROOT / "bench" / "locustfile.py"), "--headless"]
-        + ["-u", str(args.clients), "-r", str(args.clients), "-t", f"{args.load_seconds}s"]
+        + ["-u", str(clients), "-r", str(clients), "-t", f"{seconds}s"]
         + ["--host", f"http://127.0.0.1:{port}", "--csv", prefix, "--only-summary", "--loglevel", "WARNING"],
         cwd=ROOT,
         env={
@@ -412,38 +461,29 @@ def load_phase(port: int, t: dict, args, env: dict) -> dict:
             "BENCH_ID": str(t["id"]),
             "BENCH_START": t["week"]["start"],
             "BENCH_END": t["week"]["end"],
+            "BENCH_PACE": str(pace),
+            "BENCH_CACHE_FILE": str(cache_file),
         },
         check=False,
         stdout=subprocess.DEVNULL,
     )
-    ingested = (stored() - before) / (time.monotonic() - started)
-    for proc in (producer, consumer):
-        proc.terminate()
-        proc.wait(timeout=60)
-    kafka.delete_topics([topic])
-    kafka.close()
     with open(f"{prefix}_stats.csv") as handle:
         rows = {row["Name"]: row for row in csv.DictReader(handle)}
-    for suffix in ("_stats.csv", "_stats_history.csv", "_failures.csv", "_exceptions.csv"):
+    cache = json.loads(cache_file.read_text()) if cache_file.exists() else {}
+    for suffix in ("_stats.csv", "_stats_history.csv", "_failures.csv", "_exceptions.csv", "_cache.json"):
         Path(prefix + suffix).unlink(missing_ok=True)
     agg = rows["Aggregated"]
-    result = {
-        "clients": args.clients,
-        "seconds": args.load_seconds,
+    return {
+        "seconds": seconds,
+        "pace_per_client": pace,
         "requests": int(agg["Request Count"]),
         "errors": int(agg["Failure Count"]),
         "rps": float(agg["Requests/s"]),
         "p50": float(agg["50%"]),
         "p95": float(agg["95%"]),
         "p99": float(agg["99%"]),
-        "ingested_per_s": ingested,
+        "cache": cache,
     }
-    print(
-        f"\nload: {args.clients} locust users for {args.load_seconds}s while the consumer ingested "
-        f"{ingested:,.0f} msg/s: {result['rps']:,.0f} req/s, p50 {result['p50']:.0f} ms, "
-        f"p95 {result['p95']:.0f} ms, p99 {result['p99']:.0f} ms, {result['errors']} errors"
-    )
-    return result
 
 
 def percentile(values: list[float], pct: int) -> float:

@@ -168,19 +168,25 @@ def timeseries_buckets(
     start = start or end - DEFAULT_SPAN[granularity]
     if start >= end:
         raise ValueError("start", "start must be before end.")
+    too_many = ValueError(
+        "granularity",
+        f"More than {MAX_BUCKETS} {granularity} buckets between start and end; "
+        "use a coarser granularity or a shorter window.",
+    )
+    first = _next_local(_floor_local(start, granularity, tz), granularity, tz)
+    if granularity in ("minute", "hour"):  # fixed steps in UTC: no calendar to walk
+        step = timedelta(minutes=1) if granularity == "minute" else timedelta(hours=1)
+        inner = -(-(end - first) // step) if first < end else 0
+        if inner + 1 > MAX_BUCKETS:
+            raise too_many
+        return [start, *(first + step * i for i in range(inner)), end]
     boundaries = [start]
-    moment = _floor_local(start, granularity, tz)
-    while True:
-        moment = _next_local(moment, granularity, tz)
-        if moment >= end:
-            break
+    moment = first
+    while moment < end:
         boundaries.append(moment)
         if len(boundaries) > MAX_BUCKETS:
-            raise ValueError(
-                "granularity",
-                f"More than {MAX_BUCKETS} {granularity} buckets between start and end; "
-                "use a coarser granularity or a shorter window.",
-            )
+            raise too_many
+        moment = _next_local(moment, granularity, tz)
     boundaries.append(end)
     return boundaries
 
@@ -191,9 +197,11 @@ def outcome_timeseries(*, query: OutcomeQuery, boundaries: list[datetime], granu
     plan = _plan(windowed, family_for=_stats_family(query), units=_UNITS_UP_TO[granularity], boundaries=boundaries)
     if plan is not None and plan.aligned:
         # Cheaper than width_bucket() over a long array: one row per rollup bucket, placed here.
+        # Rollup buckets come back as epoch seconds (cheaper than timestamps to parse).
+        edges = [moment.timestamp() for moment in boundaries]
         by_index: dict[int, tuple] = {}
-        for moment, vec in _run_measures(plan, windowed, group="row"):
-            index = bisect_right(boundaries, moment)
+        for epoch, vec in _run_measures(plan, windowed, group="row"):
+            index = bisect_right(edges, epoch)
             by_index[index] = _sum_vectors((by_index[index], vec)) if index in by_index else vec
         rows, source = list(by_index.items()), plan.source
     elif plan is not None:
@@ -202,17 +210,18 @@ def outcome_timeseries(*, query: OutcomeQuery, boundaries: list[datetime], granu
         rows, source = _run_raw_measures(windowed, group="buckets", boundaries=boundaries), "raw"
     by_bucket = dict(rows)
     labels = [moment.isoformat().replace("+00:00", "Z") for moment in boundaries]
+    empty = (0, 0, 0, 0, 0, 0)
     series = []
-    for index in range(len(boundaries) - 1):
-        vec = by_bucket.get(index + 1)
-        outcomes, wins, _enriched, revenue, bid, _won_bid = vec or (0, 0, 0, 0, 0, 0)
-        series.append(
+    append = series.append
+    # float arithmetic: a day of minutes is 1,440 buckets (Decimal would cost ~5 ms)
+    for index in range(1, len(boundaries)):
+        outcomes, wins, _enriched, revenue, bid, _won_bid = by_bucket.get(index, empty)
+        append(
             {
-                "bucket": labels[index],
-                "bucket_end": labels[index + 1],
+                "bucket": labels[index - 1],
+                "bucket_end": labels[index],
                 "outcomes": outcomes,
                 "wins": wins,
-                # float arithmetic: a day of minutes is 1,440 buckets (Decimal would cost ~5 ms)
                 "win_rate": round(wins * 100 / outcomes, 2) if outcomes else 0.0,
                 "revenue": revenue / 100,
                 "average_win_price": round(revenue / wins / 100, 4) if wins else 0.0,
@@ -366,7 +375,7 @@ def _plan(
     family_units = tuple(u for u in units if u in rollups.FAMILIES[family_for])
     cuts = boundaries or [query.start or MIN_TIME, query.end or MAX_TIME]
     aligned = False
-    if len(cuts) > 2 and family_units and all(rollups.truncate(b, family_units[0]) == b for b in cuts[1:-1]):
+    if len(cuts) > 2 and family_units and all(_on_boundary(b, family_units[0]) for b in cuts[1:-1]):
         cuts = [cuts[0], cuts[-1]]  # inner boundaries on the coarsest unit: no rollup row can straddle one
         aligned = True
     segments: dict[str, list] = {unit: [] for unit in family_units}
@@ -377,6 +386,18 @@ def _plan(
         for unit, ranges in piece.items():
             _merge_into(segments[unit], ranges)
     return _Plan(family_for, segments, boundaries, aligned)
+
+
+def _on_boundary(moment: datetime, unit: str) -> bool:
+    """``rollups.truncate(moment, unit) == moment`` for a UTC moment, without building one
+    (a day of minute buckets checks 1,440 of them)."""
+    if moment.second or moment.microsecond:
+        return False
+    if unit == "minute":
+        return True
+    if moment.minute:
+        return False
+    return unit == "hour" or (unit == "day" and not moment.hour)
 
 
 def _decompose_window(start, end, units):
@@ -467,7 +488,7 @@ def _measures_sql(
             if group == "buckets":
                 key, key_params = "width_bucket(bucket, %s::timestamptz[])", [plan.boundaries]
             elif group == "row":
-                key, key_params = "bucket", []
+                key, key_params = "extract(epoch FROM bucket)::bigint", []
             elif group == "day":
                 key, key_params = "date_trunc('day', bucket, 'UTC')", []
             elif group == "dimension":

@@ -100,6 +100,44 @@ def test_series_match_an_independent_computation(rows, granularity, tz, start, e
     assert (response["X-Report-Source"] == "raw") == start.endswith(":30Z")
 
 
+def _walk(granularity, start, end, tz):
+    """Bucket boundaries the slow way: step through local time one bucket at a time."""
+    from outcomes.queries import _floor_local, _next_local
+
+    out, moment = [start], _floor_local(start, granularity, tz)
+    while (moment := _next_local(moment, granularity, tz)) < end:
+        out.append(moment)
+    return [*out, end]
+
+
+@pytest.mark.parametrize("granularity", ["minute", "hour", "day", "week", "month"])
+@pytest.mark.parametrize("tz", ["UTC", "Asia/Kolkata", "America/New_York"])
+def test_bucket_boundaries_match_a_walk_through_local_time(granularity, tz):
+    from outcomes.queries import timeseries_buckets
+
+    rng = random.Random(f"{granularity}{tz}")
+    span = {"minute": 1500, "hour": 24 * 60, "day": 60 * 24 * 90}.get(granularity, 60 * 24 * 400)
+    for _ in range(25):
+        start = BASE + timedelta(seconds=rng.randrange(-(10**7), 10**7), microseconds=rng.randrange(10**6))
+        end = start + timedelta(minutes=rng.randrange(1, span), seconds=rng.choice([0, 17]))
+        got = timeseries_buckets(granularity=granularity, start=start, end=end, tz=ZoneInfo(tz))
+        assert got == _walk(granularity, start, end, ZoneInfo(tz))
+
+
+def test_the_bucket_limit_is_exact():
+    from outcomes.queries import MAX_BUCKETS, timeseries_buckets
+
+    start = BASE
+    ok = timeseries_buckets(
+        granularity="minute", start=start, end=start + timedelta(minutes=MAX_BUCKETS), tz=ZoneInfo("UTC")
+    )
+    assert len(ok) - 1 == MAX_BUCKETS
+    with pytest.raises(ValueError, match="More than"):
+        timeseries_buckets(
+            granularity="minute", start=start, end=start + timedelta(minutes=MAX_BUCKETS, seconds=1), tz=ZoneInfo("UTC")
+        )
+
+
 @pytest.mark.parametrize(
     ("params", "name"),
     [

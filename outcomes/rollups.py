@@ -142,8 +142,11 @@ _DELTA_COLUMNS = (
     "event_time, coalesce(site_domain, '') AS site_domain, win_status, (win_price * 100)::bigint AS w, "
     "(bid_price * 100)::bigint AS bd, currency, enriched, user_interests"
 )
+# date_bin on a UTC origin is date_trunc(…, 'UTC') for whole minutes and hours, without a
+# time-zone conversion per row (~10% of the deltas statement for a 10,000-row batch).
 _BUCKETED = (
-    "date_trunc('minute', event_time, 'UTC') AS mi, date_trunc('hour', event_time, 'UTC') AS h, "
+    "date_bin('1 minute', event_time, TIMESTAMPTZ '2000-01-01 00:00:00+00') AS mi, "
+    "date_bin('1 hour', event_time, TIMESTAMPTZ '2000-01-01 00:00:00+00') AS h, "
     "site_domain, win_status, w, bd, currency, enriched, user_interests"
 )
 
@@ -689,6 +692,9 @@ def rebuild(*, since: datetime | None = None, until: datetime | None = None, day
     chunk = UNITS["day"] * max(1, days)
     chunks = 0
     while start < stop:
+        start = _next_filled_day(start, stop)  # years without data cost nothing
+        if start >= stop:
+            break
         end = min(start + chunk, stop)
         with transaction.atomic(), connection.cursor() as cursor:
             cursor.execute("SELECT pg_advisory_xact_lock(%s)", [COMPACT_LOCK])
@@ -717,6 +723,21 @@ def rebuild(*, since: datetime | None = None, until: datetime | None = None, day
         chunks += 1
         start = end
     return chunks
+
+
+def _next_filled_day(start: datetime, stop: datetime) -> datetime:
+    """The first day at or after ``start`` with raw rows or rollup rows (``stop`` if none):
+    a day with neither has nothing to rebuild. Every raw row has a minute row, so the minute
+    grain stands for the rollups."""
+    minute = FAMILIES["outcomes"]["minute"].table
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT least((SELECT min(event_time) FROM {_RAW} WHERE event_time >= %s), "
+            f"(SELECT min(bucket) FROM {minute} WHERE bucket >= %s))",
+            [start, start],
+        )
+        found = cursor.fetchone()[0]
+    return stop if found is None else max(start, truncate(found.astimezone(UTC), "day"))
 
 
 def _rebuild_total(cursor, grain: Grain) -> None:

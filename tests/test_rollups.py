@@ -38,6 +38,8 @@ def random_document(rng: random.Random, **overrides) -> dict:
     }
     if rng.random() < 0.9:  # some outcomes have no auction time: they count at storage time
         moment = BASE + timedelta(seconds=rng.randint(0, 4 * 86400))
+        if rng.random() < 0.05:  # around the bucketing origin (2000-01-01), to the microsecond
+            moment = datetime(2000, 1, 1, tzinfo=UTC) + timedelta(microseconds=rng.randint(-7200 * 10**6, 7200 * 10**6))
         document["auction_timestamp"] = moment.isoformat()
     document.update(overrides)
     return document
@@ -216,3 +218,12 @@ def test_simulated_stream_in_order_spans_the_window():
     assert BASE - timedelta(days=2) <= times[0] < BASE - timedelta(days=1, hours=23)
     assert times[-1] <= BASE
     assert all(b - a < timedelta(seconds=180) for a, b in zip(times, times[1:], strict=False))
+
+
+@pytest.mark.django_db
+def test_rebuild_visits_only_days_with_data(outcome_factory):
+    outcome_factory(2, auction_timestamp=datetime(2000, 1, 1, 0, 30, tzinfo=UTC))
+    outcome_factory(3, auction_timestamp=BASE + timedelta(hours=5))
+    outcome_factory(1, auction_timestamp=BASE + timedelta(days=1, hours=23))
+    assert rollups.rebuild() == 3  # not the 9,000-odd days in between
+    assert rollups.verify() == []

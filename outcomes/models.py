@@ -210,6 +210,13 @@ class OutcomeRollupMinute(RollupMeasures):
     Meta = _rollup_meta("outcomes_rollup_minute", ["bucket", "currency", "enriched"])
 
 
+class TotalRollupMinute(RollupMeasures):
+    """Every outcome per minute, no dimension: a day of minutes is 1,440 rows here, where the
+    currency × enriched grain holds one per combination (a time series with neither filter)."""
+
+    Meta = _rollup_meta("outcomes_rollup_total_minute", ["bucket"])
+
+
 class OutcomeRollupHour(RollupMeasures):
     currency = models.CharField(max_length=3)
     enriched = models.BooleanField()

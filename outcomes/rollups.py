@@ -25,6 +25,7 @@ family     grains (time unit)          dimensions       answers
 ========== =========================== ================ ===========================================
 outcomes   minute, hour, day           currency,        totals/series with win_status, currency,
                                        enriched         enriched filters
+total      minute                      (none)           minute series without those filters
 domain     hour, day, all              site_domain      site_domain filter (with win_status);
                                                         breakdown by site_domain
 interest   hour                        interest         breakdown by interest
@@ -92,6 +93,7 @@ GRAINS = (
     Grain("outcomes", "minute", m.OutcomeRollupMinute, ("currency", "enriched")),
     Grain("outcomes", "hour", m.OutcomeRollupHour, ("currency", "enriched")),
     Grain("outcomes", "day", m.OutcomeRollupDay, ("currency", "enriched")),
+    Grain("total", "minute", m.TotalRollupMinute, ()),
     Grain("domain", "hour", m.DomainRollupHour, ("site_domain",)),
     Grain("domain", "day", m.DomainRollupDay, ("site_domain",), folded_from="hour"),
     Grain("domain", "all", m.DomainRollupTotal, ("site_domain",), folded_from="hour"),
@@ -108,6 +110,7 @@ for _grain in GRAINS:
 # Which filters each family can apply itself (win_status works everywhere, via the measures).
 FAMILY_FILTERS = {
     "outcomes": {"currency", "enriched"},
+    "total": set(),
     "domain": {"site_domain"},
     "interest": set(),
     "price": set(),
@@ -183,6 +186,8 @@ def _deltas_statement(source: str, sign: int) -> str:
     mm AS MATERIALIZED (SELECT mi AS bucket, currency, enriched, {_measures(s)} FROM b GROUP BY 1, 2, 3),
     i_minute AS (INSERT INTO {fam["outcomes"]["minute"].table} (bucket, currency, enriched, {measures})
                  SELECT * FROM mm),
+    i_total AS (INSERT INTO {fam["total"]["minute"].table} (bucket, {measures})
+                SELECT bucket, {sums} FROM mm GROUP BY 1),
     i_hour AS ({coarser(fam["outcomes"]["hour"])}),
     i_day AS ({coarser(fam["outcomes"]["day"])}),
     i_domain AS (INSERT INTO {fam["domain"]["hour"].table} (bucket, site_domain, {measures})
@@ -534,6 +539,9 @@ def _raw_select(grain: Grain, since: datetime | None, until: datetime | None) ->
                 SELECT {bucket}, (bid_price * 100)::int, 0, 0, 1 FROM {_RAW} WHERE NOT win_status AND {cond}
             ) x GROUP BY b, c"""
         return sql, params * 3
+    if grain.family == "total":
+        sql = f"SELECT {bucket}, {', '.join(_RAW_MEASURES)} FROM {_RAW} WHERE {cond} GROUP BY 1"
+        return sql, params
     if grain.family == "outcomes":
         dims = "currency, enriched"
         source = _RAW

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from django.db import connection
 
-from outcomes.models import AuctionOutcome, ConsumerOffset, DeadLetter, OutcomeRollupMinute
+from outcomes.models import AuctionOutcome, ConsumerOffset, DeadLetter, OutcomeRollupMinute, TotalRollupMinute
 from tests.conftest import encode, message
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.kafka, pytest.mark.slow]
@@ -76,6 +76,7 @@ def assert_exact(topics: list[str], total: int, valid_bids: set[str], bad: int) 
 
     assert rollups.verify() == []
     assert sum(OutcomeRollupMinute.objects.values_list("outcomes", flat=True)) == len(stored)
+    assert sum(TotalRollupMinute.objects.values_list("outcomes", flat=True)) == len(stored)
 
 
 def remaining(topic: str, total: int) -> int:

@@ -100,6 +100,22 @@ def test_series_match_an_independent_computation(rows, granularity, tz, start, e
     assert (response["X-Report-Source"] == "raw") == start.endswith(":30Z")
 
 
+def test_minute_series_without_filters_read_the_total_grain(rows):
+    window = {"granularity": "minute", "start": "2025-03-08T10:00:00Z", "end": "2025-03-08T13:00:00Z"}
+    plain = get("timeseries/", window)
+    assert plain["X-Report-Source"] == "rollup:total:minute"
+    currencies = {r["currency"] for r in rows}
+    by_currency = [get("timeseries/", {**window, "currency": c}) for c in currencies]
+    assert {r["X-Report-Source"] for r in by_currency} == {"rollup:outcomes:minute"}
+    # The per-currency series add up to the dimensionless one, bucket by bucket.
+    for index, bucket in enumerate(plain.json()["buckets"]):
+        assert bucket["outcomes"] == sum(r.json()["buckets"][index]["outcomes"] for r in by_currency)
+        assert bucket["wins"] == sum(r.json()["buckets"][index]["wins"] for r in by_currency)
+    won = get("timeseries/", {**window, "win_status": "true"})
+    assert won["X-Report-Source"] == "rollup:total:minute"
+    assert [b["outcomes"] for b in won.json()["buckets"]] == [b["wins"] for b in plain.json()["buckets"]]
+
+
 def _walk(granularity, start, end, tz):
     """Bucket boundaries the slow way: step through local time one bucket at a time."""
     from outcomes.queries import _floor_local, _next_local

@@ -227,3 +227,22 @@ def test_rebuild_visits_only_days_with_data(outcome_factory):
     outcome_factory(1, auction_timestamp=BASE + timedelta(days=1, hours=23))
     assert rollups.rebuild() == 3  # not the 9,000-odd days in between
     assert rollups.verify() == []
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_total_minute_migration_fills_it_from_the_minute_grain(outcome_factory):
+    from django.db import connection
+    from django.db.migrations.executor import MigrationExecutor
+
+    from outcomes.models import TotalRollupMinute
+
+    outcome_factory(3, auction_timestamp=BASE + timedelta(minutes=5, seconds=7))
+    outcome_factory(2, auction_timestamp=BASE + timedelta(hours=2), win_status=False, win_price=None)
+    latest = MigrationExecutor(connection).loader.graph.leaf_nodes("outcomes")
+    try:
+        MigrationExecutor(connection).migrate([("outcomes", "0004_build_rollups")])
+        MigrationExecutor(connection).migrate([("outcomes", "0005_total_minute_rollup")])
+        assert sorted(TotalRollupMinute.objects.values_list("outcomes", flat=True)) == [2, 3]
+        assert rollups.verify() == []
+    finally:
+        MigrationExecutor(connection).migrate(latest)

@@ -30,6 +30,7 @@ class ConsumerSettings:
     dlq_window: int = 1000
     # Operations.
     metrics_port: int = 9108
+    metrics_addr: str = "0.0.0.0"  # noqa: S104 - scraped from outside the pod; make run uses loopback
     health_file: str = "/tmp/analytics-consumer.alive"  # noqa: S108 - a liveness marker, not data
     session_timeout_ms: int = 10000
     retry_initial_backoff_ms: int = 200
@@ -62,6 +63,7 @@ class ConsumerSettings:
             dlq_max_ratio=env_float("CONSUMER_DLQ_MAX_RATIO", defaults.dlq_max_ratio, minimum=0.0, maximum=1.0),
             dlq_window=env_int("CONSUMER_DLQ_WINDOW", defaults.dlq_window, minimum=1),
             metrics_port=env_int("CONSUMER_METRICS_PORT", defaults.metrics_port, minimum=0, maximum=65535),
+            metrics_addr=_ip_address("CONSUMER_METRICS_ADDR", env_str("CONSUMER_METRICS_ADDR", defaults.metrics_addr)),
             health_file=env_str("CONSUMER_HEALTH_FILE", defaults.health_file),
             session_timeout_ms=env_int(
                 "CONSUMER_SESSION_TIMEOUT_MS", defaults.session_timeout_ms, minimum=1000, maximum=300000
@@ -74,3 +76,16 @@ class ConsumerSettings:
                 "CONSUMER_ROLLUP_COMPACT_SECONDS", defaults.rollup_compact_seconds, minimum=0.0, maximum=86400.0
             ),
         )
+
+
+def _ip_address(name: str, value: str) -> str:
+    import ipaddress
+
+    try:
+        return str(ipaddress.ip_address(value))
+    except ValueError:
+        from django.core.exceptions import ImproperlyConfigured
+
+        raise ImproperlyConfigured(
+            f"Environment variable {name}={value!r} must be an IP address to listen on, e.g. 127.0.0.1 or 0.0.0.0."
+        ) from None

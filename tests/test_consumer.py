@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import time
 import urllib.request
@@ -311,3 +312,33 @@ def test_replay_dead_letters_after_a_fix(make_topic, produce, consumer_settings,
     call_command("replay_dead_letters", stdout=out)  # idempotent: only the still-invalid one is examined
     assert "examined=1 stored=0" in out.getvalue()
     assert AuctionOutcome.objects.count() == 2
+
+
+def test_a_metrics_port_in_use_is_a_one_line_error_naming_the_setting(tmp_path):
+    import socket
+    import subprocess
+    import sys
+
+    from tests.conftest import ROOT
+
+    holder = socket.socket()
+    holder.bind(("127.0.0.1", 0))
+    holder.listen()
+    port = holder.getsockname()[1]
+    try:
+        env = {**os.environ, "DEBUG": "true", "CONSUMER_METRICS_PORT": str(port), "CONSUMER_METRICS_ADDR": "127.0.0.1"}
+        result = subprocess.run(
+            [sys.executable, "manage.py", "process_outcomes", "--max-messages", "1", "--timeout", "1000"],
+            cwd=ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    finally:
+        holder.close()
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, result.stderr
+    assert f"127.0.0.1:{port}" in lines[0] and "CONSUMER_METRICS_PORT" in lines[0] and "--metrics-port" in lines[0]

@@ -42,6 +42,7 @@ def test_production_settings_start():
         ({"CONSUMER_BATCH_SIZE": "0"}, "CONSUMER_BATCH_SIZE=0 must be at least 1"),
         ({"CONSUMER_DLQ_MAX_RATIO": "2"}, "CONSUMER_DLQ_MAX_RATIO=2.0 must be at most 1.0"),
         ({"CONSUMER_AUTO_OFFSET_RESET": "middle"}, "CONSUMER_AUTO_OFFSET_RESET='middle'"),
+        ({"CONSUMER_METRICS_ADDR": "localhost:9108"}, "CONSUMER_METRICS_ADDR='localhost:9108' must be an IP address"),
         ({"API_PAGE_SIZE": "2000"}, "API_PAGE_SIZE=2000 exceeds API_MAX_PAGE_SIZE=1000"),
         ({"LOG_LEVEL": "LOUD"}, "LOG_LEVEL='LOUD'"),
     ],

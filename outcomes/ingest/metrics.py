@@ -45,5 +45,5 @@ class ConsumerMetrics:
             registry=r,
         )
 
-    def serve(self, port: int) -> None:
-        start_http_server(port, addr="0.0.0.0", registry=self.registry)
+    def serve(self, port: int, addr: str) -> None:
+        start_http_server(port, addr=addr, registry=self.registry)

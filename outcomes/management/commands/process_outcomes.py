@@ -61,6 +61,12 @@ class Command(BaseCommand):
             metavar="PORT",
             help="Prometheus metrics port, 0 to disable (CONSUMER_METRICS_PORT).",
         )
+        parser.add_argument(
+            "--metrics-addr",
+            default=None,
+            metavar="ADDR",
+            help="Address the metrics server listens on (CONSUMER_METRICS_ADDR).",
+        )
 
     def handle(self, *args, **options):
         overrides = {
@@ -69,11 +75,19 @@ class Command(BaseCommand):
             "topic": options["topic"],
             "group": options["group"],
             "metrics_port": options["metrics_port"],
+            "metrics_addr": options["metrics_addr"],
         }
         config = dataclasses.replace(settings.CONSUMER, **{k: v for k, v in overrides.items() if v is not None})
         consumer = OutcomeConsumer(config, max_messages=options["max_messages"], idle_timeout_ms=options["timeout"])
         if config.metrics_port:
-            consumer.metrics.serve(config.metrics_port)
+            try:
+                consumer.metrics.serve(config.metrics_port, config.metrics_addr)
+            except OSError as exc:  # e.g. a second consumer on one machine: the port is taken
+                raise CommandError(
+                    f"cannot serve metrics on {config.metrics_addr}:{config.metrics_port} ({exc.strerror or exc}): "
+                    "set CONSUMER_METRICS_PORT (or --metrics-port) to a free port, or 0 to turn metrics off; "
+                    "CONSUMER_METRICS_ADDR (or --metrics-addr) sets the address"
+                ) from None
         try:
             summary = consumer.run()
         except DeadLetterLimitExceeded as exc:

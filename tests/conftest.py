@@ -202,7 +202,9 @@ def run_consumer(consumer_settings):
     """Run the consumer in this process until ``max_messages`` (or ``timeout`` ms idle)."""
     from outcomes.ingest.consumer import OutcomeConsumer
 
-    def run(config, *, max_messages=None, timeout_ms=3000):
+    # The idle timeout only ends a run that is not going to reach max_messages: generous, as a
+    # first assignment can come back empty while a new topic's metadata propagates.
+    def run(config, *, max_messages=None, timeout_ms=10000):
         previous = signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)
         try:
             return OutcomeConsumer(config, max_messages=max_messages, idle_timeout_ms=timeout_ms).run()

@@ -206,6 +206,10 @@ class OutcomeConsumer:
                     fetch_max_bytes=32 * 1024 * 1024,
                     max_partition_fetch_bytes=8 * 1024 * 1024,
                 )
+                # Load the topic's partitions first: joining with metadata that lacks them gives
+                # an empty first assignment ("No partition metadata for topic"), and the rejoin
+                # that follows can stall for many seconds (seen on brand-new topics).
+                consumer.partitions_for_topic(self.settings.topic)
                 consumer.subscribe([self.settings.topic], listener=_Rebalance(self))
                 return consumer
             except KafkaError as exc:

@@ -160,18 +160,15 @@ def produce(brokers: str, topic: str, messages: list[bytes], partitions: int) ->
     from kafka import KafkaAdminClient
     from kafka.admin import NewTopic
 
+    from bench.produce import send
+
     admin = KafkaAdminClient(bootstrap_servers=brokers)
     admin.create_topics([NewTopic(topic, partitions, 1)])
     admin.close()
     producer = Producer({"bootstrap.servers": brokers, "linger.ms": 50, "queue.buffering.max.messages": 500_000})
     started = time.monotonic()
     for i, value in enumerate(messages):
-        while True:
-            try:
-                producer.produce(topic, value=value, partition=i % partitions)
-                break
-            except BufferError:  # local queue full: let it drain
-                producer.poll(0.05)
+        send(producer, topic, value=value, partition=i % partitions)
     if producer.flush(120):
         raise RuntimeError("messages left undelivered after 120 s")
     return len(messages) / (time.monotonic() - started)

@@ -24,6 +24,16 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from outcomes.simulation import OutcomeSimulator  # noqa: E402
 
 
+def send(producer: Producer, topic: str, **message) -> None:
+    """``producer.produce()``, waiting while librdkafka's local queue is full."""
+    while True:
+        try:
+            producer.produce(topic, **message)
+            return
+        except BufferError:
+            producer.poll(0.01)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--brokers", default="127.0.0.1:9092")
@@ -44,12 +54,7 @@ def main() -> None:
     for payload, key in messages:
         if stopping:
             break
-        while True:
-            try:
-                producer.produce(args.topic, value=payload, key=key)
-                break
-            except BufferError:  # local queue full: let librdkafka deliver
-                producer.poll(0.01)
+        send(producer, args.topic, value=payload, key=key)
         sent += 1
         ahead = sent / args.rate - (time.monotonic() - started)
         if ahead > 0.005:

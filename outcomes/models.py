@@ -15,6 +15,10 @@ site_domain, -timestamp        ``?site_domain=`` lists and per-domain raw report
 event_time, id                 ``start``/``end`` on the raw table, ``ordering=event_time``
 win_price, id                  ``ordering=win_price``, ``min_price``/``max_price`` ranges
 bid_price, id                  ``ordering=bid_price``
+site_domain, sample            percentiles and histograms of large ``site_domain`` sets, from
+  (sample < 256, covering)     a uniform sample (``outcomes.queries``); partial: 1/4 of rows
+sample, event_time             the same for other filters the price rollups lack
+  (sample < 256, covering)
 =============================  ===========================================================
 
 Counts, totals, time series and breakdowns are not read from this table at all when the
@@ -26,7 +30,12 @@ from __future__ import annotations
 from decimal import Decimal
 
 from django.db import models
-from django.db.models.functions import Coalesce
+from django.db.models import F, Func, Q
+from django.db.models.functions import Cast, Coalesce
+
+SAMPLE_BUCKETS = 1024  # ``sample`` is in [0, SAMPLE_BUCKETS)
+SAMPLE_INDEXED = 256  # the sample indexes hold the rows with sample < SAMPLE_INDEXED (1/4)
+_PRICES = ["event_time", "win_status", "win_price", "bid_price", "currency", "enriched"]
 
 
 class AuctionOutcome(models.Model):
@@ -62,6 +71,14 @@ class AuctionOutcome(models.Model):
         output_field=models.DateTimeField(),
         db_persist=True,
     )
+    # A hash of the bid id in [0, 1024): ``sample < k`` is a uniform sample of k/1024 of
+    # any set of outcomes (bid ids are unique and unrelated to prices), which percentiles
+    # of sets too large to sort in a request are computed from. Computed by PostgreSQL.
+    sample = models.GeneratedField(
+        expression=Cast(Func(F("bid_id"), function="hashtext").bitand(SAMPLE_BUCKETS - 1), models.SmallIntegerField()),
+        output_field=models.SmallIntegerField(),
+        db_persist=True,
+    )
 
     class Meta:
         ordering = ["-timestamp", "-id"]
@@ -75,6 +92,18 @@ class AuctionOutcome(models.Model):
             models.Index(fields=["event_time", "id"], name="outcome_event_time_idx"),
             models.Index(fields=["win_price", "id"], name="outcome_win_price_idx"),
             models.Index(fields=["bid_price", "id"], name="outcome_bid_price_idx"),
+            models.Index(
+                fields=["site_domain", "sample"],
+                include=_PRICES,
+                condition=Q(sample__lt=SAMPLE_INDEXED),
+                name="outcome_domain_sample_idx",
+            ),
+            models.Index(
+                fields=["sample", "event_time"],
+                include=_PRICES[1:],
+                condition=Q(sample__lt=SAMPLE_INDEXED),
+                name="outcome_sample_idx",
+            ),
         ]
 
     def __str__(self) -> str:

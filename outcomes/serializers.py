@@ -107,17 +107,30 @@ class PercentilesSerializer(serializers.Serializer):
     p99 = serializers.FloatField(allow_null=True)
 
 
+class PriceSampleSerializer(serializers.Serializer):
+    fraction = serializers.FloatField(help_text="The share of the matching outcomes in the sample (k/1024).")
+    outcomes = serializers.IntegerField(help_text="Outcomes in the sample.")
+    wins = serializers.IntegerField(help_text="Won auctions in the sample.")
+    rank_error = serializers.FloatField(
+        allow_null=True,
+        help_text="With 99% confidence, each percentile's rank among all matching outcomes is within "
+        "this fraction of its nominal rank (the DKW bound for the smaller of the two samples).",
+    )
+
+
 class ReportStatsSerializer(OutcomeStatsSerializer):
     ecpm = serializers.FloatField(help_text="Revenue per 1,000 won impressions: total_revenue / total_wins * 1000.")
     shading_ratio = serializers.FloatField(help_text="Sum of win_price / sum of bid_price over won auctions.")
     win_price_percentiles = PercentilesSerializer(
-        allow_null=True, help_text="Exact, nearest rank, over won auctions (null when omitted)."
+        help_text="Nearest rank, over won auctions: exact unless percentiles_sample is set."
     )
     bid_price_percentiles = PercentilesSerializer(
-        allow_null=True, help_text="Exact, nearest rank, over all outcomes (null when omitted)."
+        help_text="Nearest rank, over all outcomes: exact unless percentiles_sample is set."
     )
-    percentiles_omitted = serializers.CharField(
-        allow_null=True, help_text="Why the percentiles were left out (too many raw rows to sort), else null."
+    percentiles_sample = PriceSampleSerializer(
+        allow_null=True,
+        help_text="null when the percentiles are exact; else they come from this uniform sample of the "
+        "matching outcomes (more than 20,000 match filters the price rollups lack).",
     )
 
 
@@ -171,6 +184,10 @@ class HistogramBinSerializer(serializers.Serializer):
 class HistogramSerializer(serializers.Serializer):
     price = serializers.CharField()
     count = serializers.IntegerField()
+    sample = PriceSampleSerializer(
+        allow_null=True,
+        help_text="null when the counts are exact; else they are this sample's counts divided by its fraction.",
+    )
     bins = HistogramBinSerializer(many=True)
 
 

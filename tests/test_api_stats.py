@@ -65,7 +65,7 @@ def expected_full_stats(rows):
         **expected_stats(rows),
         "win_price_percentiles": {f"p{p}": nearest_rank(wins, p) for p in (50, 90, 99)},
         "bid_price_percentiles": {f"p{p}": nearest_rank(bids, p) for p in (50, 90, 99)},
-        "percentiles_omitted": None,
+        "percentiles_sample": None,
     }
 
 
@@ -163,14 +163,77 @@ def test_daily_stats_use_storage_day_when_auction_time_is_missing(outcome_factor
     assert body[0]["total_outcomes"] == 2
 
 
-def test_percentiles_beyond_the_raw_limit_are_omitted_and_say_why(dataset, monkeypatch):
-    from outcomes import queries
-
-    monkeypatch.setattr(queries, "RAW_PERCENTILE_LIMIT", 10)
-    body = APIClient().get("/api/outcomes/stats/", {"site_domain": "a.example"}).json()
-    assert body["win_price_percentiles"] is None and body["bid_price_percentiles"] is None
-    assert "site_domain" in body["percentiles_omitted"]
+def test_percentiles_of_small_raw_sets_are_exact(dataset):
     rows = [r for r in dataset if r["site_domain"] == "a.example"]
-    assert body["total_outcomes"] == len(rows) > 10
-    # the price rollups answer windows and win_status at any size
-    assert APIClient().get("/api/outcomes/stats/", {"win_status": "true"}).json()["percentiles_omitted"] is None
+    body = APIClient().get("/api/outcomes/stats/", {"site_domain": "a.example"}).json()
+    assert body["percentiles_sample"] is None
+    assert body == expected_full_stats(rows)
+
+
+def test_percentiles_of_large_raw_sets_come_from_a_uniform_sample_within_their_bound(monkeypatch):
+    """Above the raw limit, a filter the price rollups lack (site_domain) is answered from the
+    ``sample < k`` rows; each percentile's true rank must be within the reported DKW bound."""
+    from django.db import connection
+
+    from outcomes import queries, writes
+    from tests.conftest import parse_document
+
+    rng = random.Random(11)
+    batch = writes.Batch()
+    for i in range(12_000):
+        won = rng.random() < 0.7
+        bid = max(Decimal("0.01"), Decimal(round(math.exp(rng.gauss(-0.3, 0.6)), 2)))
+        document = {
+            "bid_id": f"s-{i}-{rng.random()}",
+            "user_id": f"u{rng.randrange(500)}",
+            "site_domain": "big.example" if i % 4 else "other.example",
+            "win_status": won,
+            "bid_price": str(bid),
+            "win_price": str((bid * Decimal(rng.uniform(0.55, 1))).quantize(Decimal("0.01")) if won else 0),
+            "currency": "USD",
+            "auction_timestamp": (datetime(2025, 10, 20, tzinfo=UTC) + timedelta(seconds=i * 7)).isoformat(),
+        }
+        batch.events.append((parse_document(document), writes.Position("t", 0, i)))
+    assert writes.write_batch(batch, consumer_group="t").stored == 12_000
+    monkeypatch.setattr(queries, "RAW_PERCENTILE_LIMIT", 1_000)
+    monkeypatch.setattr(queries, "PERCENTILE_SAMPLE", 2_000)
+
+    body = APIClient().get("/api/outcomes/stats/", {"site_domain": "big.example"}).json()
+    rows = [
+        (e.bid_id, e.win_status, e.win_price, e.bid_price) for e, _ in batch.events if e.site_domain == "big.example"
+    ]
+    assert body["total_outcomes"] == len(rows) == 9_000
+    k = math.ceil(1024 * 2_000 / 9_000)  # 228 of 1024 hash buckets
+    with connection.cursor() as cursor:  # the sample, from the bid ids alone
+        cursor.execute("SELECT b FROM unnest(%s::text[]) b WHERE (hashtext(b) & 1023) < %s", [[r[0] for r in rows], k])
+        sampled = {b for (b,) in cursor.fetchall()}
+    sample = body["percentiles_sample"]
+    assert sample["fraction"] == k / 1024
+    assert sample["outcomes"] == len(sampled) and sample["wins"] == sum(1 for r in rows if r[0] in sampled and r[1])
+    bound = math.sqrt(math.log(200) / (2 * sample["wins"]))
+    assert sample["rank_error"] == pytest.approx(bound, abs=1e-6)
+    assert 0.02 < bound < 0.05
+    for key, values in (
+        ("win_price_percentiles", sorted(r[2] for r in rows if r[1])),
+        ("bid_price_percentiles", sorted(r[3] for r in rows)),
+    ):
+        for p in (50, 90, 99):
+            reported = Decimal(str(body[key][f"p{p}"]))
+            below = sum(1 for v in values if v < reported) / len(values)
+            at_or_below = sum(1 for v in values if v <= reported) / len(values)
+            assert below - bound <= p / 100 <= at_or_below + bound, (key, p, reported)
+
+    histogram = APIClient().get("/api/outcomes/histogram/", {"site_domain": "big.example", "price": "bid_price"})
+    histogram = histogram.json()
+    assert histogram["sample"] == sample
+    assert sum(b["count"] for b in histogram["bins"]) == histogram["count"]
+    assert abs(histogram["count"] - 9_000) < 9_000 * 0.1  # the sample's size scaled up
+    # the price rollups answer windows and win_status at any size, exactly
+    assert APIClient().get("/api/outcomes/stats/", {"win_status": "true"}).json()["percentiles_sample"] is None
+
+
+def test_sample_rank_error_is_the_dkw_bound():
+    from outcomes.queries import sample_rank_error
+
+    assert sample_rank_error(20_000) == pytest.approx(0.01151, abs=1e-5)
+    assert sample_rank_error(5_000) == pytest.approx(2 * sample_rank_error(20_000))

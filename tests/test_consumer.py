@@ -80,7 +80,7 @@ def test_spec_example_flows_from_topic_to_api(make_topic, produce, consumer_sett
         "shading_ratio": 1.0,
         "win_price_percentiles": {"p50": 0.8, "p90": 0.8, "p99": 0.8},
         "bid_price_percentiles": {"p50": 0.8, "p90": 0.8, "p99": 0.8},
-        "percentiles_omitted": None,
+        "percentiles_sample": None,
     }
 
 

@@ -107,7 +107,7 @@ def assert_rollups_answer_like_raw():
         raw = dict(queries._run_raw_measures(everything, group="dimension", dimension=by))
         assert {k: v for k, v in rolled if v[0]} == raw, by
     window = queries.OutcomeQuery(start=BASE + timedelta(hours=3), end=BASE + timedelta(days=3, hours=7))
-    rolled_prices, source = queries._price_histogram(window)
+    rolled_prices, source, _sample = queries._price_histogram(window)
     assert source.startswith("rollup:price")
     where, params = queries._raw_where(window)
     with connection.cursor() as cursor:

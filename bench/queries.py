@@ -54,6 +54,7 @@ def main() -> None:
     parser.add_argument("--ingest-rate", type=int, default=6000, help="messages/s produced during the load phase")
     parser.add_argument("--pace", type=float, default=7, help="requests/s per locust user in the load phase")
     parser.add_argument("--saturation-seconds", type=int, default=15, help="then back to back, for capacity")
+    parser.add_argument("--keep-db", action="store_true", help="leave the loaded database for a closer look")
     parser.add_argument("--json", default=str(ROOT / "bench" / "queries-result.json"))
     parser.add_argument("--chart", default=str(ROOT / "bench" / "queries-result.svg"))
     args = parser.parse_args()
@@ -121,9 +122,12 @@ def main() -> None:
         from django.db import connections
 
         connections.close_all()
-        from bench.ingest import drop_database
+        if args.keep_db:
+            print(f"database {BENCH_DB} kept (DROP DATABASE {BENCH_DB}; when done)")
+        else:
+            from bench.ingest import drop_database
 
-        drop_database(admin, BENCH_DB)
+            drop_database(admin, BENCH_DB)
         admin.close()
 
 

@@ -32,6 +32,9 @@ class ConsumerSettings:
     metrics_port: int = 9108
     metrics_addr: str = "0.0.0.0"  # noqa: S104 - scraped from outside the pod; make run uses loopback
     health_file: str = "/tmp/analytics-consumer.alive"  # noqa: S108 - a liveness marker, not data
+    # Present while the consumer is connected to Kafka and its last write reached PostgreSQL;
+    # removed while it retries either, and on stop (the readiness probe's signal).
+    ready_file: str = "/tmp/analytics-consumer.ready"  # noqa: S108 - a readiness marker, not data
     session_timeout_ms: int = 10000
     retry_initial_backoff_ms: int = 200
     retry_max_backoff_ms: int = 30000
@@ -65,6 +68,7 @@ class ConsumerSettings:
             metrics_port=env_int("CONSUMER_METRICS_PORT", defaults.metrics_port, minimum=0, maximum=65535),
             metrics_addr=_ip_address("CONSUMER_METRICS_ADDR", env_str("CONSUMER_METRICS_ADDR", defaults.metrics_addr)),
             health_file=env_str("CONSUMER_HEALTH_FILE", defaults.health_file),
+            ready_file=env_str("CONSUMER_READY_FILE", defaults.ready_file),
             session_timeout_ms=env_int(
                 "CONSUMER_SESSION_TIMEOUT_MS", defaults.session_timeout_ms, minimum=1000, maximum=300000
             ),

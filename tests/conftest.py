@@ -185,6 +185,7 @@ def consumer_settings(settings, tmp_path):
             group=f"test-group-{uuid.uuid4().hex[:8]}",
             metrics_port=0,
             health_file=str(tmp_path / "alive"),
+            ready_file=str(tmp_path / "ready"),
             batch_time_ms=200,
             session_timeout_ms=6000,
             retry_initial_backoff_ms=50,

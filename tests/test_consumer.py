@@ -262,14 +262,20 @@ def test_metrics_and_health_file(make_topic, produce, consumer_process, tmp_path
         "metrics-test",
         "--timeout",
         "60000",
-        env={"CONSUMER_METRICS_PORT": str(port), "CONSUMER_HEALTH_FILE": str(health)},
+        env={
+            "CONSUMER_METRICS_PORT": str(port),
+            "CONSUMER_HEALTH_FILE": str(health),
+            "CONSUMER_READY_FILE": str(tmp_path / "ready"),
+        },
     )
     deadline = time.monotonic() + 60
     text = ""
+    was_ready = False
     while time.monotonic() < deadline:
         try:
             text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2).read().decode()
             if "analytics_consumer_outcomes_stored_total 11.0" in text:
+                was_ready = (tmp_path / "ready").exists()
                 break
         except OSError:
             pass
@@ -284,6 +290,7 @@ def test_metrics_and_health_file(make_topic, produce, consumer_process, tmp_path
     assert "analytics_consumer_batch_write_seconds_count" in text
     assert "analytics_consumer_last_stored_outcome_age_seconds" in text
     assert health.exists() and time.time() - health.stat().st_mtime < 30
+    assert was_ready and not (tmp_path / "ready").exists()  # ready while consuming, not after stopping
 
 
 def test_replay_dead_letters_after_a_fix(make_topic, produce, consumer_settings, run_consumer, settings):

@@ -9,6 +9,7 @@ from __future__ import annotations
 import random
 import signal
 import subprocess
+import threading
 import time
 from pathlib import Path
 
@@ -141,20 +142,51 @@ def test_consumers_joining_mid_stream_rebalance_without_loss_or_duplicates(make_
     assert_exact([topic], len(values), valid_bids, bad)
 
 
-def test_postgresql_restart_mid_stream(make_topic, produce, consumer_process):
+def test_postgresql_restart_mid_stream(make_topic, produce, consumer_process, tmp_path):
     topic = make_topic()
     values, valid_bids, bad = make_stream(30000, seed=3)
     produce(topic, values)
+    ready = tmp_path / "ready"
     proc = consumer_process(
-        "--topic", topic, "--group", "pg-restart", "--batch-size", "500", "--max-messages", str(len(values))
+        "--topic",
+        topic,
+        "--group",
+        "pg-restart",
+        "--batch-size",
+        "500",
+        "--max-messages",
+        str(len(values)),
+        env={"CONSUMER_READY_FILE": str(ready)},
     )
     deadline = time.monotonic() + 60
     while AuctionOutcome.objects.count() < 2000 and time.monotonic() < deadline:
         time.sleep(0.05)
+    assert ready.exists()  # connected, and writing
+    # The readiness file, watched through the outage: it must go, then come back.
+    seen: list[bool] = []
+    watching = threading.Event()
+    watching.set()
+
+    def watch():
+        while watching.is_set():
+            seen.append(ready.exists())
+            time.sleep(0.01)
+
+    watcher = threading.Thread(target=watch)
+    watcher.start()
     connection.close()
     subprocess.run([str(SERVICES), "pg-restart"], check=True, timeout=120)
     connection.close()
+    deadline = time.monotonic() + 60
+    while not (seen and not all(seen) and ready.exists()) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    ready_again = ready.exists()
+    watching.clear()
+    watcher.join()
+    assert False in seen, "not ready during the outage"
+    assert ready_again, "ready again after it"
     assert proc.wait(timeout=180) == 0, proc.log()[-3000:]
+    assert not ready.exists()  # a stopped consumer is not ready
     log = proc.log()
     assert "database unavailable" in log, "the restart should have been noticed and retried"
     assert_exact([topic], len(values), valid_bids, bad)

@@ -154,6 +154,7 @@ class OutcomeConsumer:
         # and a counter bumped by every assignment change.
         self._generation = 0
         self._lock = threading.RLock()
+        self._ready: bool | None = None
 
     # ------------------------------------------------------------------ lifecycle
     def request_stop(self, *_args) -> None:
@@ -166,6 +167,7 @@ class OutcomeConsumer:
             signal.signal(signal.SIGTERM, self.request_stop)
             signal.signal(signal.SIGINT, self.request_stop)
         self._touch_health()
+        self._set_ready(False)  # a file left by an earlier run says nothing about this one
         self._consumer = self._connect()
         if self._consumer is None:
             return self.summary
@@ -185,6 +187,7 @@ class OutcomeConsumer:
             self._flush()
             self._wait_in_flight()
         finally:
+            self._set_ready(False)
             self._close()
             self._compactor.stop()
         logger.info("consumer stopped", extra=vars(self.summary))
@@ -211,9 +214,11 @@ class OutcomeConsumer:
                 # that follows can stall for many seconds (seen on brand-new topics).
                 consumer.partitions_for_topic(self.settings.topic)
                 consumer.subscribe([self.settings.topic], listener=_Rebalance(self))
+                self._set_ready(True)
                 return consumer
             except KafkaError as exc:
                 delay = backoff.next()
+                self._set_ready(False)
                 self._touch_health()
                 logger.warning("cannot reach Kafka; retrying", extra={"error": repr(exc), "retry_in_s": delay})
                 self.stop_requested.wait(delay)
@@ -369,6 +374,7 @@ class OutcomeConsumer:
                 result = write_batch(batch, consumer_group=self.settings.group, stage_first=stage_first)
             except _TRANSIENT_DB_ERRORS as exc:
                 self.metrics.write_retries.inc()
+                self._set_ready(False)
                 _discard_connection()
                 if self.stop_requested.is_set():
                     logger.error(
@@ -385,6 +391,7 @@ class OutcomeConsumer:
                 time.sleep(delay)
                 continue
             elapsed = time.monotonic() - started
+            self._set_ready(True)
             self.metrics.batch_seconds.observe(elapsed)
             result.duration_ms = round(elapsed * 1000, 1)
             return result
@@ -556,6 +563,20 @@ class OutcomeConsumer:
             self._read_to.pop(tp, None)
 
     # ------------------------------------------------------------------ health
+    def _set_ready(self, ready: bool) -> None:
+        path = self.settings.ready_file
+        if not path or self._ready == ready:
+            return
+        try:
+            if ready:
+                with open(path, "a"):
+                    pass
+            elif os.path.exists(path):
+                os.remove(path)
+            self._ready = ready
+        except OSError:
+            logger.warning("cannot update the readiness file", extra={"path": path})
+
     def _touch_health(self) -> None:
         path = self.settings.health_file
         if not path:

@@ -12,7 +12,7 @@ RUN python -m venv /opt/venv \
     && /opt/venv/bin/pip install --only-binary=:all: -r requirements.txt
 COPY . .
 # collectstatic needs production settings; the key is thrown away with this stage.
-RUN DEBUG=false ALLOWED_HOSTS=build DB_PASSWORD=unused \
+RUN DEBUG=false ALLOWED_HOSTS=build DB_PASSWORD=unused REDIS_URL=redis://unused:6379/0 \
     DJANGO_SECRET_KEY="$(/opt/venv/bin/python -c 'import secrets; print(secrets.token_urlsafe(50))')" \
     /opt/venv/bin/python manage.py collectstatic --noinput
 

@@ -1,6 +1,17 @@
 """gunicorn settings, from the environment (see the README's table)."""
 
 import os
+import shutil
+import tempfile
+
+from analytics.logs import gunicorn_logconfig
+
+# prometheus-client's multiprocess mode: every worker writes its counters to files here, so
+# /metrics from any worker reports the whole server. Set before a worker imports the client;
+# a fresh directory per server start (stale files would add old counts).
+_own_metrics_dir = None
+if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+    _own_metrics_dir = os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="analytics-metrics-")
 
 bind = os.environ.get("GUNICORN_BIND", "0.0.0.0:8000")
 workers = int(os.environ.get("GUNICORN_WORKERS", "2"))
@@ -11,8 +22,23 @@ graceful_timeout = int(os.environ.get("GUNICORN_GRACEFUL_TIMEOUT", "20"))
 keepalive = int(os.environ.get("GUNICORN_KEEPALIVE", "5"))
 max_requests = int(os.environ.get("GUNICORN_MAX_REQUESTS", "50000"))
 max_requests_jitter = int(os.environ.get("GUNICORN_MAX_REQUESTS_JITTER", "5000"))
-accesslog = "-" if os.environ.get("GUNICORN_ACCESS_LOG", "true").lower() == "true" else None
+_access = os.environ.get("GUNICORN_ACCESS_LOG", "true").lower() == "true"
+accesslog = "-" if _access else None
 errorlog = "-"
 loglevel = os.environ.get("LOG_LEVEL", "INFO").lower()
-access_log_format = '{"remote": "%(h)s", "request": "%(r)s", "status": %(s)s, "bytes": "%(b)s", "duration_ms": %(M)s}'
+# Every line JSON, gunicorn's own included: the access line's fields come from its atoms
+# (analytics/logs.py), this format is only its message.
+access_log_format = "%(m)s %(U)s %(s)s"
+logconfig_dict = gunicorn_logconfig(loglevel.upper(), access=_access)
 forwarded_allow_ips = os.environ.get("GUNICORN_FORWARDED_ALLOW_IPS", "127.0.0.1")
+
+
+def child_exit(server, worker):
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(worker.pid)
+
+
+def on_exit(server):
+    if _own_metrics_dir:
+        shutil.rmtree(_own_metrics_dir, ignore_errors=True)

@@ -8,6 +8,7 @@ Zulip's ``get_mandatory_secret``). Nothing here imports Django settings.
 from __future__ import annotations
 
 import os
+from functools import lru_cache
 
 from django.core.exceptions import ImproperlyConfigured
 
@@ -17,7 +18,18 @@ _MISSING = object()
 
 
 def env_str(name: str, default: str | object = _MISSING) -> str:
+    """``name``'s value; when unset, the content of the file ``<name>_FILE`` names (secrets
+    mounted as files, e.g. ``DB_PASSWORD_FILE=/run/secrets/analytics/db-password``)."""
     value = os.environ.get(name)
+    if not value and os.environ.get(f"{name}_FILE"):
+        path = os.environ[f"{name}_FILE"]
+        try:
+            with open(path, encoding="utf-8") as handle:
+                value = handle.read().strip()
+        except OSError as exc:
+            raise ImproperlyConfigured(
+                f"Environment variable {name}_FILE={path!r}: cannot read it ({exc.strerror})."
+            ) from None
     if value is None or value == "":
         if default is _MISSING:
             raise ImproperlyConfigured(f"Environment variable {name} is required but not set.")
@@ -66,3 +78,18 @@ def env_list(name: str, default: list[str]) -> list[str]:
     if raw is None or raw.strip() == "":
         return list(default)
     return [item.strip() for item in raw.split(",") if item.strip()]
+
+
+RATE_PERIODS = {"second": 1, "minute": 60, "hour": 3600, "day": 86400}
+
+
+@lru_cache(maxsize=16)
+def parse_rate(value: str, name: str = "rate") -> tuple[int, int] | None:
+    """'600/minute' → (600, 60); 'off' → None. Raises ImproperlyConfigured naming ``name``."""
+    text = value.strip().lower()
+    if text in ("off", "0", ""):
+        return None
+    count, _, period = text.partition("/")
+    if not count.isdigit() or int(count) < 1 or period not in RATE_PERIODS:
+        raise ImproperlyConfigured(f"{name}={value!r} must be N/second, N/minute, N/hour or N/day (N ≥ 1), or 'off'.")
+    return int(count), RATE_PERIODS[period]

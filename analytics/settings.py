@@ -12,7 +12,7 @@ from pathlib import Path
 from django.core.exceptions import ImproperlyConfigured
 
 from analytics.consumer_settings import ConsumerSettings
-from analytics.env import env_bool, env_int, env_list, env_str
+from analytics.env import env_bool, env_int, env_list, env_str, parse_rate
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -50,11 +50,17 @@ INSTALLED_APPS = [
     "rest_framework",
     "django_filters",
     "drf_spectacular",
+    "drf_spectacular_sidecar",
+    "rest_framework_api_key",
     "outcomes",
 ]
 
 MIDDLEWARE = [
+    "analytics.metrics.MetricsMiddleware",
     "django.middleware.security.SecurityMiddleware",
+    "analytics.logs.RequestIdMiddleware",
+    "analytics.guards.RequestGuardMiddleware",
+    "analytics.dbrouting.ReadReplicaMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -105,6 +111,18 @@ DATABASES = {
         },
     }
 }
+# API reads on a streaming replica when DB_REPLICA_HOST is set (analytics/dbrouting.py);
+# same database name and credentials as the primary.
+DB_REPLICA_HOST = env_str("DB_REPLICA_HOST", "")
+DB_REPLICA_RETRY_SECONDS = env_int("DB_REPLICA_RETRY_SECONDS", 30, minimum=1)
+if DB_REPLICA_HOST:
+    DATABASES["replica"] = {
+        **DATABASES["default"],
+        "HOST": DB_REPLICA_HOST,
+        "PORT": str(env_int("DB_REPLICA_PORT", int(DATABASES["default"]["PORT"]), minimum=1, maximum=65535)),
+        "TEST": {"MIRROR": "default"},
+    }
+DATABASE_ROUTERS = ["analytics.dbrouting.ReplicaRouter"]
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # ---------------------------------------------------------------- i18n / static
@@ -154,20 +172,51 @@ if API_PAGE_SIZE > API_MAX_PAGE_SIZE:
 API_MAX_PAGE_OFFSET = env_int("API_MAX_PAGE_OFFSET", 10_000, minimum=0)
 # Read answers kept per API process, keyed by URL and database snapshot (outcomes/cache.py).
 API_CACHE_ENTRIES = env_int("API_CACHE_ENTRIES", 256, minimum=0)
-API_READ_ACCESS = env_str("API_READ_ACCESS", "public")
+# Every HTTP request's queries run under this PostgreSQL statement_timeout (0: none); a
+# cancelled query is a 503. Request bodies above API_MAX_BODY_BYTES are a 413 (analytics/guards.py).
+API_STATEMENT_TIMEOUT_MS = env_int("API_STATEMENT_TIMEOUT_MS", 5000, minimum=0)
+API_MAX_BODY_BYTES = env_int("API_MAX_BODY_BYTES", 1_048_576, minimum=1024)
+# /metrics needs "Authorization: Bearer <API_METRICS_TOKEN>"; without one, loopback only.
+API_METRICS_TOKEN = env_str("API_METRICS_TOKEN", "")
+# Reads need an API key with the read scope (or a login) unless "public"; public by default
+# only in development.
+API_READ_ACCESS = env_str("API_READ_ACCESS", "public" if DEBUG else "authenticated")
 if API_READ_ACCESS not in ("public", "authenticated"):
     raise ImproperlyConfigured(f"API_READ_ACCESS={API_READ_ACCESS!r} must be 'public' or 'authenticated'.")
 
+# Request rate limits (outcomes/throttling.py): "N/second|minute|hour|day" or "off", per API
+# key or login, and per client address for anonymous reads. Counted in Redis so every API
+# process and pod shares them.
+REDIS_URL = env_str("REDIS_URL", "")
+API_RATE_LIMIT_KEY = env_str("API_RATE_LIMIT_KEY", "6000/minute")
+API_RATE_LIMIT_ANON = env_str("API_RATE_LIMIT_ANON", "600/minute")
+_limits_on = [
+    parse_rate(API_RATE_LIMIT_KEY, "API_RATE_LIMIT_KEY"),
+    parse_rate(API_RATE_LIMIT_ANON, "API_RATE_LIMIT_ANON"),
+]
+if any(_limits_on) and not REDIS_URL and not DEBUG:
+    raise ImproperlyConfigured(
+        "REDIS_URL is required with DEBUG=False while API_RATE_LIMIT_KEY or API_RATE_LIMIT_ANON is on: every API "
+        "process must share the counters (e.g. redis://redis:6379/0). Set both to 'off' to run without limits."
+    )
+if REDIS_URL and not REDIS_URL.startswith(("redis://", "rediss://", "unix://")):
+    raise ImproperlyConfigured(f"REDIS_URL={REDIS_URL!r} must start with redis://, rediss:// or unix://.")
+
 REST_FRAMEWORK = {
-    "DEFAULT_PERMISSION_CLASSES": ["outcomes.permissions.ReadOpenWriteStaff"],
+    "DEFAULT_PERMISSION_CLASSES": ["outcomes.permissions.ScopedAccess"],
+    # API keys first: their WWW-Authenticate header makes missing credentials a 401.
     "DEFAULT_AUTHENTICATION_CLASSES": [
+        "outcomes.permissions.APIKeyAuthentication",
         "rest_framework.authentication.SessionAuthentication",
-        "outcomes.permissions.StrictBasicAuthentication",
     ],
+    "DEFAULT_THROTTLE_CLASSES": ["outcomes.throttling.SharedRateThrottle"],
+    # Proxies in front of the API whose X-Forwarded-For entries are trusted (0: use the
+    # socket's address; DRF's default would trust any client-sent header).
+    "NUM_PROXIES": env_int("API_NUM_PROXIES", 0, minimum=0),
     "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
     "DEFAULT_PAGINATION_CLASS": "outcomes.pagination.OutcomePagination",
     "PAGE_SIZE": API_PAGE_SIZE,
-    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "DEFAULT_SCHEMA_CLASS": "outcomes.schema.ScopedAutoSchema",
     "DEFAULT_RENDERER_CLASSES": (
         ["outcomes.renderers.FastJSONRenderer", "rest_framework.renderers.BrowsableAPIRenderer"]
         if DEBUG
@@ -180,6 +229,17 @@ SPECTACULAR_SETTINGS = {
     "DESCRIPTION": "Real-time-bidding auction outcomes: listing, filtering and aggregations.",
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
+    # Request and response shapes apart: a response always carries every field.
+    "COMPONENT_SPLIT_REQUEST": True,
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+    # The schema is read like the API: public only when reads are.
+    "SERVE_PERMISSIONS": ["outcomes.permissions.ScopedAccess"],
+    "SERVE_AUTHENTICATION": [
+        "outcomes.permissions.APIKeyAuthentication",
+        "rest_framework.authentication.SessionAuthentication",
+    ],
 }
 
 # ---------------------------------------------------------------- consumer
@@ -193,19 +253,22 @@ if LOG_LEVEL not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {
-        "json": {
-            "()": "pythonjsonlogger.json.JsonFormatter",
-            "fmt": "%(asctime)s %(levelname)s %(name)s %(message)s",
-            "rename_fields": {"asctime": "timestamp", "levelname": "level", "name": "logger"},
-            "datefmt": "%Y-%m-%dT%H:%M:%S%z",
-        },
-    },
+    "formatters": {"json": {"()": "analytics.logs.JsonLineFormatter"}},
+    "filters": {"request_id": {"()": "analytics.logs.RequestIdFilter"}},
     "handlers": {
-        "stdout": {"class": "logging.StreamHandler", "formatter": "json", "stream": "ext://sys.stdout"},
+        "stdout": {
+            "class": "logging.StreamHandler",
+            "formatter": "json",
+            "filters": ["request_id"],
+            "stream": "ext://sys.stdout",
+        },
     },
     "root": {"handlers": ["stdout"], "level": LOG_LEVEL},
     "loggers": {
+        # Django's own default handlers print plain text (under DEBUG, every 4xx twice):
+        # removed, so its records reach the JSON handler once, through the root.
+        "django": {"handlers": [], "level": LOG_LEVEL, "propagate": True},
+        "django.server": {"handlers": [], "level": LOG_LEVEL, "propagate": True},
         "kafka": {"level": env_str("KAFKA_LOG_LEVEL", "WARNING").upper()},
         "django.db.backends": {"level": "INFO"},
     },

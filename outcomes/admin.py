@@ -6,6 +6,8 @@
   lookup; Django's default ``icontains`` search would scan the whole table.
 * The currency filter lists common codes instead of running ``SELECT DISTINCT`` over
   the table.
+* API keys are created here (the key is shown once, in a message) and revoked by ticking
+  "revoked"; their scopes can be changed until then.
 * Outcomes are facts from the auction stream: read-only here. Deleting one (or a
   selection) goes through the write service, so the rollups stay exact.
 """
@@ -20,9 +22,11 @@ from django.db import connection
 from django.db.models import Q
 from django.utils.functional import cached_property
 from django.utils.html import format_html
+from rest_framework_api_key.admin import APIKeyModelAdmin
+from rest_framework_api_key.models import APIKey as UnusedLibraryAPIKey
 
 from outcomes import writes
-from outcomes.models import AuctionOutcome, ConsumerOffset, DeadLetter
+from outcomes.models import APIKey, AuctionOutcome, ConsumerOffset, DeadLetter
 
 
 class EstimatedCountPaginator(Paginator):
@@ -162,6 +166,22 @@ class ConsumerOffsetAdmin(admin.ModelAdmin):
 
     def has_change_permission(self, request, obj=None):
         return False
+
+
+# The library registers its own concrete key model; the service uses ``outcomes.APIKey``
+# (with scopes) only, so the admin shows one list of keys.
+if admin.site.is_registered(UnusedLibraryAPIKey):
+    admin.site.unregister(UnusedLibraryAPIKey)
+
+
+@admin.register(APIKey)
+class ScopedAPIKeyAdmin(APIKeyModelAdmin):
+    list_display = ("prefix", "name", "scopes", "created", "expiry_date", "_has_expired", "revoked")
+    list_filter = ("created", "revoked")
+
+    def get_readonly_fields(self, request, obj=None):
+        fields = super().get_readonly_fields(request, obj)
+        return (*fields, "scopes") if obj is not None and obj.revoked else fields
 
 
 def _bytes_text(value) -> str:

@@ -23,7 +23,9 @@ from collections.abc import Callable, Hashable
 from typing import Any
 
 from django.conf import settings
-from django.db import InterfaceError, OperationalError, connection
+from django.db import InterfaceError, OperationalError
+
+from analytics.dbrouting import read_alias, read_db
 
 HIT, MISS, BYPASS = "HIT", "MISS", "BYPASS"
 
@@ -37,9 +39,9 @@ class SnapshotCache:
     def get_or_compute(self, key: Hashable, compute: Callable[[], Any]) -> tuple[Any, str]:
         """(answer, HIT | MISS | BYPASS): ``compute()``'s answer, or the one stored for ``key``
         at the current snapshot."""
-        if self.entries <= 0 or connection.in_atomic_block:
+        if self.entries <= 0 or read_db().in_atomic_block:
             return compute(), BYPASS
-        full_key = (key, current_snapshot())
+        full_key = (key, read_alias(), current_snapshot())
         with self._lock:
             if full_key in self._answers:
                 self._answers.move_to_end(full_key)
@@ -60,6 +62,7 @@ def current_snapshot() -> str:
     """The snapshot, read as the request's first query: it doubles as the connection's health
     check (``CONN_HEALTH_CHECKS`` would send a ``SELECT 1`` first), so a connection that died
     since the last request is replaced and the query retried once."""
+    connection = read_db()
     for attempt in (1, 2):
         fresh = connection.connection is None
         connection.health_check_done = True  # this query is the check

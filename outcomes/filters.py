@@ -10,6 +10,8 @@ direction of the last field, so the order is total: pages and cursors are stable
 from __future__ import annotations
 
 import copy
+from datetime import UTC
+from decimal import Decimal
 
 from django import forms
 from django.core.exceptions import ValidationError
@@ -35,6 +37,22 @@ class StrictBooleanFilter(filters.Filter):
     field_class = StrictBooleanField
 
 
+MAX_PRICE = Decimal("99999999.99")  # the price columns' range (numeric(10, 2))
+
+
+class CurrencyField(forms.RegexField):
+    def __init__(self, **kwargs):
+        super().__init__(
+            regex=r"^[A-Z]{3}$",
+            error_messages={"invalid": "Not a 3-letter ISO 4217 code such as USD."},
+            **kwargs,
+        )
+
+
+class CurrencyFilter(filters.CharFilter):
+    field_class = CurrencyField
+
+
 class StableOrderingFilter(filters.OrderingFilter):
     def filter(self, qs, value):
         if not value:
@@ -57,10 +75,17 @@ class OutcomeFilterForm(forms.Form):
 
     def clean(self):
         data = super().clean()
+        for name in ("start", "end"):
+            # Any valid ISO 8601 offset (Python allows ±24 h, PostgreSQL ±16 h): compare in UTC.
+            if data.get(name) is not None:
+                try:
+                    data[name] = data[name].astimezone(UTC)
+                except OverflowError:
+                    self.add_error(name, f"{name} is out of range.")
         low, high = data.get("min_price"), data.get("max_price")
         if low is not None and high is not None and low > high:
             self.add_error("min_price", "min_price must not be greater than max_price.")
-        if data.get("start") and data.get("end") and data["start"] >= data["end"]:
+        if data.get("start") and data.get("end") and "start" not in self.errors and data["start"] >= data["end"]:
             self.add_error("start", "start must be before end.")
         return data
 
@@ -70,9 +95,13 @@ class OutcomeFilter(filters.FilterSet):
     site_domain = filters.CharFilter(help_text="Exact site domain.")
     win_status = StrictBooleanFilter(help_text="true for won auctions, false for lost ones.")
     enriched = StrictBooleanFilter(help_text="true for outcomes enriched with user data.")
-    currency = filters.CharFilter(help_text="ISO 4217 code, e.g. USD.")
-    min_price = filters.NumberFilter(field_name="win_price", lookup_expr="gte", help_text="Minimum win price.")
-    max_price = filters.NumberFilter(field_name="win_price", lookup_expr="lte", help_text="Maximum win price.")
+    currency = CurrencyFilter(help_text="ISO 4217 code, e.g. USD.")
+    min_price = filters.NumberFilter(
+        field_name="win_price", lookup_expr="gte", min_value=0, max_value=MAX_PRICE, help_text="Minimum win price."
+    )
+    max_price = filters.NumberFilter(
+        field_name="win_price", lookup_expr="lte", min_value=0, max_value=MAX_PRICE, help_text="Maximum win price."
+    )
     start = filters.IsoDateTimeFilter(
         field_name="event_time",
         lookup_expr="gte",

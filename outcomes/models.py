@@ -29,9 +29,11 @@ from __future__ import annotations
 
 from decimal import Decimal
 
+from django.contrib.postgres.fields import ArrayField
 from django.db import models
 from django.db.models import F, Func, Q
 from django.db.models.functions import Cast, Coalesce
+from rest_framework_api_key.models import AbstractAPIKey
 
 SAMPLE_BUCKETS = 1024  # ``sample`` is in [0, SAMPLE_BUCKETS)
 SAMPLE_INDEXED = 256  # the sample indexes hold the rows with sample < SAMPLE_INDEXED (1/4)
@@ -326,3 +328,42 @@ class ReachRollupHour(ReachRollup):
 
 class ReachRollupDay(ReachRollup):
     Meta = _rollup_meta("outcomes_rollup_reach_day", ["bucket"])
+
+
+class APIKey(AbstractAPIKey):
+    """A program's credential: ``Authorization: Api-Key <prefix>.<secret>``.
+
+    The library generates the key, shows it once and stores only its SHA-512 hash (keys are
+    random, 190 bits: a slow password hash would add nothing but latency to every request).
+    ``scopes`` say what the key may do; see ``outcomes.permissions``.
+    """
+
+    SCOPES = ("read", "write", "admin")
+
+    scopes = ArrayField(
+        models.CharField(max_length=10, choices=[(s, s) for s in SCOPES]),
+        default=list,
+        help_text="read: every GET; write: create and update outcomes; admin: delete them, and everything else.",
+    )
+
+    class Meta(AbstractAPIKey.Meta):
+        verbose_name = "API key"
+        verbose_name_plural = "API keys"
+
+    def allows(self, scope: str) -> bool:
+        return scope in self.scopes or "admin" in self.scopes
+
+
+class RawRetention(models.Model):
+    """How far back the raw outcomes go: ``prune_outcomes`` deleted everything with an event
+    time before ``before``. One row (id 1) at most.
+
+    Reports keep answering for that time from the rollups (the long-term record), but lists
+    and their counts only have the raw rows: list counts taken from rollups start here.
+    """
+
+    before = models.DateTimeField()
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        verbose_name = "raw retention"

@@ -1,37 +1,113 @@
-"""Who may do what: reads as configured (API_READ_ACCESS), writes for staff only."""
+"""Who may do what on the API: API keys with scopes for programs, the session for people.
+
+* ``APIKeyAuthentication`` reads ``Authorization: Api-Key <key>`` (djangorestframework-api-key's
+  header). A key that is malformed, unknown, revoked or expired is a 401, whatever the
+  endpoint, and so is any other scheme (Basic): a wrong credential is never silently
+  treated as none.
+* ``ScopedAccess`` then asks for the scope the request needs: ``read`` for GET/HEAD/OPTIONS
+  (nothing at all when ``API_READ_ACCESS=public``), ``write`` to create or update outcomes,
+  ``admin`` to delete them; ``admin`` includes the other two. People logged in to the admin
+  (session) may read, and staff may also write, through the browsable API.
+* No credentials where some are needed is a 401 with ``WWW-Authenticate: Api-Key``;
+  valid credentials without the scope are a 403 naming it.
+
+There is no Basic authentication: a password sent with every request is what keys replace.
+"""
+
+from __future__ import annotations
+
+import re
 
 from django.conf import settings
-from drf_spectacular.authentication import BasicScheme
-from rest_framework.authentication import BasicAuthentication
+from drf_spectacular.extensions import OpenApiAuthenticationExtension
+from rest_framework.authentication import BaseAuthentication
 from rest_framework.exceptions import AuthenticationFailed
 from rest_framework.permissions import SAFE_METHODS, BasePermission
+from rest_framework_api_key.permissions import KeyParser
+
+from outcomes.models import APIKey
+
+# What the library generates: an 8-character prefix, a dot, a 32-character secret. Checked
+# before any database look-up, so hostile bytes in the header never reach a query.
+_KEY = re.compile(r"[A-Za-z0-9]{8}\.[A-Za-z0-9]{32}")
 
 
-class ReadOpenWriteStaff(BasePermission):
-    message = "Changing outcomes requires an authenticated staff user."
+class KeyHolder:
+    """``request.user`` for a request made with an API key (not a Django user)."""
 
-    def has_permission(self, request, view):
-        if request.method in SAFE_METHODS:
-            if settings.API_READ_ACCESS == "public":
+    is_authenticated = True
+    is_active = True
+    is_anonymous = False
+    is_staff = False
+    is_superuser = False
+
+    def __init__(self, key: APIKey) -> None:
+        self.key = key
+        self.username = f"api-key:{key.prefix}"
+
+    def __str__(self) -> str:
+        return self.username
+
+
+class APIKeyAuthentication(BaseAuthentication):
+    keyword = KeyParser.keyword
+
+    def authenticate(self, request):
+        header = request.META.get("HTTP_AUTHORIZATION")
+        if not header:
+            return None
+        keyword, _, key = header.partition(" ")
+        if keyword.lower() != self.keyword.lower():
+            # e.g. Basic: refused rather than ignored, so a client sending a password learns
+            # at once that it is not accepted (the header itself is never echoed).
+            raise AuthenticationFailed(f"Unsupported authorization scheme: send 'Authorization: {self.keyword} <key>'.")
+        if not _KEY.fullmatch(key.strip()):
+            raise AuthenticationFailed("Invalid API key.")
+        try:
+            api_key = APIKey.objects.get_from_key(key.strip())
+        except APIKey.DoesNotExist:
+            # Unknown prefix, wrong secret, or revoked (the library only looks among usable keys).
+            raise AuthenticationFailed("Invalid or revoked API key.") from None
+        if api_key.has_expired:
+            raise AuthenticationFailed("This API key has expired.")
+        return KeyHolder(api_key), api_key
+
+    def authenticate_header(self, request) -> str:
+        return f'{self.keyword} realm="api"'
+
+
+def required_scope(method: str) -> str:
+    if method in SAFE_METHODS:
+        return "read"
+    return "admin" if method == "DELETE" else "write"
+
+
+class ScopedAccess(BasePermission):
+    def has_permission(self, request, view) -> bool:
+        scope = required_scope(request.method)
+        if isinstance(request.auth, APIKey):
+            if request.auth.allows(scope):
                 return True
-            return bool(request.user and request.user.is_authenticated)
-        return bool(request.user and request.user.is_authenticated and request.user.is_staff)
+            self.message = f"This API key lacks the '{scope}' scope."
+            return False
+        user = request.user
+        if scope == "read":
+            return settings.API_READ_ACCESS == "public" or bool(user and user.is_authenticated)
+        if user and user.is_authenticated and not user.is_staff:
+            self.message = "Changing outcomes needs an API key with the write scope (or a staff login)."
+        return bool(user and user.is_authenticated and user.is_staff)
 
 
-class StrictBasicAuthentication(BasicAuthentication):
-    """DRF's Basic authentication, refusing a user name no account can have with a 401.
+class APIKeyScheme(OpenApiAuthenticationExtension):
+    """The OpenAPI security scheme of ``APIKeyAuthentication``."""
 
-    A NUL byte in it made the user lookup itself fail (PostgreSQL text cannot hold NUL):
-    a 500 for a hostile header. User names never contain control characters.
-    """
+    target_class = APIKeyAuthentication
+    name = "ApiKeyAuth"
 
-    def authenticate_credentials(self, userid, password, request=None):
-        if any(ord(char) < 32 or ord(char) == 127 for char in userid):
-            raise AuthenticationFailed("Invalid username/password.")
-        return super().authenticate_credentials(userid, password, request)
-
-
-class StrictBasicScheme(BasicScheme):
-    """The OpenAPI security scheme of ``StrictBasicAuthentication``: HTTP Basic, as before."""
-
-    target_class = StrictBasicAuthentication
+    def get_security_definition(self, auto_schema):
+        return {
+            "type": "apiKey",
+            "in": "header",
+            "name": "Authorization",
+            "description": 'An API key, sent as "Api-Key <key>". Create one with `manage.py create_api_key`.',
+        }

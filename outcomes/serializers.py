@@ -8,15 +8,84 @@ parameters are validated by the small ``*Params`` serializers below.
 from __future__ import annotations
 
 from datetime import UTC
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
+from django.conf import settings
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from outcomes.models import AuctionOutcome
 from outcomes.queries import BREAKDOWN_DIMENSIONS, BREAKDOWN_ORDERS, GRANULARITIES, MAX_BUCKETS
 
+# ---------------------------------------------------------------------------- write body (schema)
+# What the write service accepts (``outcomes.ingest.messages``' rules), written out for the
+# OpenAPI schema: validation itself stays in the write service, so there is one definition.
+# Rules across fields the schema cannot state: a won auction needs a win_price no greater
+# than its bid_price.
+_NO_NUL = "^[^\\u0000]*$"
+_NOT_BLANK = "^[^\\u0000]*[^\\s\\u0000][^\\u0000]*$"  # at least one non-space character
+
+
+@extend_schema_field({"type": "string", "minLength": 1, "maxLength": 255, "pattern": _NOT_BLANK})
+class _NonBlankText(serializers.CharField):
+    pass
+
+
+@extend_schema_field({"type": "string", "maxLength": 255, "pattern": _NO_NUL, "nullable": True})
+class _OptionalText(serializers.CharField):
+    pass
+
+
+class _Price(serializers.DecimalField):
+    def __init__(self, **kwargs):
+        super().__init__(max_digits=10, decimal_places=2, **kwargs)
+
+
+def _price_schema() -> dict:
+    return {
+        "type": "number",
+        "minimum": 0,
+        "maximum": float(settings.CONSUMER.max_price),
+        "multipleOf": 0.01,
+        "description": f"0 to CONSUMER_MAX_PRICE ({settings.CONSUMER.max_price}); a decimal string is accepted too.",
+    }
+
+
+extend_schema_field(_price_schema())(_Price)
+
+
+@extend_schema_field({"type": "string", "pattern": "^[A-Z]{3}$", "default": "USD"})
+class _Currency(serializers.CharField):
+    pass
+
+
+class OutcomeWriteSerializer(serializers.Serializer):
+    """The body of POST, PUT and PATCH (PATCH: any subset). Unknown fields are refused."""
+
+    closed = True  # additionalProperties: false in the schema
+
+    bid_id = _NonBlankText(help_text="Unique per auction; cannot change once stored.")
+    user_id = _NonBlankText()
+    site_domain = _OptionalText(required=False, allow_blank=True, allow_null=True)
+    win_status = serializers.BooleanField()
+    win_price = _Price(required=False, help_text="Required for a won auction, and at most bid_price.")
+    bid_price = _Price()
+    currency = _Currency(required=False)
+    enriched = serializers.BooleanField(required=False, default=False)
+    user_interests = serializers.ListField(
+        child=serializers.CharField(allow_blank=True),
+        required=False,
+        allow_null=True,
+        max_length=100,
+        help_text="At most 100; null or absent: none.",
+    )
+    auction_timestamp = serializers.DateTimeField(required=False, allow_null=True)
+
 
 class AuctionOutcomeSerializer(serializers.ModelSerializer):
+    complete_output = True  # to_representation writes every field: all required in the schema
+    # Always a string in answers ("" when the message had none), as to_representation writes it.
+    site_domain = serializers.CharField(max_length=255, required=False, allow_blank=True, default="")
     is_winner = serializers.BooleanField(read_only=True)
     profit_margin = serializers.FloatField(
         read_only=True,
@@ -130,7 +199,7 @@ class ReportStatsSerializer(OutcomeStatsSerializer):
     percentiles_sample = PriceSampleSerializer(
         allow_null=True,
         help_text="null when the percentiles are exact; else they come from this uniform sample of the "
-        "matching outcomes (more than 20,000 match filters the price rollups lack).",
+        "matching outcomes (more than 20,000 match filters the price rollups lack; about 10,000 sampled).",
     )
 
 
@@ -202,9 +271,14 @@ class ReachSerializer(serializers.Serializer):
 
 
 # ---------------------------------------------------------------------------- report parameters
+@extend_schema_field({"type": "string", "enum": sorted(available_timezones()), "default": "UTC"})
+class _TimeZone(serializers.CharField):
+    pass
+
+
 class TimeseriesParams(serializers.Serializer):
     granularity = serializers.ChoiceField(choices=GRANULARITIES, default="hour")
-    tz = serializers.CharField(
+    tz = _TimeZone(
         default="UTC", help_text=f"IANA time zone for day/week/month boundaries. At most {MAX_BUCKETS} buckets."
     )
 

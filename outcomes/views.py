@@ -19,7 +19,8 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import status, viewsets
 from rest_framework.decorators import action
-from rest_framework.exceptions import NotFound, ValidationError
+from rest_framework.exceptions import APIException, NotFound, ValidationError
+from rest_framework.parsers import JSONParser
 from rest_framework.response import Response
 
 from outcomes import cache, queries, writes
@@ -32,6 +33,7 @@ from outcomes.serializers import (
     DailyStatsSerializer,
     HistogramParams,
     HistogramSerializer,
+    OutcomeWriteSerializer,
     ReachSerializer,
     ReportStatsSerializer,
     TimeseriesParams,
@@ -97,17 +99,28 @@ def _cached(request, respond, *, cacheable: bool = True) -> Response:
     return Response(data, status=code, headers={**headers, "X-Cache": how})
 
 
+class Conflict(APIException):
+    status_code = status.HTTP_409_CONFLICT
+    default_code = "conflict"
+
+
 class AuctionOutcomeViewSet(viewsets.ModelViewSet):
     """Auction outcomes: list, retrieve, reports; changes by staff only, through the write service."""
 
     serializer_class = AuctionOutcomeSerializer
     filterset_class = OutcomeFilter
+    parser_classes = [JSONParser]  # bodies are JSON documents, like the messages on the topic
 
     def get_queryset(self):
         return queries.outcome_list(winners_only=self.action == "winners")
 
     def initial(self, request, *args, **kwargs):
         super().initial(request, *args, **kwargs)
+        if self.action is None:
+            return  # a method this route does not have: DRF answers 405
+        empty = sorted(name for name, value in request.query_params.items() if value == "" and name != "cursor")
+        if empty:
+            raise ValidationError({name[:60]: ["Empty value: give one, or leave the parameter out."] for name in empty})
         allowed = _ALLOWED_PARAMS.get(self.action, _ALWAYS)
         unknown = sorted(set(request.query_params) - allowed)
         if unknown:
@@ -131,7 +144,10 @@ class AuctionOutcomeViewSet(viewsets.ModelViewSet):
     def retrieve(self, request, *args, **kwargs):
         return _cached(request, lambda: super(AuctionOutcomeViewSet, self).retrieve(request, *args, **kwargs))
 
-    @extend_schema(summary="Only won auctions (same filters, ordering and pagination as the list).")
+    @extend_schema(
+        summary="Only won auctions (same filters, ordering and pagination as the list).",
+        responses=AuctionOutcomeSerializer(many=True),
+    )
     @action(detail=False, methods=["get"])
     def winners(self, request):
         return self.list(request)
@@ -237,16 +253,22 @@ class AuctionOutcomeViewSet(viewsets.ModelViewSet):
         return _cached(request, lambda: _report(*queries.outcome_reach(query=self._query())))
 
     # ------------------------------------------------------------------ writes
+    @extend_schema(request=OutcomeWriteSerializer)
     def create(self, request, *args, **kwargs):
         outcome = self._write(lambda: writes.outcome_create(document=_body(request)))
         return Response(self.get_serializer(outcome).data, status=status.HTTP_201_CREATED)
 
+    @extend_schema(request=OutcomeWriteSerializer)
     def update(self, request, *args, partial=False, **kwargs):
         outcome_id = self._id(kwargs)
         outcome = self._write(
             lambda: writes.outcome_update(outcome_id=outcome_id, changes=_body(request), partial=partial)
         )
         return Response(self.get_serializer(outcome).data)
+
+    @extend_schema(request=OutcomeWriteSerializer)
+    def partial_update(self, request, *args, **kwargs):
+        return self.update(request, *args, partial=True, **kwargs)
 
     def destroy(self, request, *args, **kwargs):
         if not writes.outcomes_delete(ids=[self._id(kwargs)]):
@@ -263,6 +285,8 @@ class AuctionOutcomeViewSet(viewsets.ModelViewSet):
     def _write(operation):
         try:
             return operation()
+        except writes.OutcomeConflict as exc:
+            raise Conflict(exc.errors) from None
         except writes.OutcomeInvalid as exc:
             raise ValidationError(exc.errors) from None
         except writes.OutcomeNotFound:

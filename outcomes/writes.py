@@ -43,6 +43,7 @@ is still in the database:
 from __future__ import annotations
 
 import io
+import time
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -53,7 +54,7 @@ from psycopg2.extras import execute_values
 
 from outcomes import rollups
 from outcomes.ingest.messages import InvalidOutcome, OutcomeEvent, parse_outcome
-from outcomes.models import AuctionOutcome
+from outcomes.models import AuctionOutcome, RawRetention
 
 OUTCOME_TABLE = "outcomes_auctionoutcome"
 OFFSET_TABLE = "outcomes_consumeroffset"
@@ -395,6 +396,10 @@ class OutcomeInvalid(Exception):
         self.errors = errors
 
 
+class OutcomeConflict(OutcomeInvalid):
+    """A create for a bid id that is stored already (the stored outcome is kept)."""
+
+
 class OutcomeNotFound(Exception):
     pass
 
@@ -432,7 +437,7 @@ def outcome_create(*, document: dict) -> AuctionOutcome:
         mark = rollups.sequence_mark(cursor)
         inserted, _duplicates, _conflicts = _insert_via_stage(cursor, prepared)
         if not inserted:
-            raise OutcomeInvalid({"bid_id": [f"An outcome with bid_id {event.bid_id!r} is already stored."]})
+            raise OutcomeConflict({"bid_id": [f"An outcome with bid_id {event.bid_id!r} is already stored."]})
         rollups.append_inserted(cursor, after_id=mark, last_id=prepared.last_inserted_id)
         reach = rollups.Reach()
         if event.auction_timestamp is not None:
@@ -526,3 +531,72 @@ def outcomes_delete(*, ids: list[int]) -> int:
         deleted = rollups.delete_rows(cursor, ids=sorted(set(ids)))
         rollups.rebuild_reach_buckets(cursor, deleted)
     return sum(deleted.values())
+
+
+# ---------------------------------------------------------------------------- lifecycle
+@dataclass
+class PruneProgress:
+    deleted: int = 0
+    batches: int = 0
+
+
+def outcomes_prune(*, before: datetime, batch_size: int = 5_000, pause: float = 0.0, dry_run: bool = False):
+    """Delete raw outcomes whose event time is before ``before`` (a whole UTC day, so no hour
+    is left half-counted), ``batch_size`` rows per transaction, oldest first. Yields the
+    running ``PruneProgress`` after each batch.
+
+    The rollups are **not** changed: they are the long-term record, kept after the raw rows
+    go. Each batch is a short transaction that locks only the rows it deletes, so ingestion
+    (which only inserts) never waits for it.
+    """
+    progress = PruneProgress()
+    if before != rollups.truncate(before, "day"):
+        raise ValueError("before must be a whole UTC day")
+    if dry_run:
+        with connection.cursor() as cursor:
+            cursor.execute(f"SELECT count(*) FROM {OUTCOME_TABLE} WHERE event_time < %s", [before])
+            progress.deleted = cursor.fetchone()[0]
+        yield progress
+        return
+    # First the mark: from now on list counts leave these rows out, as they are going.
+    RawRetention.objects.update_or_create(id=1, defaults={"before": before})
+    while True:
+        with transaction.atomic(), connection.cursor() as cursor:
+            cursor.execute(
+                f"DELETE FROM {OUTCOME_TABLE} WHERE id IN ("
+                f"SELECT id FROM {OUTCOME_TABLE} WHERE event_time < %s ORDER BY event_time LIMIT %s "
+                "FOR UPDATE SKIP LOCKED)",
+                [before, batch_size],
+            )
+            deleted = cursor.rowcount
+        if not deleted:
+            return
+        progress.deleted += deleted
+        progress.batches += 1
+        yield progress
+        if pause:
+            time.sleep(pause)
+
+
+@dataclass
+class Erasure:
+    outcomes: int
+    dead_letters: int
+
+
+def user_erase(*, user_id: str) -> Erasure:
+    """Remove one user's outcomes (their rollup deltas subtracted and the touched hours'
+    reach sketches rebuilt, in the same transaction) and every dead letter whose message
+    mentions the user id as a JSON string (or whose Kafka key is it). For privacy requests."""
+    needle = orjson.dumps(user_id)  # the id as it appears in a JSON message, quotes included
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute(f"SELECT id FROM {OUTCOME_TABLE} WHERE user_id = %s", [user_id])
+        ids = [row[0] for row in cursor.fetchall()]
+        deleted = rollups.delete_rows(cursor, ids=ids) if ids else {}
+        rollups.rebuild_reach_buckets(cursor, deleted)
+        cursor.execute(
+            f"DELETE FROM {DEAD_LETTER_TABLE} WHERE position(%s::bytea in value) > 0 OR key = %s::bytea",
+            [needle, user_id.encode()],
+        )
+        dead_letters = cursor.rowcount
+    return Erasure(outcomes=sum(deleted.values()), dead_letters=dead_letters)

@@ -61,6 +61,8 @@ cat <<MSG
   Statistics      http://$GUNICORN_BIND/api/outcomes/stats/
   Daily stats     http://$GUNICORN_BIND/api/outcomes/daily_stats/
   OpenAPI schema  http://$GUNICORN_BIND/api/schema/
+  API docs        http://$GUNICORN_BIND/api/docs/   (Swagger UI; Redoc: /api/redoc/)
+  API metrics     http://$GUNICORN_BIND/metrics
   Admin           http://$GUNICORN_BIND/admin/   (admin / admin)
   Consumer metrics http://127.0.0.1:$CONSUMER_METRICS_PORT/metrics
 

@@ -1,11 +1,14 @@
 #!/usr/bin/env bash
-# Local PostgreSQL and single-node Apache Kafka (KRaft) on 127.0.0.1, for `make run`,
-# `make test`, benchmarks and CI.
+# Local PostgreSQL, single-node Apache Kafka (KRaft) and Redis (the API's shared rate-limit
+# counters) on 127.0.0.1, for `make run`, `make test`, benchmarks and CI.
 #
-#   scripts/services.sh up       install what is missing, start both, wait until each answers
+#   scripts/services.sh up       install what is missing, start all three, wait until each answers
 #   scripts/services.sh down     stop what this script started (and nothing else)
 #   scripts/services.sh status   say what is running
+#   (`up` also installs promtool, which the tests of monitoring/ run)
 #   scripts/services.sh kafka-restart | pg-restart   used by fault tests
+#   scripts/services.sh replica-up | replica-down | replica-pause | replica-resume
+#                                a streaming replica on 127.0.0.1:5433 (read-replica tests)
 #
 # Idempotent: `up` on a running stack only checks it. Kafka's jars are resolved from
 # Maven Central once (scripts/kafka/pom.xml) and cached in .cache/kafka/libs.
@@ -24,6 +27,8 @@ PG_PORT="${DB_PORT:-5432}"
 DB_NAME="${DB_NAME:-helios_analytics}"
 DB_USER="${DB_USER:-helios}"
 DB_PASSWORD="${DB_PASSWORD:-helios}"
+REDIS_PORT="${REDIS_PORT:-6379}"
+REDIS_PID="$STATE/redis.pid"
 
 log() { printf '[services] %s\n' "$*" >&2; }
 die() { printf '[services] ERROR: %s\n' "$*" >&2; exit 1; }
@@ -91,6 +96,49 @@ pg_restart() {
   local ver; ver="$(pg_version)"
   pg_ctlcluster "$ver" main restart -m fast -o "-c listen_addresses=127.0.0.1 -p $PG_PORT"
 }
+
+# ---------------------------------------------------------------- PostgreSQL streaming replica
+# A hot standby of the local cluster on 127.0.0.1:$REPLICA_PORT (pg_basebackup, then
+# streaming), for the API's read-replica routing (DB_REPLICA_HOST). Not part of `up`: the
+# tests that need it start it.
+REPLICA_PORT="${DB_REPLICA_PORT:-5433}"
+REPLICA_DIR="/var/lib/postgresql/analytics-replica"
+
+replica_bin() { echo "/usr/lib/postgresql/$(pg_version)/bin"; }
+
+replica_up() {
+  pg_up
+  if as_postgres pg_isready -q -h 127.0.0.1 -p "$REPLICA_PORT"; then
+    log "replica already answers on 127.0.0.1:$REPLICA_PORT"
+    return 0
+  fi
+  # Always a fresh copy: a standby left stopped may need WAL the primary has recycled since.
+  log "copying the cluster into a standby at $REPLICA_DIR (pg_basebackup)"
+  rm -rf "$REPLICA_DIR"
+  as_postgres "$(replica_bin)/pg_basebackup" -p "$PG_PORT" -D "$REPLICA_DIR" -R -X stream -c fast
+  local hba; hba="$(as_postgres psql -At -p "$PG_PORT" -d postgres -c 'SHOW hba_file')"
+  cp "$hba" "$REPLICA_DIR/pg_hba.conf" && chown postgres: "$REPLICA_DIR/pg_hba.conf"
+  as_postgres tee "$REPLICA_DIR/postgresql.conf" >/dev/null <<CONF
+listen_addresses = '127.0.0.1'
+port = $REPLICA_PORT
+unix_socket_directories = '$REPLICA_DIR'
+hot_standby = on
+hba_file = '$REPLICA_DIR/pg_hba.conf'
+CONF
+  log "starting the replica on 127.0.0.1:$REPLICA_PORT"
+  as_postgres "$(replica_bin)/pg_ctl" -D "$REPLICA_DIR" -l "$REPLICA_DIR/replica.log" -w -t 60 start >&2
+  as_postgres pg_isready -q -h 127.0.0.1 -p "$REPLICA_PORT" || die "the replica does not answer; see $REPLICA_DIR/replica.log"
+  log "replica ready: postgres://$DB_USER@127.0.0.1:$REPLICA_PORT/$DB_NAME (read-only, streaming)"
+}
+
+replica_down() {
+  if [ -f "$REPLICA_DIR/postmaster.pid" ]; then
+    log "stopping the replica"
+    as_postgres "$(replica_bin)/pg_ctl" -D "$REPLICA_DIR" -m fast -w stop >&2 || true
+  fi
+}
+
+replica_sql() { as_postgres psql -At -h "$REPLICA_DIR" -p "$REPLICA_PORT" -d postgres -c "$1"; }
 
 # ---------------------------------------------------------------- Kafka
 kafka_fetch() {
@@ -194,6 +242,37 @@ kafka_down() {
   rm -f "$KAFKA_PID"
 }
 
+# ---------------------------------------------------------------- Redis
+redis_running() { [ -f "$REDIS_PID" ] && kill -0 "$(cat "$REDIS_PID")" 2>/dev/null; }
+
+redis_up() {
+  if port_open "$REDIS_PORT"; then
+    redis_running || log "Redis already answers on 127.0.0.1:$REDIS_PORT (not started by this script); using it"
+    return 0
+  fi
+  command -v redis-server >/dev/null || apt_install redis-server
+  log "starting Redis on 127.0.0.1:$REDIS_PORT (in memory only)"
+  redis-server --bind 127.0.0.1 --port "$REDIS_PORT" --save "" --appendonly no --daemonize yes \
+    --pidfile "$REDIS_PID" --logfile "$STATE/redis.log" --dir "$STATE"
+  for _ in $(seq 1 50); do port_open "$REDIS_PORT" && { log "Redis ready: redis://127.0.0.1:$REDIS_PORT/0"; return 0; }; sleep 0.1; done
+  die "Redis did not start; see $STATE/redis.log"
+}
+
+redis_down() {
+  if redis_running; then
+    log "stopping Redis (pid $(cat "$REDIS_PID"))"
+    kill -TERM "$(cat "$REDIS_PID")"
+    for _ in $(seq 1 50); do redis_running || break; sleep 0.1; done
+  fi
+  rm -f "$REDIS_PID"
+}
+
+# ---------------------------------------------------------------- tools the tests run
+tools_up() {
+  # promtool checks and unit-tests the Prometheus alert rules (monitoring/).
+  command -v promtool >/dev/null || apt_install prometheus
+}
+
 status() {
   local ver; ver="$(pg_version || true)"
   if [ -n "$ver" ] && pg_lsclusters -h 2>/dev/null | awk -v v="$ver" '$1==v && $2=="main" {print $4}' | grep -q online; then
@@ -202,16 +281,22 @@ status() {
     echo "postgresql: stopped"
   fi
   if kafka_running; then echo "kafka: running (pid $(cat "$KAFKA_PID"), 127.0.0.1:$KAFKA_PORT)"; else echo "kafka: stopped"; fi
+  if as_postgres pg_isready -q -h 127.0.0.1 -p "$REPLICA_PORT" 2>/dev/null; then echo "replica: running (127.0.0.1:$REPLICA_PORT)"; else echo "replica: stopped"; fi
+  if redis_running; then echo "redis: running (pid $(cat "$REDIS_PID"), 127.0.0.1:$REDIS_PORT)"; else echo "redis: stopped"; fi
 }
 
 mkdir -p "$STATE"
 case "${1:-}" in
-  up) pg_up; kafka_up ;;
-  down) kafka_down; pg_down ;;
+  up) pg_up; kafka_up; redis_up; tools_up ;;
+  down) kafka_down; replica_down; pg_down; redis_down ;;
+  replica-up) replica_up ;;
+  replica-down) replica_down ;;
+  replica-pause) replica_sql "SELECT pg_wal_replay_pause()" >/dev/null ;;
+  replica-resume) replica_sql "SELECT pg_wal_replay_resume()" >/dev/null ;;
   status) status ;;
   kafka-restart) kafka_down; kafka_start; kafka_wait ;;
   kafka-stop) kafka_down ;;
   kafka-start) kafka_start; kafka_wait ;;
   pg-restart) pg_restart ;;
-  *) echo "usage: $0 up|down|status|kafka-restart|kafka-stop|kafka-start|pg-restart" >&2; exit 2 ;;
+  *) echo "usage: $0 up|down|status|kafka-restart|kafka-stop|kafka-start|pg-restart|replica-up|replica-down|replica-pause|replica-resume" >&2; exit 2 ;;
 esac

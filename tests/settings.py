@@ -1,12 +1,16 @@
 """Settings for the test run: the service's own settings, with development defaults.
 
-Tests exercise the production code paths; only DEBUG (so no production secret is needed)
-and the metrics port (tests that want metrics pick their own) default differently.
+Tests exercise the production code paths; only DEBUG (so no production secret is needed),
+the metrics port (tests that want metrics pick their own) and rate limits default differently.
 """
 
 import os
 
 os.environ.setdefault("DEBUG", "true")
 os.environ.setdefault("CONSUMER_METRICS_PORT", "0")
+# The suite sends thousands of requests from one address: limits are off unless a test
+# turns them on (tests/test_throttling.py).
+os.environ.setdefault("API_RATE_LIMIT_KEY", "off")
+os.environ.setdefault("API_RATE_LIMIT_ANON", "off")
 
 from analytics.settings import *  # noqa: E402,F403

@@ -1,0 +1,111 @@
+"""Limits every HTTP request runs under, so hostile or runaway requests get a clear 4xx/503.
+
+* **Body size**: a ``Content-Length`` above ``API_MAX_BODY_BYTES`` is a 413 before anything
+  reads the body (DRF's JSON parser reads the stream itself, so Django's
+  ``DATA_UPLOAD_MAX_MEMORY_SIZE`` would not apply to it).
+* **Control characters** (NUL and friends) in query parameter names or values are a 400
+  naming the parameter: PostgreSQL text cannot hold NUL, and no filter value contains them.
+* **Statement timeout**: every database connection of a process serving HTTP runs under
+  ``statement_timeout = API_STATEMENT_TIMEOUT_MS``; a query cancelled by it, or a database
+  that cannot be reached, is a 503 saying so instead of a 500 or a worker held for minutes.
+  Connections of other threads and of commands (the consumer, rebuilds, migrations) keep
+  no timeout.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import contextvars
+import logging
+import re
+
+from django.conf import settings
+from django.db import DatabaseError, DataError, InterfaceError, OperationalError, connection
+from django.db.backends.signals import connection_created
+from django.http import JsonResponse
+
+logger = logging.getLogger(__name__)
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")  # tab, LF and CR are left to the filters
+_QUERY_CANCELED = "57014"
+# True while this thread answers an HTTP request: connections made then get the timeout,
+# those of other threads (an in-process consumer, commands) do not.
+_in_request: contextvars.ContextVar[bool] = contextvars.ContextVar("in_request", default=False)
+
+
+def _apply_timeout(wrapper) -> None:
+    milliseconds = settings.API_STATEMENT_TIMEOUT_MS
+    with wrapper.cursor() as cursor:
+        cursor.execute("SELECT set_config('statement_timeout', %s, false)", [f"{milliseconds}ms"])
+    wrapper._statement_timeout_of = (wrapper.connection, milliseconds)
+
+
+def _on_connection_created(sender, connection, **kwargs) -> None:
+    if _in_request.get() and not connection.in_atomic_block:
+        _apply_timeout(connection)
+
+
+connection_created.connect(_on_connection_created)
+
+
+class RequestGuardMiddleware:
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        length = request.META.get("CONTENT_LENGTH") or "0"
+        try:
+            size = int(length)
+        except ValueError:
+            return JsonResponse({"detail": "Content-Length is not a number."}, status=400)
+        if size > settings.API_MAX_BODY_BYTES:
+            return JsonResponse(
+                {"detail": f"Request body too large: at most {settings.API_MAX_BODY_BYTES:,} bytes."}, status=413
+            )
+        for name, values in request.GET.lists():
+            if _CONTROL.search(name) or any(_CONTROL.search(value) for value in values):
+                label = _CONTROL.sub("?", name)
+                return JsonResponse({label: ["Control characters (such as NUL) are not allowed."]}, status=400)
+        token = _in_request.set(True)
+        try:
+            self._ensure_timeout()
+            return self.get_response(request)
+        finally:
+            _in_request.reset(token)
+
+    @staticmethod
+    def _ensure_timeout() -> None:
+        """A connection kept from an earlier request (or made outside one) gets the timeout
+        here; one made during the request gets it from ``connection_created``."""
+        if connection.connection is None or connection.in_atomic_block:
+            return
+        if getattr(connection, "_statement_timeout_of", None) != (
+            connection.connection,
+            settings.API_STATEMENT_TIMEOUT_MS,
+        ):
+            # A dead connection: the request's first query reconnects or fails as a 503.
+            with contextlib.suppress(DatabaseError):
+                _apply_timeout(connection)
+
+    def process_exception(self, request, exception):
+        if isinstance(exception, DataError):
+            # A value the validation let through but PostgreSQL cannot hold: the client's input.
+            logger.warning("value refused by the database", extra={"path": request.path, "error": str(exception)[:200]})
+            return JsonResponse(
+                {"detail": f"A value is out of range for the database: {str(exception).splitlines()[0][:200]}"},
+                status=400,
+            )
+        if not isinstance(exception, OperationalError | InterfaceError):
+            return None
+        cause = exception.__cause__
+        if getattr(cause, "pgcode", None) == _QUERY_CANCELED:
+            detail = (
+                f"The query ran longer than API_STATEMENT_TIMEOUT_MS ({settings.API_STATEMENT_TIMEOUT_MS:,} ms) "
+                "and was cancelled. Narrow the filters or the window, or try again."
+            )
+            logger.warning("statement timeout", extra={"path": request.path})
+        else:
+            detail = "The database is unavailable right now. Try again shortly."
+            logger.error("database unavailable", extra={"path": request.path, "error": str(exception)[:200]})
+        response = JsonResponse({"detail": detail}, status=503)
+        response["Retry-After"] = "5"
+        return response

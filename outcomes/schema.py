@@ -1,0 +1,120 @@
+"""The OpenAPI schema as the API really behaves: who may call each operation (see
+``outcomes.permissions``), every status code it can answer with, and the headers it sets."""
+
+from __future__ import annotations
+
+from django.conf import settings
+from drf_spectacular.openapi import AutoSchema
+from rest_framework.permissions import SAFE_METHODS
+
+_ERROR = {
+    "type": "object",
+    "properties": {"detail": {"type": "string"}},
+    "required": ["detail"],
+}
+_FIELD_ERRORS = {
+    "type": "object",
+    "description": "Each offending parameter or field with what is wrong with it, or a `detail` (e.g. a body "
+    "that is not JSON).",
+    "additionalProperties": {"oneOf": [{"type": "array", "items": {"type": "string"}}, {"type": "string"}]},
+}
+# Query parameters, as strictly as the API checks them. An empty value is a 400 (but for
+# ``cursor``, where it starts a walk).
+_TEXT = "^[^\\u0000-\\u0008\\u000b\\u000c\\u000e-\\u001f\\u007f]*$"  # the guards refuse control characters
+
+
+def _param_schemas() -> dict[str, dict]:
+    return {
+        "user_id": {"type": "string", "minLength": 1, "pattern": _TEXT},
+        "site_domain": {"type": "string", "minLength": 1, "pattern": _TEXT},
+        "currency": {"type": "string", "pattern": "^[A-Z]{3}$"},
+        "page": {"type": "integer", "minimum": 1},
+        "min_price": {"type": "number", "minimum": 0, "maximum": 99999999.99},
+        "max_price": {"type": "number", "minimum": 0, "maximum": 99999999.99},
+        "page_size": {"type": "integer", "minimum": 1, "maximum": settings.API_MAX_PAGE_SIZE},
+        "cursor": {"type": "string", "pattern": _TEXT},
+    }
+
+
+_INT_HEADER = {"schema": {"type": "integer"}}
+_STR_HEADER = {"schema": {"type": "string"}}
+
+
+def _json(schema: dict, description: str, headers: dict | None = None) -> dict:
+    response = {"description": description, "content": {"application/json": {"schema": schema}}}
+    if headers:
+        response["headers"] = headers
+    return response
+
+
+class ScopedAutoSchema(AutoSchema):
+    def get_auth(self):
+        """Reads need no credentials when API_READ_ACCESS=public (an empty requirement)."""
+        auth = super().get_auth()
+        if self.method in SAFE_METHODS and settings.API_READ_ACCESS == "public" and {} not in auth:
+            auth.append({})
+        return auth
+
+    def _map_basic_serializer(self, serializer, direction):
+        """A serializer whose answers always carry every field says so (``complete_output``);
+        one that refuses unknown fields (``closed``) says that."""
+        schema = super()._map_basic_serializer(serializer, direction)
+        if direction == "response" and getattr(serializer, "complete_output", False):
+            schema["required"] = sorted(schema["properties"])
+        if direction == "request" and getattr(serializer, "closed", False):
+            schema["additionalProperties"] = False
+        return schema
+
+    def _get_parameters(self):
+        parameters = super()._get_parameters()
+        tightened = _param_schemas()
+        for parameter in parameters:
+            if parameter.get("in") == "query" and parameter["name"] in tightened:
+                parameter["schema"] = tightened[parameter["name"]]
+            if parameter.get("in") == "query" and parameter["name"] == "ordering":
+                parameter["schema"]["minItems"] = 1
+        return parameters
+
+    def _get_filter_parameters(self):
+        """Only lists take the list's filter set (with ``ordering``); reports declare their own
+        parameters, and refuse ``ordering``/``page``."""
+        if getattr(self.view, "action", None) not in ("list", "winners"):
+            return []
+        return super()._get_filter_parameters()
+
+    def _get_response_bodies(self, direction="response"):
+        responses = super()._get_response_bodies(direction)
+        if direction != "response":
+            return responses
+        for code, response in responses.items():
+            if code.startswith("2"):
+                headers = response.setdefault("headers", {})
+                headers["X-Request-ID"] = {**_STR_HEADER, "description": "The request id (echoed or made)."}
+                if self.method == "GET":
+                    headers["X-Cache"] = {**_STR_HEADER, "description": "HIT, MISS or BYPASS (snapshot cache)."}
+        action = getattr(self.view, "action", None)
+        detail = "{" in self.path or action in ("list", "winners")  # a page past the end is a 404 too
+        errors = {
+            "400": _json(_FIELD_ERRORS, "Invalid or unknown parameter, or invalid body."),
+            "401": _json(
+                _ERROR,
+                "Missing credentials where a key is needed, or a malformed, unknown, revoked or expired key.",
+                {"WWW-Authenticate": _STR_HEADER},
+            ),
+            "403": _json(_ERROR, "The key (or login) lacks the scope this operation needs."),
+            "429": _json(_ERROR, "Rate limit reached.", {"Retry-After": _INT_HEADER}),
+            "503": _json(
+                _ERROR,
+                "Database unavailable, or the query ran past API_STATEMENT_TIMEOUT_MS.",
+                {"Retry-After": _INT_HEADER},
+            ),
+        }
+        if detail:
+            errors["404"] = _json(_FIELD_ERRORS, "No such outcome, or (lists) a page past the last one.")
+        if self.method in ("POST", "PUT", "PATCH"):
+            errors["413"] = _json(_ERROR, "Request body above API_MAX_BODY_BYTES.")
+        if self.method == "POST":
+            errors["409"] = _json(_FIELD_ERRORS, "An outcome with this bid_id is stored already (it is kept).")
+        for code, response in errors.items():
+            responses.setdefault(code, response)
+        return dict(sorted(responses.items()))

@@ -1,0 +1,106 @@
+"""Request rate limits per API key (per login, per client address when anonymous), shared
+by every API process through one store (Redis: ``REDIS_URL``).
+
+Fixed windows counted with one atomic ``INCR`` per request: a window's count is exact
+across processes and pods, and a request over the limit is a 429 whose ``Retry-After`` is
+the time left in the window. Counters live in Redis, not PostgreSQL, on purpose: a write
+per request would move the database snapshot on every request and defeat the snapshot
+cache (``outcomes/cache.py``).
+
+If the store cannot be reached, requests are let through (and logged): an outage of the
+limiter must not become an outage of the API.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+
+from django.conf import settings
+from rest_framework.throttling import BaseThrottle
+
+from analytics.env import parse_rate
+from outcomes.models import APIKey
+
+logger = logging.getLogger(__name__)
+
+
+class RedisCounters:
+    """Window counters in Redis: INCR and EXPIRE in one round trip."""
+
+    def __init__(self, url: str) -> None:
+        import redis
+
+        self.client = redis.Redis.from_url(url, socket_timeout=0.5, socket_connect_timeout=0.5)
+
+    def hit(self, key: str, ttl: int) -> int:
+        pipe = self.client.pipeline(transaction=False)
+        pipe.incr(key)
+        pipe.expire(key, ttl)
+        return int(pipe.execute()[0])
+
+
+class LocalCounters:
+    """This process's own counters: development only (settings refuse it with DEBUG off)."""
+
+    def __init__(self) -> None:
+        self.counts: dict[str, tuple[int, float]] = {}
+        self.lock = threading.Lock()
+
+    def hit(self, key: str, ttl: int) -> int:
+        now = time.monotonic()
+        with self.lock:
+            if len(self.counts) > 10_000:
+                self.counts = {k: v for k, v in self.counts.items() if v[1] > now}
+            count, expires = self.counts.get(key, (0, now + ttl))
+            self.counts[key] = (count + 1, expires)
+            return count + 1
+
+
+_COUNTERS: dict[str, RedisCounters | LocalCounters] = {}
+_COUNTERS_LOCK = threading.Lock()
+
+
+def counters() -> RedisCounters | LocalCounters:
+    url = settings.REDIS_URL
+    store = _COUNTERS.get(url)
+    if store is None:
+        with _COUNTERS_LOCK:
+            store = _COUNTERS.get(url) or _COUNTERS.setdefault(url, RedisCounters(url) if url else LocalCounters())
+    return store
+
+
+class SharedRateThrottle(BaseThrottle):
+    def __init__(self) -> None:
+        self.retry_after: float | None = None
+
+    def identity(self, request) -> tuple[str, str]:
+        """(who, setting name of the rate that applies)."""
+        if isinstance(request.auth, APIKey):
+            return f"key:{request.auth.prefix}", "API_RATE_LIMIT_KEY"
+        if request.user and request.user.is_authenticated:
+            return f"user:{request.user.pk}", "API_RATE_LIMIT_KEY"
+        return f"ip:{self.get_ident(request)}", "API_RATE_LIMIT_ANON"
+
+    def allow_request(self, request, view) -> bool:
+        who, setting = self.identity(request)
+        rate = parse_rate(getattr(settings, setting), setting)
+        if rate is None:
+            return True
+        limit, period = rate
+        now = time.time()
+        window = int(now // period)
+        key = f"rl:{who}:{period}:{window}"
+        try:
+            count = counters().hit(key, period + 1)
+        except Exception:  # noqa: BLE001 - any store failure: fail open, loudly
+            logger.warning("rate-limit store unavailable; request allowed", exc_info=True)
+            return True
+        if count > limit:
+            self.retry_after = (window + 1) * period - now
+            return False
+        return True
+
+    def wait(self) -> float | None:
+        return self.retry_after

@@ -1,0 +1,65 @@
+"""Real API servers for tests: gunicorn as shipped (gunicorn.conf.py), on a free loopback port."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from django.db import connection
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def start_api(port: int, **env: str) -> subprocess.Popen:
+    """gunicorn on 127.0.0.1:``port`` against the test database; ``env`` adds settings.
+    stdout and stderr are pipes (read them after ``stop``)."""
+    db = connection.settings_dict
+    environment = {
+        **os.environ,
+        "DEBUG": "true",
+        "DB_NAME": db["NAME"],
+        "DB_USER": db["USER"],
+        "DB_PASSWORD": db["PASSWORD"],
+        "DB_HOST": db["HOST"],
+        "DB_PORT": str(db["PORT"]),
+        "GUNICORN_BIND": f"127.0.0.1:{port}",
+        "GUNICORN_WORKERS": "1",
+        "GUNICORN_ACCESS_LOG": "false",
+        "LOG_LEVEL": "WARNING",
+        **env,
+    }
+    process = subprocess.Popen(
+        [sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", "analytics.wsgi:application"],
+        cwd=ROOT,
+        env=environment,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise AssertionError(f"gunicorn exited: {process.stderr.read()[-2000:]}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return process
+        except OSError:
+            time.sleep(0.1)
+    process.kill()
+    raise AssertionError("gunicorn did not start")
+
+
+def stop(process: subprocess.Popen) -> tuple[str, str]:
+    """Stop gracefully; returns (stdout, stderr)."""
+    process.terminate()
+    return process.communicate(timeout=30)

@@ -1,0 +1,243 @@
+"""Who may do what: every API operation × every kind of credential, against the real database.
+
+The operations are taken from the OpenAPI schema itself, so an endpoint added later is
+walked too. Expected: reads need ``read`` (unless API_READ_ACCESS=public), creates and
+updates ``write``, deletes ``admin``; a missing, malformed, unknown, revoked or expired key
+is a 401 with ``WWW-Authenticate``, a valid key without the scope a 403, and nothing changes.
+"""
+
+from __future__ import annotations
+
+import base64
+import itertools
+from datetime import timedelta
+
+import pytest
+from django.contrib.auth.models import User
+from django.core.management import CommandError, call_command
+from django.utils import timezone
+from drf_spectacular.generators import SchemaGenerator
+from rest_framework.test import APIClient
+
+from outcomes.models import APIKey, AuctionOutcome
+
+pytestmark = pytest.mark.django_db
+_bids = itertools.count()
+
+
+def new_key(*scopes: str, **fields) -> str:
+    return APIKey.objects.create_key(name="test", scopes=list(scopes), **fields)[1]
+
+
+def operations() -> list[tuple[str, str]]:
+    """(method, path template) of every API operation the schema documents."""
+    schema = SchemaGenerator().get_schema(request=None, public=True)
+    return sorted(
+        (method.upper(), path)
+        for path, item in schema["paths"].items()
+        for method in item
+        if path.startswith("/api/outcomes/")
+    )
+
+
+REQUIRED_PARAMS = {"/api/outcomes/breakdown/": {"by": "currency"}}
+
+
+def body(method: str, bid_id: str, path: str = "") -> dict:
+    document = {"bid_id": bid_id, "user_id": "u", "win_status": True, "win_price": "0.50", "bid_price": "0.70"}
+    return {"POST": document, "PUT": document, "PATCH": {"site_domain": "x.example"}}.get(
+        method, REQUIRED_PARAMS.get(path, {})
+    )
+
+
+def call(client: APIClient, method: str, path: str, credential: str | None, outcome_factory):
+    """One request; an operation on one outcome gets an outcome of its own to work on."""
+    bid_id = f"access-{next(_bids)}"
+    if "{id}" in path and method != "GET":
+        (row,) = outcome_factory(1, bid_id=bid_id)
+        path = path.replace("{id}", str(row.id))
+    else:
+        path = path.replace("{id}", str(AuctionOutcome.objects.values_list("id", flat=True).first()))
+    headers = {"HTTP_AUTHORIZATION": credential} if credential is not None else {}
+    data = body(method, bid_id, path)
+    if method == "GET":
+        return client.get(path, data, **headers), bid_id
+    return getattr(client, method.lower())(path, data, format="json", **headers), bid_id
+
+
+@pytest.fixture
+def credentials():
+    return {
+        "no key": None,
+        "unknown key": "Api-Key abcdefgh.abcdefghabcdefghabcdefghabcdefgh",
+        "malformed key": "Api-Key not-a-key\x00",
+        "basic": "Basic " + base64.b64encode(b"staff:pw").decode(),
+        "basic with NUL": "Basic " + base64.b64encode(b"a\x00b:c").decode(),
+        "expired": "Api-Key " + new_key("read", "write", "admin", expiry_date=timezone.now() - timedelta(seconds=1)),
+        "revoked": "Api-Key " + _revoked(),
+        "read": "Api-Key " + new_key("read"),
+        "write": "Api-Key " + new_key("write"),
+        "admin": "Api-Key " + new_key("admin"),
+    }
+
+
+def _revoked() -> str:
+    api_key, key = APIKey.objects.create_key(name="revoked", scopes=["read", "write", "admin"])
+    api_key.revoked = True
+    api_key.save()
+    return key
+
+
+def expected_status(method: str, credential: str, read_access: str) -> int:
+    needed = {"GET": "read", "DELETE": "admin"}.get(method, "write")
+    if credential in ("unknown key", "malformed key", "basic", "basic with NUL", "expired", "revoked"):
+        return 401
+    if credential == "no key":
+        return 200 if needed == "read" and read_access == "public" else 401
+    return 200 if credential == needed or credential == "admin" else 403
+
+
+def test_the_walk_covers_every_operation():
+    found = operations()
+    assert ("GET", "/api/outcomes/stats/") in found
+    assert {m for m, _ in found} == {"GET", "POST", "PUT", "PATCH", "DELETE"}
+    assert len(found) == 13  # 8 reads of lists and reports, retrieve, create, two updates, delete
+
+
+@pytest.mark.parametrize("read_access", ["authenticated", "public"])
+def test_every_operation_with_every_credential(settings, outcome_factory, credentials, read_access):
+    settings.API_READ_ACCESS = read_access
+    outcome_factory(1, bid_id="existing")
+    client = APIClient()
+    failures = []
+    for (method, path), (name, credential) in itertools.product(operations(), credentials.items()):
+        before = AuctionOutcome.objects.count() + (1 if "{id}" in path and method != "GET" else 0)
+        response, bid_id = call(client, method, path, credential, outcome_factory)
+        want = expected_status(method, name, read_access)
+        got = response.status_code
+        ok = (200 <= got < 300) if want == 200 else got == want
+        if ok and want == 401:
+            ok = response.headers.get("WWW-Authenticate", "").startswith("Api-Key")
+        if ok and want in (401, 403):
+            ok = AuctionOutcome.objects.count() == before and "detail" in response.json()
+            if method in ("PUT", "PATCH"):  # the outcome is as the factory stored it
+                ok = (
+                    ok
+                    and AuctionOutcome.objects.filter(
+                        bid_id=bid_id, site_domain="news.example", user_id="user-1"
+                    ).exists()
+                )
+        if not ok:
+            failures.append(f"{method} {path} with {name}: {got} (want {want}) {response.content[:120]!r}")
+    assert failures == []
+
+
+def test_refusals_say_why(settings, outcome_factory):
+    settings.API_READ_ACCESS = "authenticated"
+    client = APIClient()
+    assert client.get("/api/outcomes/").json()["detail"] == "Authentication credentials were not provided."
+    expired = new_key("read", expiry_date=timezone.now() - timedelta(days=1))
+    assert client.get("/api/outcomes/", HTTP_AUTHORIZATION=f"Api-Key {expired}").json() == {
+        "detail": "This API key has expired."
+    }
+    reader = new_key("read")
+    response = client.post("/api/outcomes/", body("POST", "r-1"), format="json", HTTP_AUTHORIZATION=f"Api-Key {reader}")
+    assert response.json() == {"detail": "This API key lacks the 'write' scope."}
+    basic = client.get("/api/outcomes/", HTTP_AUTHORIZATION="Basic eDp5")
+    assert basic.status_code == 401 and "Api-Key <key>" in basic.json()["detail"]
+
+
+def test_the_schema_is_read_like_the_api(settings):
+    settings.API_READ_ACCESS = "authenticated"
+    client = APIClient()
+    assert client.get("/api/schema/").status_code == 401
+    assert client.get("/api/schema/", HTTP_AUTHORIZATION=f"Api-Key {new_key('read')}").status_code == 200
+    settings.API_READ_ACCESS = "public"
+    assert client.get("/api/schema/").status_code == 200
+
+
+def test_people_use_the_session(settings, outcome_factory):
+    settings.API_READ_ACCESS = "authenticated"
+    (row,) = outcome_factory(1)
+    person, staff = APIClient(), APIClient()
+    person.force_login(User.objects.create_user("reader", password="pw"))
+    staff.force_login(User.objects.create_user("staff", password="pw", is_staff=True))
+    assert person.get("/api/outcomes/").status_code == 200
+    assert person.patch(f"/api/outcomes/{row.id}/", {"user_id": "x"}, format="json").status_code == 403
+    assert staff.patch(f"/api/outcomes/{row.id}/", {"user_id": "x"}, format="json").status_code == 200
+
+
+def test_keys_are_stored_hashed_and_found_by_prefix():
+    key = new_key("read")
+    prefix, _, secret = key.partition(".")
+    stored = APIKey.objects.get(prefix=prefix)
+    assert secret not in stored.hashed_key and stored.hashed_key.startswith("sha512$$")
+    assert stored.allows("read") and not stored.allows("write")
+    assert APIKey.objects.get(prefix=new_key("admin").partition(".")[0]).allows("write")
+
+
+def test_create_api_key_prints_the_key_alone_on_its_last_line(capsys, settings):
+    call_command("create_api_key", "--name", "ci", "--scopes", "read,write", "--expires", "30")
+    lines = capsys.readouterr().out.strip().splitlines()
+    key = lines[-1]
+    api_key = APIKey.objects.get(prefix=key.partition(".")[0])
+    assert api_key.name == "ci" and api_key.scopes == ["read", "write"] and not api_key.revoked
+    assert timedelta(days=29) < api_key.expiry_date - timezone.now() <= timedelta(days=30)
+    assert "shown only once" in lines[0]
+    settings.API_READ_ACCESS = "authenticated"
+    assert APIClient().get("/api/outcomes/", HTTP_AUTHORIZATION=f"Api-Key {key}").status_code == 200
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["--name", "x", "--scopes", "read,superuser"],
+        ["--name", "x", "--scopes", ""],
+        ["--name", "", "--scopes", "read"],
+        ["--name", "x" * 51, "--scopes", "read"],
+        ["--name", "x", "--scopes", "read", "--expires", "0"],
+    ],
+)
+def test_create_api_key_refuses_bad_options(args):
+    with pytest.raises(CommandError):
+        call_command("create_api_key", *args)
+    assert not APIKey.objects.exists()
+
+
+def test_admin_creates_and_revokes_keys():
+    staff = APIClient()
+    staff.force_login(User.objects.create_superuser("root", password="pw"))
+    response = staff.post(
+        "/admin/outcomes/apikey/add/", {"name": "from admin", "scopes": "read,write", "expiry_date": ""}, follow=True
+    )
+    assert response.status_code == 200
+    api_key = APIKey.objects.get(name="from admin")
+    assert api_key.scopes == ["read", "write"]
+    shown = [str(m) for m in response.context["messages"]]
+    assert any(api_key.prefix in m and "you will not be able to see it again" in m for m in shown)
+    key = next(word.rstrip(".") for m in shown for word in m.split() if word.startswith(api_key.prefix + "."))
+    assert APIClient().get("/api/outcomes/", HTTP_AUTHORIZATION=f"Api-Key {key}").status_code == 200
+    staff.post(
+        f"/admin/outcomes/apikey/{api_key.pk}/change/",
+        {"name": "from admin", "scopes": "read,write", "revoked": "on", "expiry_date": ""},
+    )
+    assert APIKey.objects.get(pk=api_key.pk).revoked
+    assert APIClient().get("/api/outcomes/", HTTP_AUTHORIZATION=f"Api-Key {key}").status_code == 401
+
+
+@pytest.mark.parametrize("read_access", ["authenticated", "public"])
+def test_the_schema_declares_who_may_call_each_operation(settings, read_access):
+    settings.API_READ_ACCESS = read_access
+    schema = SchemaGenerator().get_schema(request=None, public=True)
+    assert schema["components"]["securitySchemes"]["ApiKeyAuth"] == {
+        "type": "apiKey",
+        "in": "header",
+        "name": "Authorization",
+        "description": 'An API key, sent as "Api-Key <key>". Create one with `manage.py create_api_key`.',
+    }
+    assert "basicAuth" not in schema["components"]["securitySchemes"]
+    for path, item in schema["paths"].items():
+        for method, operation in item.items():
+            anonymous = {} in operation["security"]
+            assert {"ApiKeyAuth": []} in operation["security"], (method, path)
+            assert anonymous == (method == "get" and read_access == "public"), (method, path)

@@ -1,0 +1,69 @@
+"""The limits every HTTP request runs under (analytics/guards.py), against the real database."""
+
+from __future__ import annotations
+
+import json
+
+import psycopg2
+import pytest
+from django.db import connection
+from rest_framework.test import APIClient
+
+URL = "/api/outcomes/"
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("path", ["", "winners/", "stats/", "timeseries/", "1/"])
+@pytest.mark.parametrize(
+    ("query", "name"),
+    [
+        ("user_id=a%00b", "user_id"),
+        ("site_domain=%1b", "site_domain"),
+        ("us%00er=1", "us?er"),
+        ("currency=US%7f", "currency"),
+    ],
+)
+def test_control_characters_in_parameters_are_a_400_naming_them(path, query, name):
+    response = APIClient().get(f"{URL}{path}?{query}")
+    assert response.status_code == 400
+    assert response.json() == {name: ["Control characters (such as NUL) are not allowed."]}
+
+
+@pytest.mark.django_db
+def test_a_body_above_the_limit_is_a_413_before_it_is_read(settings):
+    settings.API_MAX_BODY_BYTES = 2048
+    staff = APIClient()
+    from django.contrib.auth.models import User
+
+    staff.force_authenticate(User.objects.create_user("staff", is_staff=True))
+    document = {"bid_id": "b", "user_id": "u" * 3000, "win_status": False, "win_price": "0", "bid_price": "1"}
+    response = staff.post(URL, json.dumps(document), content_type="application/json")
+    assert response.status_code == 413
+    assert response.json() == {"detail": "Request body too large: at most 2,048 bytes."}
+    document["user_id"] = "u"
+    assert staff.post(URL, json.dumps(document), content_type="application/json").status_code == 201
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_query_over_the_statement_timeout_is_a_503_and_the_next_request_works(settings, outcome_factory):
+    outcome_factory(1)
+    settings.API_STATEMENT_TIMEOUT_MS = 300
+    client = APIClient()
+    assert client.get(URL).status_code == 200  # the connection now carries the 300 ms timeout
+    with connection.cursor() as cursor:
+        cursor.execute("SHOW statement_timeout")
+        assert cursor.fetchone()[0] == "300ms"
+    db = connection.settings_dict
+    blocker = psycopg2.connect(
+        dbname=db["NAME"], user=db["USER"], password=db["PASSWORD"], host=db["HOST"], port=db["PORT"]
+    )
+    try:
+        blocker.cursor().execute("LOCK TABLE outcomes_auctionoutcome IN ACCESS EXCLUSIVE MODE")
+        response = client.get(URL, {"user_id": "user-1"})  # the list must read the locked table
+        assert response.status_code == 503
+        assert response["Retry-After"] == "5"
+        assert "API_STATEMENT_TIMEOUT_MS (300 ms)" in response.json()["detail"]
+    finally:
+        blocker.rollback()
+        blocker.close()
+    assert client.get(URL, {"user_id": "user-1"}).status_code == 200

@@ -1,0 +1,109 @@
+"""Retention (prune_outcomes) and erasure (erase_user) against the real database."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from datetime import UTC, datetime, timedelta
+
+import psycopg2
+import pytest
+from django.core.management import CommandError, call_command
+from django.db import connection
+from rest_framework.test import APIClient
+
+from outcomes import rollups
+from outcomes.models import AuctionOutcome, DeadLetter, RawRetention
+
+pytestmark = pytest.mark.django_db(transaction=True)
+NOW = datetime.now(UTC)
+
+
+def days_ago(days: float) -> datetime:
+    return NOW - timedelta(days=days)
+
+
+@pytest.fixture
+def history(outcome_factory):
+    old = outcome_factory(3, auction_timestamp=days_ago(40), user_id="old")
+    older = outcome_factory(2, auction_timestamp=days_ago(35), user_id="old", win_status=False, win_price=0)
+    recent = outcome_factory(4, auction_timestamp=days_ago(2), user_id="new")
+    return old + older, recent
+
+
+def stats() -> dict:
+    return APIClient().get("/api/outcomes/stats/").json()
+
+
+def test_prune_deletes_old_raw_rows_and_keeps_the_rollups(history):
+    old, recent = history
+    before = stats()
+    call_command("prune_outcomes", "--older-than", "30d", "--batch-size", "2")
+    assert set(AuctionOutcome.objects.values_list("id", flat=True)) == {row.id for row in recent}
+    assert stats() == before  # the rollups are the long-term record
+    cut = rollups.truncate(days_ago(30), "day")
+    assert RawRetention.objects.get(id=1).before == cut
+    assert rollups.verify(since=cut) == []  # from the cut on, rollups and raw rows agree
+    listed = APIClient().get("/api/outcomes/").json()
+    assert listed["count"] == len(recent) == len(listed["results"])  # list counts start at the cut
+
+
+def test_dry_run_counts_and_deletes_nothing(history, capsys):
+    call_command("prune_outcomes", "--older-than", "30d", "--dry-run")
+    assert "would delete 5 outcomes" in capsys.readouterr().out
+    assert AuctionOutcome.objects.count() == 9
+    assert not RawRetention.objects.exists()
+
+
+@pytest.mark.parametrize("value", ["30", "0d", "-3d", "30 days", "1.5d"])
+def test_bad_ages_are_refused(value):
+    with pytest.raises(CommandError, match="--older-than"):
+        call_command("prune_outcomes", "--older-than", value)
+
+
+def test_prune_does_not_wait_for_ingestion(history):
+    db = connection.settings_dict
+    writer = psycopg2.connect(
+        dbname=db["NAME"], user=db["USER"], password=db["PASSWORD"], host=db["HOST"], port=db["PORT"]
+    )
+    try:
+        with writer.cursor() as cursor:  # an ingesting transaction, left open
+            cursor.execute("SET lock_timeout = '5s'")
+            cursor.execute(
+                "INSERT INTO outcomes_auctionoutcome (bid_id, user_id, win_status, win_price, bid_price, currency, "
+                "enriched, user_interests, raw_data) VALUES ('in-flight', 'u', false, 0, 1, 'USD', false, '[]', '{}')"
+            )
+        with connection.cursor() as cursor:
+            cursor.execute("SET lock_timeout = '2s'")  # would raise if prune had to wait
+        call_command("prune_outcomes", "--older-than", "30d")
+        writer.commit()
+    finally:
+        writer.close()
+    assert AuctionOutcome.objects.filter(bid_id="in-flight").exists()
+    assert AuctionOutcome.objects.count() == 5
+
+
+def test_erase_user_removes_outcomes_and_dead_letters_and_keeps_rollups_exact(outcome_factory, caplog):
+    outcome_factory(3, user_id="alice@example", auction_timestamp=days_ago(1))
+    outcome_factory(2, user_id="alice@example", auction_timestamp=days_ago(3), win_status=False, win_price=0)
+    kept = outcome_factory(2, user_id="bob", auction_timestamp=days_ago(1))
+    for offset, value in enumerate(
+        [b'{"user_id": "alice@example", "bid_id": "x"', b'{"user_id": "bob", "win_price": -1}', b"not json alice"]
+    ):
+        DeadLetter.objects.create(topic="t", partition=0, offset=offset, value=value, reason="invalid_json")
+    caplog.set_level(logging.INFO, logger="outcomes.audit")
+
+    call_command("erase_user", "alice@example")
+
+    assert set(AuctionOutcome.objects.values_list("id", flat=True)) == {row.id for row in kept}
+    assert {bytes(v) for v in DeadLetter.objects.values_list("value", flat=True)} == {
+        b'{"user_id": "bob", "win_price": -1}',
+        b"not json alice",  # mentions "alice" but not the user id as a JSON string
+    }
+    assert rollups.verify() == []
+    assert stats()["total_outcomes"] == 2
+    assert APIClient().get("/api/outcomes/reach/").json()["reach"] == 1
+    (record,) = [r for r in caplog.records if r.name == "outcomes.audit"]
+    assert record.user_sha256 == hashlib.sha256(b"alice@example").hexdigest()
+    assert record.outcomes == 5 and record.dead_letters == 1
+    assert "alice" not in record.getMessage() and "alice" not in str(record.__dict__.get("args"))

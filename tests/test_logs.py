@@ -1,0 +1,75 @@
+"""Every log line is one JSON object, and a request's lines carry its request id."""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import re
+import urllib.request
+
+import pytest
+from rest_framework.test import APIClient
+
+from tests.servers import free_port, start_api, stop
+
+pytestmark = pytest.mark.django_db
+
+
+def json_lines(text: str) -> list[dict]:
+    lines = [line for line in text.splitlines() if line.strip()]
+    parsed = []
+    for line in lines:
+        try:
+            parsed.append(json.loads(line))
+        except ValueError:
+            raise AssertionError(f"not a JSON log line: {line!r}") from None
+    return parsed
+
+
+def test_a_sane_request_id_is_kept_and_echoed():
+    response = APIClient().get("/api/outcomes/stats/", HTTP_X_REQUEST_ID="req-42.a_b")
+    assert response["X-Request-ID"] == "req-42.a_b"
+
+
+@pytest.mark.parametrize("given", [None, "", "has space", "x" * 129, "nul\x00", "é"])
+def test_otherwise_one_is_made(given):
+    headers = {} if given is None else {"HTTP_X_REQUEST_ID": given}
+    response = APIClient().get("/api/outcomes/stats/", **headers)
+    assert re.fullmatch(r"[0-9a-f]{32}", response["X-Request-ID"])
+
+
+@pytest.fixture
+def stdout_log():
+    """What the service's stdout handler writes, while the test runs."""
+    (handler,) = [h for h in logging.getLogger().handlers if getattr(h, "name", "") == "stdout"]
+    buffer = io.StringIO()
+    previous = handler.setStream(buffer)
+    yield buffer
+    handler.setStream(previous)
+
+
+def test_a_requests_log_lines_are_json_with_its_id_and_not_repeated(stdout_log):
+    response = APIClient().get("/api/outcomes/", {"usr_id": "1"}, HTTP_X_REQUEST_ID="req-400")
+    assert response.status_code == 400
+    out = stdout_log.getvalue()
+    assert not logging.getLogger("django").handlers  # Django's own plain-text handler is gone
+    lines = [line for line in json_lines(out) if line.get("request_id") == "req-400"]
+    assert len(lines) == 1, out  # Django logs the 4xx once, as JSON (not also as plain text)
+    assert lines[0]["level"] == "WARNING" and lines[0]["logger"] == "django.request"
+    assert "Bad Request" in lines[0]["message"]
+
+
+def test_gunicorn_lines_are_json_too(transactional_db):
+    port = free_port()
+    server = start_api(port, GUNICORN_ACCESS_LOG="true", LOG_LEVEL="INFO")
+    request = urllib.request.Request(f"http://127.0.0.1:{port}/api/outcomes/stats/", headers={"X-Request-ID": "gu-1"})
+    with urllib.request.urlopen(request, timeout=10) as response:
+        assert response.status == 200
+        assert response.headers["X-Request-ID"] == "gu-1"
+    out, err = stop(server)
+    lines = json_lines(out + err)
+    assert any(line["logger"] == "gunicorn.error" and "Booting worker" in line["message"] for line in lines)
+    (access,) = [line for line in lines if line["logger"] == "gunicorn.access"]
+    assert access["status"] == 200 and access["path"] == "/api/outcomes/stats/" and access["method"] == "GET"
+    assert access["request_id"] == "gu-1" and isinstance(access["duration_ms"], int)

@@ -1,0 +1,139 @@
+"""Rate limits: per key, per login, per client address; shared by every API process through
+the real Redis that ``scripts/services.sh up`` starts."""
+
+from __future__ import annotations
+
+import os
+import time
+import urllib.error
+import urllib.request
+
+import pytest
+from django.core.exceptions import ImproperlyConfigured
+from rest_framework.test import APIClient
+
+from analytics.env import parse_rate
+from outcomes.models import APIKey
+from tests.servers import free_port, start_api, stop
+
+REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/15")  # a database the tests own
+
+
+@pytest.fixture
+def redis_limits(settings):
+    import redis
+
+    redis.Redis.from_url(REDIS_URL).flushdb()
+    settings.REDIS_URL = REDIS_URL
+    return settings
+
+
+def test_rates_parse_or_say_which_setting_is_wrong():
+    assert parse_rate("600/minute") == (600, 60)
+    assert parse_rate("5/second") == (5, 1)
+    assert parse_rate("off") is None and parse_rate("0") is None
+    for bad in ("600", "0/minute", "x/hour", "10/week", "-1/day"):
+        with pytest.raises(ImproperlyConfigured, match="API_RATE_LIMIT_KEY"):
+            parse_rate(bad, "API_RATE_LIMIT_KEY")
+
+
+def _within_one_window(period: int, run):
+    """Run ``run`` again if a window boundary passed while it ran (counts restart there)."""
+    for _ in range(3):
+        window = time.time() // period
+        result = run()
+        if time.time() // period == window:
+            return result
+    raise AssertionError("could not stay inside one rate-limit window")
+
+
+@pytest.mark.django_db
+def test_anonymous_clients_are_limited_per_address_with_retry_after(redis_limits):
+    redis_limits.API_RATE_LIMIT_ANON = "3/hour"
+
+    def run():
+        import redis
+
+        redis.Redis.from_url(REDIS_URL).flushdb()
+        client = APIClient()
+        codes = [client.get("/api/outcomes/stats/").status_code for _ in range(3)]
+        refused = client.get("/api/outcomes/")
+        other_address = client.get("/api/outcomes/", REMOTE_ADDR="10.0.0.9")
+        return codes, refused, other_address
+
+    codes, refused, other_address = _within_one_window(3600, run)
+    assert codes == [200, 200, 200]
+    assert refused.status_code == 429
+    assert 1 <= int(refused["Retry-After"]) <= 3600
+    assert "throttled" in refused.json()["detail"]
+    assert other_address.status_code == 200
+
+
+@pytest.mark.django_db
+def test_each_key_has_its_own_budget(redis_limits):
+    redis_limits.API_RATE_LIMIT_KEY = "2/hour"
+    redis_limits.API_RATE_LIMIT_ANON = "off"
+    first = APIKey.objects.create_key(name="a", scopes=["read"])[1]
+    second = APIKey.objects.create_key(name="b", scopes=["read"])[1]
+
+    def run():
+        import redis
+
+        redis.Redis.from_url(REDIS_URL).flushdb()
+        client = APIClient()
+
+        def get(key):
+            return client.get("/api/outcomes/stats/", HTTP_AUTHORIZATION=f"Api-Key {key}").status_code
+
+        return [get(first), get(first), get(first), get(second), client.get("/api/outcomes/").status_code]
+
+    assert _within_one_window(3600, run) == [200, 200, 429, 200, 200]
+
+
+@pytest.mark.django_db
+def test_an_unreachable_store_lets_requests_through(settings):
+    settings.REDIS_URL = "redis://127.0.0.1:1/0"  # nothing listens there
+    settings.API_RATE_LIMIT_ANON = "1/hour"
+    client = APIClient()
+    assert [client.get("/api/outcomes/stats/").status_code for _ in range(3)] == [200, 200, 200]
+
+
+def _status(port: int) -> int:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/outcomes/stats/", timeout=10) as response:
+            return response.status
+    except urllib.error.HTTPError as error:
+        return error.code
+
+
+@pytest.mark.django_db
+def test_two_api_servers_share_one_budget():
+    import redis
+
+    ports = [free_port(), free_port()]
+    servers = [start_api(port, REDIS_URL=REDIS_URL, API_RATE_LIMIT_ANON="6/hour") for port in ports]
+    try:
+
+        def run():
+            redis.Redis.from_url(REDIS_URL).flushdb()
+            return [_status(ports[i % 2]) for i in range(8)]
+
+        # 6 per hour for this address, whichever server answers: 3 each, then both refuse.
+        assert _within_one_window(3600, run) == [200] * 6 + [429, 429]
+    finally:
+        for server in servers:
+            stop(server)
+
+
+@pytest.mark.django_db
+def test_a_client_cannot_choose_its_own_address(redis_limits):
+    redis_limits.API_RATE_LIMIT_ANON = "2/hour"
+
+    def run():
+        import redis
+
+        redis.Redis.from_url(REDIS_URL).flushdb()
+        client = APIClient()
+        return [client.get("/api/outcomes/stats/", HTTP_X_FORWARDED_FOR=f"10.0.0.{i}").status_code for i in range(3)]
+
+    assert _within_one_window(3600, run) == [200, 200, 429]

@@ -1,6 +1,7 @@
 # Two commands matter: `make run` (the whole pipeline, locally) and `make test`.
 SHELL := /bin/bash
 PYTHON ?= python3
+CHECKOV_VENV := .venv-checkov
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
@@ -13,6 +14,7 @@ export DB_USER ?= helios
 export DB_PASSWORD ?= helios
 export DB_HOST ?= 127.0.0.1
 export KAFKA_BROKERS ?= 127.0.0.1:9092
+export REDIS_URL ?= redis://127.0.0.1:6379/0
 
 .PHONY: run test bench lint venv services services-down status clean
 
@@ -37,7 +39,7 @@ run: services
 	scripts/run.sh
 
 ## test: everything from nothing to a full test run (fails on any failure or on no tests)
-test: services
+test: services $(CHECKOV_VENV)/.installed
 	$(PY) -m pytest
 
 ## bench: ingestion and query benchmarks against the local services
@@ -45,17 +47,25 @@ bench: services
 	$(PY) bench/ingest.py
 	$(PY) bench/queries.py
 
-## lint: code, migrations, Dockerfile and Kubernetes manifests
-lint: venv
+## lint: code, migrations, Dockerfile, Kubernetes manifests and alert rules
+$(CHECKOV_VENV)/.installed: requirements-checkov.txt
+	test -x $(CHECKOV_VENV)/bin/python || $(PYTHON) -m venv $(CHECKOV_VENV)
+	$(CHECKOV_VENV)/bin/pip install -q --disable-pip-version-check -r requirements-checkov.txt
+	touch $@
+
+lint: venv $(CHECKOV_VENV)/.installed
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(PY) manage.py makemigrations --check --dry-run
 	$(VENV)/bin/hadolint Dockerfile
 	$(VENV)/bin/yamllint -s kubernetes/
 	$(VENV)/bin/kubernetes-validate --strict --quiet $$(find kubernetes -name "*.yaml")
+	$(CHECKOV_VENV)/bin/checkov -d kubernetes --framework kubernetes --skip-download --compact --quiet
+	promtool check rules monitoring/alerts.yaml
+	cd monitoring && promtool test rules alerts.test.yaml
 	DEBUG=false DJANGO_SECRET_KEY="$$($(PY) -c 'import secrets; print(secrets.token_urlsafe(50))')" \
-	  ALLOWED_HOSTS=analytics.example DJANGO_SECURE_PROXY_SSL_HEADER=true \
+	  ALLOWED_HOSTS=analytics.example DJANGO_SECURE_PROXY_SSL_HEADER=true REDIS_URL=redis://redis.example:6379/0 \
 	  $(PY) manage.py check --deploy --fail-level WARNING
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache staticfiles
+	rm -rf $(VENV) $(CHECKOV_VENV) .pytest_cache .ruff_cache staticfiles

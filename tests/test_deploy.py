@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -80,7 +81,7 @@ def test_configmap_and_secret_carry_the_specified_variables():
     ):
         assert name in config
     secret = found[("Secret", "analytics-service-secrets")]
-    assert set(secret["stringData"]) == {"django-secret-key", "db-password"}
+    assert set(secret["stringData"]) == {"django-secret-key", "db-password", "api-metrics-token"}
     service = found[("Service", "analytics-service")]
     assert service["spec"]["selector"] == {"component": "analytics-service", "role": "api"}
     assert service["spec"]["ports"][0]["port"] == 8000
@@ -162,3 +163,58 @@ def test_concurrent_migrations_on_a_fresh_database_both_succeed():
             except psycopg2.errors.ObjectInUse:
                 time.sleep(0.5)
         admin.close()
+
+
+def test_every_pod_is_locked_down_and_reads_its_secrets_from_files():
+    for (kind, name), doc in manifests().items():
+        if kind not in ("Deployment", "CronJob"):
+            continue
+        template = doc["spec"]["template"] if kind == "Deployment" else doc["spec"]["jobTemplate"]["spec"]["template"]
+        pod = template["spec"]
+        assert pod["securityContext"]["runAsNonRoot"] is True, name
+        assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}, name
+        assert pod["automountServiceAccountToken"] is False, name
+        for container in [*pod.get("initContainers", []), *pod["containers"]]:
+            context = container["securityContext"]
+            assert context["allowPrivilegeEscalation"] is False and context["readOnlyRootFilesystem"] is True
+            assert context["capabilities"] == {"drop": ["ALL"]}
+            env = {item["name"]: item for item in container.get("env", [])}
+            assert not any("valueFrom" in item for item in env.values()), f"{name}: secrets as files, not env"
+            assert env["DB_PASSWORD_FILE"]["value"].startswith("/run/secrets/analytics/")
+
+
+def test_the_api_scales_and_the_network_is_closed_by_default():
+    found = manifests()
+    hpa = found[("HorizontalPodAutoscaler", "analytics-api-hpa")]
+    assert hpa["spec"]["scaleTargetRef"]["name"] == "analytics-api-deployment"
+    deny = found[("NetworkPolicy", "analytics-default-deny")]
+    assert deny["spec"]["policyTypes"] == ["Ingress", "Egress"] and "ingress" not in deny["spec"]
+    cron = found[("CronJob", "analytics-prune-outcomes")]
+    (container,) = cron["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"]
+    assert container["args"][:2] == ["manage", "prune_outcomes"]
+    assert cron["spec"]["concurrencyPolicy"] == "Forbid"
+
+
+def test_checkov_passes_with_every_skip_named_and_justified():
+    checkov = ROOT / ".venv-checkov" / "bin" / "checkov"
+    assert checkov.exists(), "make lint installs checkov into .venv-checkov"
+    result = subprocess.run(
+        [
+            str(checkov),
+            "-d",
+            str(ROOT / "kubernetes"),
+            "--framework",
+            "kubernetes",
+            "--skip-download",
+            "--compact",
+            "-o",
+            "json",
+        ],
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 0, result.stdout[-3000:]
+    report = json.loads(result.stdout)
+    skipped = report["results"]["skipped_checks"]
+    assert {check["check_id"] for check in skipped} == {"CKV_K8S_43"}
+    assert all(check["check_result"]["suppress_comment"] for check in skipped)

@@ -1,7 +1,8 @@
 """A dashboard-like mix of API requests, for ``bench/queries.py``'s load phase (locust, headless).
 
 The targets come from the environment: BENCH_DOMAIN (the busiest domain), BENCH_ID (an
-outcome id), BENCH_START/BENCH_END (a one-week window). Each user paces itself to BENCH_PACE
+outcome id), BENCH_START/BENCH_END (a one-week window), BENCH_API_KEY (sent with every
+request when set). Each user paces itself to BENCH_PACE
 requests/s (a dashboard polls, it does not hammer; 0: back to back, to find saturation).
 If BENCH_CACHE_FILE is set, the count of each ``X-Cache`` answer (HIT, MISS, BYPASS) is
 written there at the end.
@@ -17,6 +18,7 @@ DOMAIN = os.environ.get("BENCH_DOMAIN", "")
 OUTCOME_ID = os.environ.get("BENCH_ID", "1")
 WEEK = {"start": os.environ.get("BENCH_START", ""), "end": os.environ.get("BENCH_END", "")}
 PACE = float(os.environ.get("BENCH_PACE", "0"))
+API_KEY = os.environ.get("BENCH_API_KEY", "")  # set: every request sends it
 CACHE_ANSWERS: Counter = Counter()
 
 
@@ -35,6 +37,7 @@ def _write_cache_answers(**_kwargs):
 
 class DashboardUser(FastHttpUser):
     wait_time = constant_throughput(PACE) if PACE > 0 else between(0, 0)
+    default_headers = {"Authorization": f"Api-Key {API_KEY}"} if API_KEY else None
 
     @task(3)
     def stats(self):

@@ -55,10 +55,16 @@ def main() -> None:
     parser.add_argument("--pace", type=float, default=7, help="requests/s per locust user in the load phase")
     parser.add_argument("--saturation-seconds", type=int, default=15, help="then back to back, for capacity")
     parser.add_argument("--keep-db", action="store_true", help="leave the loaded database for a closer look")
+    parser.add_argument(
+        "--db", help="measure an existing (kept) benchmark database as it is: no loading, one stage, kept after"
+    )
     parser.add_argument("--json", default=str(ROOT / "bench" / "queries-result.json"))
     parser.add_argument("--chart", default=str(ROOT / "bench" / "queries-result.svg"))
     args = parser.parse_args()
     sizes = sorted(int(size) for size in args.sizes.split(","))
+    global BENCH_DB
+    if args.db:
+        BENCH_DB, args.keep_db = args.db, True
     os.environ["DB_NAME"] = BENCH_DB
 
     import django
@@ -71,7 +77,12 @@ def main() -> None:
     conninfo = {"host": db["HOST"], "port": db["PORT"], "user": db["USER"], "password": db["PASSWORD"]}
     admin = psycopg2.connect(dbname="postgres", **conninfo)
     admin.autocommit = True
-    admin.cursor().execute(f'CREATE DATABASE "{BENCH_DB}"')
+    if args.db:
+        with psycopg2.connect(dbname=BENCH_DB, **conninfo) as existing, existing.cursor() as cursor:
+            cursor.execute("SELECT count(*) FROM outcomes_auctionoutcome")
+            sizes = [cursor.fetchone()[0]]
+    else:
+        admin.cursor().execute(f'CREATE DATABASE "{BENCH_DB}"')
     env = {
         **os.environ,
         "DB_NAME": BENCH_DB,
@@ -81,6 +92,11 @@ def main() -> None:
         "DB_PASSWORD": db["PASSWORD"],
         "GUNICORN_ACCESS_LOG": "false",
         "LOG_LEVEL": "WARNING",
+        # Reads are public and unlimited here; the load phase also runs once with API keys
+        # and rate limits on, to measure what they cost.
+        "API_READ_ACCESS": "public",
+        "API_RATE_LIMIT_KEY": "off",
+        "API_RATE_LIMIT_ANON": "off",
     }
     server = None
     results: dict = {"sizes": sizes, "measured_at": datetime.now(UTC).isoformat(), "stages": []}
@@ -88,8 +104,12 @@ def main() -> None:
         subprocess.run([sys.executable, "manage.py", "migrate", "-v0"], cwd=ROOT, env=env, check=True)
         port = free_port()
         loaded = 0
+        results["sizes"] = sizes
         for stage, size in enumerate(sizes):
-            load_stats = load(size - loaded, args.batch_size, seed=stage)
+            if args.db:
+                load_stats = {"rows": 0, "seconds": 0.0, "rows_per_s": 0.0}
+                loaded = size
+            load_stats = load_stats if args.db else load(size - loaded, args.batch_size, seed=stage)
             loaded = size
             print(
                 f"\n== {size:,} outcomes (loaded {load_stats['rows']:,} more through the write service "
@@ -112,6 +132,13 @@ def main() -> None:
                 server.wait(timeout=30)
                 server = start_api(port, env)
                 results["load_phase"] = load_phase(port, targets, args, env)
+                # The same load with API keys and rate limits on: what authentication costs.
+                server.terminate()
+                server.wait(timeout=30)
+                keyed_env = {**env, **keys_on_env()}
+                server = start_api(port, keyed_env)
+                results["load_phase_with_keys"] = load_phase(port, targets, args, keyed_env, label="keys on")
+                print_auth_overhead(results["load_phase"], results["load_phase_with_keys"])
         Path(args.json).write_text(json.dumps(results, indent=2, default=str))
         write_chart(results, args.chart)
         print(f"\nfigures written to {args.json}, chart to {args.chart}")
@@ -381,7 +408,31 @@ def cursor_deep(client: Client, depth: int) -> dict:
     return {"p50": statistics.median(timings), "p95": percentile(timings, 95), "depth": depth}
 
 
-def load_phase(port: int, t: dict, args, env: dict) -> dict:
+def keys_on_env() -> dict:
+    """Reads need a key (one is made here, scope read); limits are counted in Redis."""
+    from outcomes.models import APIKey
+
+    key = APIKey.objects.create_key(name="bench", scopes=["read"])[1]
+    return {
+        "API_READ_ACCESS": "authenticated",
+        "API_RATE_LIMIT_KEY": "10000000/minute",
+        "API_RATE_LIMIT_ANON": "600/minute",
+        "REDIS_URL": os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0"),
+        "BENCH_API_KEY": key,
+    }
+
+
+def print_auth_overhead(off: dict, on: dict) -> None:
+    for run in ("paced", "saturation"):
+        if run in off and run in on:
+            a, b = off[run], on[run]
+            print(
+                f"auth overhead ({run}): {b['rps']:,.0f} vs {a['rps']:,.0f} req/s ({b['rps'] / a['rps']:.2f}), "
+                f"p99 {b['p99']:.0f} vs {a['p99']:.0f} ms"
+            )
+
+
+def load_phase(port: int, t: dict, args, env: dict, label: str = "keys off") -> dict:
     """locust users against the API while a steady producer and the real consumer ingest.
 
     The producer (bench/produce.py, librdkafka) stands in for the auction servers; the
@@ -436,11 +487,15 @@ def load_phase(port: int, t: dict, args, env: dict) -> dict:
             run["ingested_per_s"] = (stored() - before) / (time.monotonic() - started)
             results[name] = run
             print(
-                f"\nload ({name}): {args.clients} locust users"
+                f"\nload ({name}, {label}): {args.clients} locust users"
                 + (f" at {pace:g} req/s each" if pace else " back to back")
                 + f" for {duration}s while the consumer ingested {run['ingested_per_s']:,.0f} msg/s: "
                 f"{run['rps']:,.0f} req/s, p50 {run['p50']:.0f} ms, p95 {run['p95']:.0f} ms, "
                 f"p99 {run['p99']:.0f} ms, {run['errors']} errors; cache {run['cache']}"
+            )
+            print(
+                "  p99 by request: "
+                + ", ".join(f"{name} {e['p99']:.0f} ms" for name, e in sorted(run["endpoints"].items()))
             )
     finally:
         for proc in (producer, consumer):
@@ -487,6 +542,11 @@ def run_locust(port: int, t: dict, env: dict, *, clients: int, pace: float, seco
         "p95": float(agg["95%"]),
         "p99": float(agg["99%"]),
         "cache": cache,
+        "endpoints": {
+            name: {"requests": int(row["Request Count"]), "p50": float(row["50%"]), "p99": float(row["99%"])}
+            for name, row in rows.items()
+            if name != "Aggregated"
+        },
     }
 
 

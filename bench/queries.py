@@ -55,6 +55,7 @@ def main() -> None:
     parser.add_argument("--pace", type=float, default=7, help="requests/s per locust user in the load phase")
     parser.add_argument("--saturation-seconds", type=int, default=15, help="then back to back, for capacity")
     parser.add_argument("--keep-db", action="store_true", help="leave the loaded database for a closer look")
+    parser.add_argument("--load-only", action="store_true", help="with --db: only the load phases")
     parser.add_argument(
         "--db", help="measure an existing (kept) benchmark database as it is: no loading, one stage, kept after"
     )
@@ -122,12 +123,14 @@ def main() -> None:
                 # the API as shipped, cache on.
                 server = start_api(port, {**env, "API_CACHE_ENTRIES": "0"})
             last = stage == len(sizes) - 1
-            stage_results = {"size": size, "load": load_stats, **measure(port, targets, args.requests, naive=last)}
-            results["stages"].append(stage_results)
-            if last:
+            if not args.load_only:
+                stage_results = {"size": size, "load": load_stats, **measure(port, targets, args.requests, naive=last)}
+                results["stages"].append(stage_results)
+            if last and not args.load_only:
                 deep = cursor_deep(Client(port), size // 2)
                 stage_results["lists"].append({"name": f"cursor page {size // 2:,} deep", **deep})
                 print(f"{'cursor page ' + format(size // 2, ',') + ' deep':<30}{deep['p50']:>9.1f}{deep['p95']:>9.1f}")
+            if last:
                 server.terminate()
                 server.wait(timeout=30)
                 server = start_api(port, env)
@@ -140,7 +143,8 @@ def main() -> None:
                 results["load_phase_with_keys"] = load_phase(port, targets, args, keyed_env, label="keys on")
                 print_auth_overhead(results["load_phase"], results["load_phase_with_keys"])
         Path(args.json).write_text(json.dumps(results, indent=2, default=str))
-        write_chart(results, args.chart)
+        if results["stages"]:
+            write_chart(results, args.chart)
         print(f"\nfigures written to {args.json}, chart to {args.chart}")
     finally:
         if server is not None:

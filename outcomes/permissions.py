@@ -17,6 +17,8 @@ There is no Basic authentication: a password sent with every request is what key
 from __future__ import annotations
 
 import re
+import threading
+import time
 
 from django.conf import settings
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
@@ -49,6 +51,37 @@ class KeyHolder:
         return self.username
 
 
+class _VerifiedKeys:
+    """Keys verified in the last ``API_KEY_CACHE_SECONDS``, per process: the database look-up
+    and ORM work cost about as much as answering a cached report. Expiry is still checked on
+    every request; a revocation reaches every process within that many seconds."""
+
+    def __init__(self) -> None:
+        self.keys: dict[str, tuple[APIKey, float]] = {}
+        self.lock = threading.Lock()
+
+    def get(self, key: str) -> APIKey | None:
+        found = self.keys.get(key)
+        if found is None or time.monotonic() - found[1] > settings.API_KEY_CACHE_SECONDS:
+            return None
+        return found[0]
+
+    def put(self, key: str, api_key: APIKey) -> None:
+        if settings.API_KEY_CACHE_SECONDS <= 0:
+            return
+        with self.lock:
+            if len(self.keys) >= 10_000:
+                self.keys.clear()
+            self.keys[key] = (api_key, time.monotonic())
+
+    def clear(self) -> None:
+        with self.lock:
+            self.keys.clear()
+
+
+verified_keys = _VerifiedKeys()
+
+
 class APIKeyAuthentication(BaseAuthentication):
     keyword = KeyParser.keyword
 
@@ -61,13 +94,17 @@ class APIKeyAuthentication(BaseAuthentication):
             # e.g. Basic: refused rather than ignored, so a client sending a password learns
             # at once that it is not accepted (the header itself is never echoed).
             raise AuthenticationFailed(f"Unsupported authorization scheme: send 'Authorization: {self.keyword} <key>'.")
-        if not _KEY.fullmatch(key.strip()):
+        key = key.strip()
+        if not _KEY.fullmatch(key):
             raise AuthenticationFailed("Invalid API key.")
-        try:
-            api_key = APIKey.objects.get_from_key(key.strip())
-        except APIKey.DoesNotExist:
-            # Unknown prefix, wrong secret, or revoked (the library only looks among usable keys).
-            raise AuthenticationFailed("Invalid or revoked API key.") from None
+        api_key = verified_keys.get(key)
+        if api_key is None:
+            try:
+                api_key = APIKey.objects.get_from_key(key)
+            except APIKey.DoesNotExist:
+                # Unknown prefix, wrong secret, or revoked (the library only looks among usable keys).
+                raise AuthenticationFailed("Invalid or revoked API key.") from None
+            verified_keys.put(key, api_key)
         if api_key.has_expired:
             raise AuthenticationFailed("This API key has expired.")
         return KeyHolder(api_key), api_key

@@ -1,5 +1,6 @@
-"""JSON rendering with orjson: the same bytes DRF's JSONRenderer writes for this API's data,
-several times faster — a 1,440-bucket time series renders in about 1 ms instead of 6."""
+"""JSON with orjson. Rendering: the same bytes DRF's JSONRenderer writes for this API's data,
+several times faster — a 1,440-bucket time series renders in about 1 ms instead of 6.
+Parsing: stricter than the standard library's, and never a 500 on hostile input."""
 
 from __future__ import annotations
 
@@ -7,6 +8,8 @@ from decimal import Decimal
 
 import orjson
 from django.utils.functional import Promise
+from rest_framework.exceptions import ParseError
+from rest_framework.parsers import JSONParser
 from rest_framework.renderers import JSONRenderer
 
 
@@ -27,3 +30,16 @@ class FastJSONRenderer(JSONRenderer):
         if renderer_context and self.get_indent(accepted_media_type, renderer_context):
             return super().render(data, accepted_media_type, renderer_context)  # ?indent= for humans
         return orjson.dumps(data, default=_default, option=orjson.OPT_NON_STR_KEYS)
+
+
+class StrictJSONParser(JSONParser):
+    """Request bodies parsed with orjson: strict UTF-8, NaN/Infinity refused, and nesting
+    deeper than 1,024 levels a 400 (the standard library's parser hits Python's recursion
+    limit there, a 500)."""
+
+    def parse(self, stream, media_type=None, parser_context=None):
+        data = stream.read() if stream is not None else b""
+        try:
+            return orjson.loads(data)
+        except orjson.JSONDecodeError as exc:
+            raise ParseError(f"JSON parse error - {exc}") from None

@@ -27,7 +27,8 @@ logger = logging.getLogger(__name__)
 
 
 class RedisCounters:
-    """Window counters in Redis: INCR and EXPIRE in one round trip."""
+    """Window counters in Redis: one INCR per request (keys name their window, so a key
+    that missed its EXPIRE is merely never read again)."""
 
     def __init__(self, url: str) -> None:
         import redis
@@ -35,10 +36,10 @@ class RedisCounters:
         self.client = redis.Redis.from_url(url, socket_timeout=0.5, socket_connect_timeout=0.5)
 
     def hit(self, key: str, ttl: int) -> int:
-        pipe = self.client.pipeline(transaction=False)
-        pipe.incr(key)
-        pipe.expire(key, ttl)
-        return int(pipe.execute()[0])
+        count = int(self.client.incr(key))
+        if count == 1:  # the window's first request sets its expiry (one round trip otherwise)
+            self.client.expire(key, ttl)
+        return count
 
 
 class LocalCounters:

@@ -20,12 +20,12 @@ from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import status, viewsets
 from rest_framework.decorators import action
 from rest_framework.exceptions import APIException, NotFound, ValidationError
-from rest_framework.parsers import JSONParser
 from rest_framework.response import Response
 
 from outcomes import cache, queries, writes
 from outcomes.filters import FILTER_PARAMS, OutcomeFilter
 from outcomes.pagination import OutcomePagination
+from outcomes.renderers import StrictJSONParser
 from outcomes.serializers import (
     AuctionOutcomeSerializer,
     BreakdownParams,
@@ -109,7 +109,7 @@ class AuctionOutcomeViewSet(viewsets.ModelViewSet):
 
     serializer_class = AuctionOutcomeSerializer
     filterset_class = OutcomeFilter
-    parser_classes = [JSONParser]  # bodies are JSON documents, like the messages on the topic
+    parser_classes = [StrictJSONParser]  # bodies are JSON documents, like the messages on the topic
 
     def get_queryset(self):
         return queries.outcome_list(winners_only=self.action == "winners")

@@ -67,3 +67,51 @@ def test_a_query_over_the_statement_timeout_is_a_503_and_the_next_request_works(
         blocker.rollback()
         blocker.close()
     assert client.get(URL, {"user_id": "user-1"}).status_code == 200
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    "body",
+    [
+        b'{"bid_id": "\xff\xfe", "user_id": "u", "win_status": false, "bid_price": 1}',  # invalid UTF-8
+        b'{"bid_id": "a\\u0000b", "user_id": "u", "win_status": false, "bid_price": 1}',  # NUL
+        b'{"bid_id": "b", "user_id": "u", "win_status": false, "bid_price": 1e400}',  # huge number
+        b'{"bid_id": "b", "user_id": "u", "win_status": false, "bid_price": 12345678901234567890}',
+        b'{"bid_id": "b", "user_id": "\x01", "win_status": false, "bid_price": 1}',  # raw control byte
+        b"\x00\x00",
+        b"[" * 100_000,  # deep nesting
+    ],
+)
+def test_hostile_bodies_are_a_4xx(body):
+    from django.contrib.auth.models import User
+
+    staff = APIClient()
+    staff.force_authenticate(User.objects.create_user("staff", is_staff=True))
+    response = staff.post(URL, body, content_type="application/json")
+    assert 400 <= response.status_code < 500, response.content[:300]
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    "query",
+    [
+        "page=99999999999999999999999",
+        "page_size=-1",
+        "min_price=1e999",
+        "start=9999-12-31T23:59:59-23:59",
+        "start=%ff%fe",  # invalid UTF-8, percent-encoded
+        "user_id=" + "x" * 5000,
+        "ordering=" + ",".join(["id"] * 500),
+    ],
+)
+def test_hostile_parameters_are_answered_not_a_500(query):
+    response = APIClient().get(f"{URL}?{query}")
+    assert response.status_code in (200, 400, 404), (query, response.status_code, response.content[:300])
+
+
+@pytest.mark.django_db
+def test_hostile_headers_are_answered_not_a_500():
+    client = APIClient()
+    assert client.get(URL, HTTP_X_REQUEST_ID="\x00\x01").status_code == 200
+    assert client.get(URL, HTTP_AUTHORIZATION="Api-Key \x00\x00").status_code == 401
+    assert client.get(URL, HTTP_AUTHORIZATION="\x7f").status_code == 401

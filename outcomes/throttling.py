@@ -1,9 +1,13 @@
 """Request rate limits per API key (per login, per client address when anonymous), shared
 by every API process through one store (Redis: ``REDIS_URL``).
 
-Fixed windows counted with one atomic ``INCR`` per request: a window's count is exact
-across processes and pods, and a request over the limit is a 429 whose ``Retry-After`` is
-the time left in the window. Counters live in Redis, not PostgreSQL, on purpose: a write
+Fixed windows counted atomically in Redis: a process takes requests from a window's
+shared counter in leases (``INCRBY`` of 1 for limits under 400 per window, of 1/200 of the
+limit — at most 50 — above), so the store sees one call per lease rather than per request.
+Admissions across all processes never exceed the limit; a process may hold back at most
+one lease's unused part when the window closes, so a client can be refused up to that
+many requests early. A request over the limit is a 429 whose ``Retry-After`` is the time
+left in the window. Counters live in Redis, not PostgreSQL, on purpose: a write
 per request would move the database snapshot on every request and defeat the snapshot
 cache (``outcomes/cache.py``).
 
@@ -35,9 +39,9 @@ class RedisCounters:
 
         self.client = redis.Redis.from_url(url, socket_timeout=0.5, socket_connect_timeout=0.5)
 
-    def hit(self, key: str, ttl: int) -> int:
-        count = int(self.client.incr(key))
-        if count == 1:  # the window's first request sets its expiry (one round trip otherwise)
+    def hit(self, key: str, ttl: int, amount: int = 1) -> int:
+        count = int(self.client.incrby(key, amount))
+        if count == amount:  # the window's first lease sets its expiry (one round trip otherwise)
             self.client.expire(key, ttl)
         return count
 
@@ -49,14 +53,14 @@ class LocalCounters:
         self.counts: dict[str, tuple[int, float]] = {}
         self.lock = threading.Lock()
 
-    def hit(self, key: str, ttl: int) -> int:
+    def hit(self, key: str, ttl: int, amount: int = 1) -> int:
         now = time.monotonic()
         with self.lock:
             if len(self.counts) > 10_000:
                 self.counts = {k: v for k, v in self.counts.items() if v[1] > now}
             count, expires = self.counts.get(key, (0, now + ttl))
-            self.counts[key] = (count + 1, expires)
-            return count + 1
+            self.counts[key] = (count + amount, expires)
+            return count + amount
 
 
 _COUNTERS: dict[str, RedisCounters | LocalCounters] = {}
@@ -70,6 +74,37 @@ def counters() -> RedisCounters | LocalCounters:
         with _COUNTERS_LOCK:
             store = _COUNTERS.get(url) or _COUNTERS.setdefault(url, RedisCounters(url) if url else LocalCounters())
     return store
+
+
+class _Leases:
+    """Requests this process may still admit per window key, taken from the shared counter
+    in leases: the store sees one INCRBY per lease, not per request."""
+
+    def __init__(self) -> None:
+        self.remaining: dict[str, int] = {}
+        self.lock = threading.Lock()
+
+    def take(self, key: str) -> bool:
+        with self.lock:
+            left = self.remaining.get(key, 0)
+            if left <= 0:
+                return False
+            self.remaining[key] = left - 1
+            return True
+
+    def add(self, key: str, tokens: int) -> None:
+        with self.lock:
+            if len(self.remaining) > 10_000:  # keys name their window: old ones are dead
+                self.remaining.clear()
+            self.remaining[key] = self.remaining.get(key, 0) + tokens
+
+
+_leases = _Leases()
+
+
+def lease_size(limit: int) -> int:
+    """1 (exact) for limits under 400 per window; 1/200 of larger ones, at most 50."""
+    return max(1, min(50, limit // 200))
 
 
 class SharedRateThrottle(BaseThrottle):
@@ -93,14 +128,19 @@ class SharedRateThrottle(BaseThrottle):
         now = time.time()
         window = int(now // period)
         key = f"rl:{who}:{period}:{window}"
+        if _leases.take(key):
+            return True
+        lease = lease_size(limit)
         try:
-            count = counters().hit(key, period + 1)
+            count = counters().hit(key, period + 1, lease)
         except Exception:  # noqa: BLE001 - any store failure: fail open, loudly
             logger.warning("rate-limit store unavailable; request allowed", exc_info=True)
             return True
-        if count > limit:
+        granted = min(lease, limit - (count - lease))  # the part of this lease under the limit
+        if granted <= 0:
             self.retry_after = (window + 1) * period - now
             return False
+        _leases.add(key, granted - 1)  # one is this request's
         return True
 
     def wait(self) -> float | None:

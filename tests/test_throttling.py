@@ -137,3 +137,28 @@ def test_a_client_cannot_choose_its_own_address(redis_limits):
         return [client.get("/api/outcomes/stats/", HTTP_X_FORWARDED_FOR=f"10.0.0.{i}").status_code for i in range(3)]
 
     assert _within_one_window(3600, run) == [200, 200, 429]
+
+
+def test_leases_never_admit_more_than_the_limit_across_processes(settings, monkeypatch):
+    """Two processes (two lease tables) taking from one shared counter, through the throttle."""
+    from types import SimpleNamespace
+
+    from outcomes import throttling
+
+    store = throttling.LocalCounters()
+    monkeypatch.setattr(throttling, "counters", lambda: store)
+    settings.API_RATE_LIMIT_ANON = "1000/hour"  # leases of 5
+    assert throttling.lease_size(1000) == 5
+    tables = [throttling._Leases(), throttling._Leases()]
+    request = SimpleNamespace(auth=None, user=None, META={"REMOTE_ADDR": "10.9.8.7"}, headers={})
+
+    def admitted() -> int:
+        count = 0
+        for i in range(3_000):
+            monkeypatch.setattr(throttling, "_leases", tables[i % 2])
+            count += throttling.SharedRateThrottle().allow_request(request, None)
+        return count
+
+    total = _within_one_window(3600, admitted)
+    assert 1000 - 2 * 5 <= total <= 1000
+    assert throttling.lease_size(399) == 1 and throttling.lease_size(400) == 2 and throttling.lease_size(10**9) == 50

@@ -95,7 +95,13 @@ def test_kill_9_at_random_points_loses_and_duplicates_nothing(make_topic, produc
         left = remaining(topic, len(values))
         assert left > 0, "the stream ran out before ten kills; make it longer"
         proc = consumer_process(*args, "--max-messages", str(left))
-        time.sleep(rng.uniform(0.8, 2.5))  # start-up is ~1 s, so kills land before, during and after writes
+        # Joining the group waits out the killed member's session (3 s), so time the kill from
+        # the assignment: its fetches and writes start at once, and a random delay within a
+        # few batches lands kills before, during and after writes.
+        deadline = time.monotonic() + 60
+        while "partitions assigned" not in proc.log() and time.monotonic() < deadline:
+            time.sleep(0.02)
+        time.sleep(rng.uniform(0.0, 0.8))
         proc.process.send_signal(signal.SIGKILL)
         proc.wait(timeout=30)
         kills += 1

@@ -22,6 +22,9 @@ def _positive(value: str) -> int:
 
 class Command(BaseCommand):
     help = "Consume auction outcomes from Kafka and store them in PostgreSQL, exactly once."
+    # The system checks import the whole HTTP side (URLs, the schema generator): a second
+    # of start-up a restarted consumer does not need. Deployments run `manage.py check`.
+    requires_system_checks = []
 
     def add_arguments(self, parser):
         parser.add_argument(

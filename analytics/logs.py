@@ -89,8 +89,9 @@ class JsonLineFormatter(JsonFormatter):
                     log_record[field] = int(value) if field in ("status", "bytes", "duration_ms") else value
 
 
-def gunicorn_logconfig(level: str, *, access: bool) -> dict:
-    """gunicorn's ``logconfig_dict``: its error and access loggers, as JSON on stdout."""
+def json_logging(level: str, loggers: dict) -> dict:
+    """A ``logging.config.dictConfig`` dict: one JSON line per record on stdout, with the
+    request id, for the root logger at ``level`` and the given ``loggers``."""
     return {
         "version": 1,
         "disable_existing_loggers": False,
@@ -105,9 +106,17 @@ def gunicorn_logconfig(level: str, *, access: bool) -> dict:
             }
         },
         "root": {"handlers": ["stdout"], "level": level},
-        "loggers": {
+        "loggers": loggers,
+    }
+
+
+def gunicorn_logconfig(level: str, *, access: bool) -> dict:
+    """gunicorn's ``logconfig_dict``: its error and access loggers, as JSON on stdout."""
+    return json_logging(
+        level,
+        {
             "gunicorn.error": {"handlers": ["stdout"], "level": level, "propagate": False},
             # With a logconfig_dict gunicorn always emits access records: the level drops them.
             "gunicorn.access": {"handlers": ["stdout"], "level": "INFO" if access else "CRITICAL", "propagate": False},
         },
-    }
+    )

@@ -13,6 +13,7 @@ from django.core.exceptions import ImproperlyConfigured
 
 from analytics.consumer_settings import ConsumerSettings
 from analytics.env import env_bool, env_int, env_list, env_str, parse_rate
+from analytics.logs import json_logging
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -252,21 +253,9 @@ LOG_LEVEL = env_str("LOG_LEVEL", "INFO").upper()
 if LOG_LEVEL not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
     raise ImproperlyConfigured(f"LOG_LEVEL={LOG_LEVEL!r} is not one of DEBUG, INFO, WARNING, ERROR, CRITICAL.")
 
-LOGGING = {
-    "version": 1,
-    "disable_existing_loggers": False,
-    "formatters": {"json": {"()": "analytics.logs.JsonLineFormatter"}},
-    "filters": {"request_id": {"()": "analytics.logs.RequestIdFilter"}},
-    "handlers": {
-        "stdout": {
-            "class": "logging.StreamHandler",
-            "formatter": "json",
-            "filters": ["request_id"],
-            "stream": "ext://sys.stdout",
-        },
-    },
-    "root": {"handlers": ["stdout"], "level": LOG_LEVEL},
-    "loggers": {
+LOGGING = json_logging(
+    LOG_LEVEL,
+    {
         # Django's own default handlers print plain text (under DEBUG, every 4xx twice):
         # removed, so its records reach the JSON handler once, through the root.
         "django": {"handlers": [], "level": LOG_LEVEL, "propagate": True},
@@ -274,4 +263,4 @@ LOGGING = {
         "kafka": {"level": env_str("KAFKA_LOG_LEVEL", "WARNING").upper()},
         "django.db.backends": {"level": "INFO"},
     },
-}
+)

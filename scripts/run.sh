@@ -22,7 +22,7 @@ cleanup() {
   echo "stopping producer, consumer and API…"
   for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
   wait 2>/dev/null || true
-  echo "stopped (PostgreSQL and Kafka keep running; 'scripts/services.sh down' stops them)"
+  echo "stopped (PostgreSQL, Kafka and Redis keep running; 'scripts/services.sh down' stops them)"
 }
 trap 'cleanup; exit 0' INT TERM
 trap cleanup EXIT

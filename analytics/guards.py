@@ -25,7 +25,10 @@ from django.db.backends.signals import connection_created
 from django.http import JsonResponse
 
 logger = logging.getLogger(__name__)
-_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")  # tab, LF and CR are left to the filters
+# Refused in query parameters (tab, LF and CR are left to the filters); the OpenAPI schema
+# states the same set (outcomes.schema).
+CONTROL_CHARACTERS = r"\x00-\x08\x0b\x0c\x0e-\x1f\x7f"
+_CONTROL = re.compile(f"[{CONTROL_CHARACTERS}]")
 _QUERY_CANCELED = "57014"
 # True while this thread answers an HTTP request: connections made then get the timeout,
 # those of other threads (an in-process consumer, commands) do not.

@@ -7,6 +7,8 @@ from django.conf import settings
 from drf_spectacular.openapi import AutoSchema
 from rest_framework.permissions import SAFE_METHODS
 
+from analytics.guards import CONTROL_CHARACTERS
+
 _ERROR = {
     "type": "object",
     "properties": {"detail": {"type": "string"}},
@@ -20,7 +22,7 @@ _FIELD_ERRORS = {
 }
 # Query parameters, as strictly as the API checks them. An empty value is a 400 (but for
 # ``cursor``, where it starts a walk).
-_TEXT = "^[^\\u0000-\\u0008\\u000b\\u000c\\u000e-\\u001f\\u007f]*$"  # the guards refuse control characters
+_TEXT = f"^[^{CONTROL_CHARACTERS}]*$"  # what the guards let through
 
 
 def _param_schemas() -> dict[str, dict]:

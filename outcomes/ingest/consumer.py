@@ -332,7 +332,14 @@ class OutcomeConsumer:
         batch = self._pending
         self._pending = Batch()
         prepared = prepare_batch(batch)
+        generation = self._generation
         self._wait_in_flight()
+        if generation != self._generation:
+            # The previous write was fenced off and every partition was sought back to its
+            # stored offset: this batch lies beyond it and will be read again.
+            self.summary.consumed -= len(batch)
+            logger.info("dropped a batch read before the offsets were re-read", extra={"messages": len(batch)})
+            return
         for tp in {TopicPartition(p.topic, p.partition) for p in _positions(batch)}:
             prepared.progress[(tp.topic, tp.partition)] = PartitionProgress(self._stored.get(tp), self._read_to[tp])
         stage_first = self._stage_first_batches > 0

@@ -7,7 +7,7 @@
 * ``ScopedAccess`` then asks for the scope the request needs: ``read`` for GET/HEAD/OPTIONS
   (nothing at all when ``API_READ_ACCESS=public``), ``write`` to create or update outcomes,
   ``admin`` to delete them; ``admin`` includes the other two. People logged in to the admin
-  (session) may read, and staff may also write, through the browsable API.
+  (session) may read if staff or allowed to view outcomes there, and staff may also write, through the browsable API.
 * No credentials where some are needed is a 401 with ``WWW-Authenticate: Api-Key``;
   valid credentials without the scope are a 403 naming it.
 
@@ -119,6 +119,16 @@ def required_scope(method: str) -> str:
     return "admin" if method == "DELETE" else "write"
 
 
+READ_PERMISSION = "outcomes.view_auctionoutcome"
+
+
+def user_may_read(user) -> bool:
+    """A person (session) may read outcomes: staff, or whoever may view them in the admin."""
+    if not (user and user.is_authenticated and user.is_active) or isinstance(user, KeyHolder):
+        return False
+    return bool(user.is_staff or user.has_perm(READ_PERMISSION))
+
+
 class ScopedAccess(BasePermission):
     def has_permission(self, request, view) -> bool:
         scope = required_scope(request.method)
@@ -129,7 +139,11 @@ class ScopedAccess(BasePermission):
             return False
         user = request.user
         if scope == "read":
-            return settings.API_READ_ACCESS == "public" or bool(user and user.is_authenticated)
+            if settings.API_READ_ACCESS == "public" or user_may_read(user):
+                return True
+            if user and user.is_authenticated:
+                self.message = "Reading outcomes needs staff status or the 'view auction outcome' permission."
+            return False
         if user and user.is_authenticated and not user.is_staff:
             self.message = "Changing outcomes needs an API key with the write scope (or a staff login)."
         return bool(user and user.is_authenticated and user.is_staff)

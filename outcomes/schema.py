@@ -78,9 +78,9 @@ class ScopedAutoSchema(AutoSchema):
         return parameters
 
     def _get_filter_parameters(self):
-        """Only lists take the list's filter set (with ``ordering``); reports declare their own
-        parameters, and refuse ``ordering``/``page``."""
-        if getattr(self.view, "action", None) not in ("list", "winners"):
+        """Only lists and the export take the list's filter set (with ``ordering``); reports
+        declare their own parameters, and refuse ``ordering``/``page``."""
+        if getattr(self.view, "action", None) not in ("list", "winners", "export"):
             return []
         return super()._get_filter_parameters()
 
@@ -92,7 +92,7 @@ class ScopedAutoSchema(AutoSchema):
             if code.startswith("2"):
                 headers = response.setdefault("headers", {})
                 headers["X-Request-ID"] = {**_STR_HEADER, "description": "The request id (echoed or made)."}
-                if self.method == "GET":
+                if self.method == "GET" and getattr(self.view, "action", None) not in (None, "export"):
                     headers["X-Cache"] = {**_STR_HEADER, "description": "HIT, MISS or BYPASS (snapshot cache)."}
         action = getattr(self.view, "action", None)
         detail = "{" in self.path or action in ("list", "winners")  # a page past the end is a 404 too

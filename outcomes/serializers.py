@@ -36,6 +36,11 @@ class _OptionalText(serializers.CharField):
     pass
 
 
+@extend_schema_field({"type": "string", "pattern": _NO_NUL})
+class _Interest(serializers.CharField):
+    pass
+
+
 class _Price(serializers.DecimalField):
     def __init__(self, **kwargs):
         super().__init__(max_digits=10, decimal_places=2, **kwargs)
@@ -73,7 +78,7 @@ class OutcomeWriteSerializer(serializers.Serializer):
     currency = _Currency(required=False)
     enriched = serializers.BooleanField(required=False, default=False)
     user_interests = serializers.ListField(
-        child=serializers.CharField(allow_blank=True),
+        child=_Interest(allow_blank=True),
         required=False,
         allow_null=True,
         max_length=100,
@@ -268,6 +273,55 @@ class ReachSerializer(serializers.Serializer):
     relative_standard_error = serializers.FloatField(
         required=False, help_text="The sketch's relative standard error (estimates only)."
     )
+
+
+# ---------------------------------------------------------------------------- ingestion
+class IngestionPartitionSerializer(serializers.Serializer):
+    partition = serializers.IntegerField()
+    stored_offset = serializers.IntegerField(allow_null=True, help_text="Next offset the consumer will store.")
+    end_offset = serializers.IntegerField(allow_null=True, help_text="The partition's end in Kafka (null: unknown).")
+    lag = serializers.IntegerField(allow_null=True, help_text="Messages in Kafka not yet stored (null: unknown).")
+    updated_at = serializers.DateTimeField(allow_null=True, help_text="When the consumer last moved this offset.")
+
+
+class DeadLetterReasonSerializer(serializers.Serializer):
+    reason = serializers.CharField(help_text="The code, as `replay_dead_letters --reason` takes it.")
+    label = serializers.CharField()
+    count = serializers.IntegerField(help_text="Dead letters not replayed yet.")
+    last_hour = serializers.IntegerField()
+
+
+class DeadLettersSerializer(serializers.Serializer):
+    unreplayed = serializers.IntegerField()
+    last_hour = serializers.IntegerField()
+    last_at = serializers.DateTimeField(allow_null=True)
+    by_reason = DeadLetterReasonSerializer(many=True)
+
+
+class BrokerSerializer(serializers.Serializer):
+    reachable = serializers.BooleanField()
+    error = serializers.CharField(allow_blank=True)
+
+
+class IngestionSerializer(serializers.Serializer):
+    status = serializers.ChoiceField(
+        choices=["flowing", "idle", "stalled", "unknown"],
+        help_text="flowing: storing messages; idle: caught up, no traffic; stalled: messages wait and the "
+        "consumer does not move; unknown: Kafka did not answer.",
+    )
+    status_detail = serializers.CharField()
+    checked_at = serializers.DateTimeField()
+    topic = serializers.CharField()
+    consumer_group = serializers.CharField()
+    broker = BrokerSerializer()
+    lag = serializers.IntegerField(allow_null=True, help_text="Total over the partitions (null: Kafka unknown).")
+    partitions = IngestionPartitionSerializer(many=True)
+    last_progress_at = serializers.DateTimeField(allow_null=True)
+    last_stored_at = serializers.DateTimeField(allow_null=True)
+    last_stored_age_seconds = serializers.FloatField(allow_null=True)
+    stored_last_minute = serializers.IntegerField(help_text="Outcomes stored in the last 60 s (from the id sequence).")
+    stored_per_second = serializers.FloatField()
+    dead_letters = DeadLettersSerializer()
 
 
 # ---------------------------------------------------------------------------- report parameters

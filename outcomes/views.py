@@ -14,15 +14,20 @@ from __future__ import annotations
 from dataclasses import replace
 from zoneinfo import ZoneInfo
 
+from django.http import StreamingHttpResponse
+from django.utils import timezone
 from django_filters import rest_framework as filters
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import status, viewsets
 from rest_framework.decorators import action
 from rest_framework.exceptions import APIException, NotFound, ValidationError
+from rest_framework.renderers import JSONRenderer
 from rest_framework.response import Response
+from rest_framework.views import APIView
 
-from outcomes import cache, queries, writes
+from analytics.dbrouting import read_alias
+from outcomes import cache, exports, ingestion, queries, writes
 from outcomes.filters import FILTER_PARAMS, OutcomeFilter
 from outcomes.pagination import OutcomePagination
 from outcomes.renderers import StrictJSONParser
@@ -33,6 +38,7 @@ from outcomes.serializers import (
     DailyStatsSerializer,
     HistogramParams,
     HistogramSerializer,
+    IngestionSerializer,
     OutcomeWriteSerializer,
     ReachSerializer,
     ReportStatsSerializer,
@@ -52,7 +58,16 @@ _ALLOWED_PARAMS = {
     "timeseries": _REPORT_FILTERS | set(TimeseriesParams().fields) | _ALWAYS,
     "breakdown": _REPORT_FILTERS | set(BreakdownParams().fields) | _ALWAYS,
     "histogram": _REPORT_FILTERS | set(HistogramParams().fields) | _ALWAYS,
+    "export": FILTER_PARAMS | _ALWAYS,
 }
+
+
+def _chained(first, rest):
+    try:
+        yield first
+        yield from rest
+    finally:
+        rest.close()  # also when the client left before the first chunk was sent
 
 
 def _filter_parameters() -> list[OpenApiParameter]:
@@ -113,6 +128,15 @@ class AuctionOutcomeViewSet(viewsets.ModelViewSet):
 
     def get_queryset(self):
         return queries.outcome_list(winners_only=self.action == "winners")
+
+    def perform_content_negotiation(self, request, force=False):
+        export = self.action == "export" or (
+            self.action is None and request.query_params.get("format") in exports.FORMATS  # a 405 to come
+        )
+        if export:
+            # ``format`` names the export's format (csv, ndjson), not a renderer; errors are JSON.
+            return JSONRenderer(), JSONRenderer.media_type
+        return super().perform_content_negotiation(request, force)
 
     def initial(self, request, *args, **kwargs):
         super().initial(request, *args, **kwargs)
@@ -252,6 +276,42 @@ class AuctionOutcomeViewSet(viewsets.ModelViewSet):
     def reach(self, request):
         return _cached(request, lambda: _report(*queries.outcome_reach(query=self._query())))
 
+    # ------------------------------------------------------------------ exports
+    @extend_schema(
+        summary="Every filtered outcome, streamed as CSV (with a header row) or NDJSON (one object per line).",
+        description=(
+            "Columns: " + ", ".join(exports.COLUMNS) + ". Decimals are exact strings, timestamps ISO 8601 UTC "
+            "(`Z`), `user_interests` a JSON array, `site_domain` empty when the message had none. Ordered by "
+            "event time then id unless `ordering` says otherwise. Streams in constant memory: nothing is "
+            "counted or buffered first, so there is no size limit and no total."
+        ),
+        parameters=[
+            OpenApiParameter(
+                "format", OpenApiTypes.STR, enum=sorted(exports.FORMATS), default="csv", description="File format."
+            ),
+        ],
+        responses={
+            (200, "text/csv"): OpenApiTypes.STR,
+            (200, "application/x-ndjson"): OpenApiTypes.STR,
+        },
+    )
+    @action(detail=False, methods=["get"], pagination_class=None)
+    def export(self, request):
+        name = request.query_params.get("format", "csv")
+        export_format = exports.FORMATS.get(name)
+        if export_format is None:
+            raise ValidationError({"format": [f"Unknown export format {name[:20]!r}: use csv or ndjson."]})
+        queryset = self._filterset().qs
+        if not queryset.query.order_by:
+            queryset = queryset.order_by(*exports.DEFAULT_ORDERING)
+        chunks = exports.stream(queryset, export_format, using=read_alias())
+        first = next(chunks)  # opens the cursor: a database error is still a plain error response
+        response = StreamingHttpResponse(_chained(first, chunks), content_type=export_format.content_type)
+        stamp = timezone.now().strftime("%Y%m%dT%H%M%SZ")
+        response["Content-Disposition"] = f'attachment; filename="outcomes-{stamp}.{export_format.extension}"'
+        response["Cache-Control"] = "no-store"
+        return response
+
     # ------------------------------------------------------------------ writes
     @extend_schema(request=OutcomeWriteSerializer)
     def create(self, request, *args, **kwargs):
@@ -291,3 +351,18 @@ class AuctionOutcomeViewSet(viewsets.ModelViewSet):
             raise ValidationError(exc.errors) from None
         except writes.OutcomeNotFound:
             raise NotFound() from None
+
+
+class IngestionView(APIView):
+    """Is ingestion keeping up, or is there no traffic? (``outcomes.ingestion``)"""
+
+    @extend_schema(
+        summary="Consumer lag per partition, last stored outcome, throughput, dead letters, and a status.",
+        responses=IngestionSerializer,
+    )
+    def get(self, request):
+        unknown = sorted(set(request.query_params) - _ALWAYS)
+        if unknown:
+            message = "Unknown query parameter: this endpoint takes none."
+            raise ValidationError({name[:60]: [message] for name in unknown})
+        return Response(ingestion.ingestion_status(using=read_alias()), headers={"Cache-Control": "no-store"})

@@ -13,7 +13,7 @@ import itertools
 from datetime import timedelta
 
 import pytest
-from django.contrib.auth.models import User
+from django.contrib.auth.models import Permission, User
 from django.core.management import CommandError, call_command
 from django.utils import timezone
 from drf_spectacular.generators import SchemaGenerator
@@ -33,10 +33,7 @@ def operations() -> list[tuple[str, str]]:
     """(method, path template) of every API operation the schema documents."""
     schema = SchemaGenerator().get_schema(request=None, public=True)
     return sorted(
-        (method.upper(), path)
-        for path, item in schema["paths"].items()
-        for method in item
-        if path.startswith("/api/outcomes/")
+        (method.upper(), path) for path, item in schema["paths"].items() for method in item if path.startswith("/api/")
     )
 
 
@@ -61,7 +58,10 @@ def call(client: APIClient, method: str, path: str, credential: str | None, outc
     headers = {"HTTP_AUTHORIZATION": credential} if credential is not None else {}
     data = body(method, bid_id, path)
     if method == "GET":
-        return client.get(path, data, **headers), bid_id
+        response = client.get(path, data, **headers)
+        if response.streaming:  # the export: read to the end (the test client then closes it)
+            response.content_read = b"".join(response.streaming_content)
+        return response, bid_id
     return getattr(client, method.lower())(path, data, format="json", **headers), bid_id
 
 
@@ -101,7 +101,9 @@ def test_the_walk_covers_every_operation():
     found = operations()
     assert ("GET", "/api/outcomes/stats/") in found
     assert {m for m, _ in found} == {"GET", "POST", "PUT", "PATCH", "DELETE"}
-    assert len(found) == 13  # 8 reads of lists and reports, retrieve, create, two updates, delete
+    assert ("GET", "/api/ingestion/") in found and ("GET", "/api/outcomes/export/") in found
+    # 8 reads of lists and reports, the export, ingestion, retrieve, create, two updates, delete
+    assert len(found) == 15
 
 
 @pytest.mark.parametrize("read_access", ["authenticated", "public"])
@@ -159,11 +161,18 @@ def test_the_schema_is_read_like_the_api(settings):
 def test_people_use_the_session(settings, outcome_factory):
     settings.API_READ_ACCESS = "authenticated"
     (row,) = outcome_factory(1)
-    person, staff = APIClient(), APIClient()
-    person.force_login(User.objects.create_user("reader", password="pw"))
+    person, reader, staff = APIClient(), APIClient(), APIClient()
+    person.force_login(User.objects.create_user("someone", password="pw"))
+    reader_user = User.objects.create_user("reader", password="pw")
+    reader_user.user_permissions.add(Permission.objects.get(codename="view_auctionoutcome"))
+    reader.force_login(reader_user)
     staff.force_login(User.objects.create_user("staff", password="pw", is_staff=True))
-    assert person.get("/api/outcomes/").status_code == 200
-    assert person.patch(f"/api/outcomes/{row.id}/", {"user_id": "x"}, format="json").status_code == 403
+    # A login alone is not enough to read: staff, or the permission to view outcomes in the admin.
+    refused = person.get("/api/outcomes/")
+    assert refused.status_code == 403 and "view auction outcome" in refused.json()["detail"]
+    assert reader.get("/api/outcomes/").status_code == 200
+    assert staff.get("/api/outcomes/").status_code == 200
+    assert reader.patch(f"/api/outcomes/{row.id}/", {"user_id": "x"}, format="json").status_code == 403
     assert staff.patch(f"/api/outcomes/{row.id}/", {"user_id": "x"}, format="json").status_code == 200
 
 

@@ -1,0 +1,152 @@
+"""GET /api/outcomes/export/: CSV and NDJSON streamed from a server-side cursor."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import socket
+import time
+from datetime import UTC, datetime
+from decimal import Decimal
+
+import pytest
+from django.db import connection
+from rest_framework.test import APIClient
+
+from outcomes import exports
+from outcomes.writes import OUTCOME_TABLE
+from tests.servers import free_port, start_api, stop
+
+pytestmark = pytest.mark.django_db
+
+
+def body(response) -> str:
+    assert response.streaming
+    return b"".join(response.streaming_content).decode()
+
+
+def test_csv_has_a_header_exact_decimals_and_utc_times(outcome_factory):
+    late, early = outcome_factory(
+        2, auction_timestamp=datetime(2026, 3, 1, 12, 0, 0, 250000, tzinfo=UTC), win_price=Decimal("0.10")
+    )
+    outcome_factory(1, auction_timestamp=datetime(2026, 2, 1, tzinfo=UTC), site_domain="", user_interests=["a", 'b"c'])
+    response = APIClient().get("/api/outcomes/export/", {"format": "csv"})
+    assert response.status_code == 200
+    assert response["Content-Type"] == "text/csv; charset=utf-8"
+    assert response["Content-Disposition"].startswith('attachment; filename="outcomes-')
+    assert response["Content-Disposition"].endswith('.csv"')
+    rows = list(csv.reader(io.StringIO(body(response))))
+    assert rows[0] == list(exports.COLUMNS)
+    records = [dict(zip(rows[0], row, strict=True)) for row in rows[1:]]
+    # Ordered by event time, then id: the February outcome first.
+    assert [r["auction_timestamp"] for r in records] == [
+        "2026-02-01T00:00:00.000000Z",
+        "2026-03-01T12:00:00.250000Z",
+        "2026-03-01T12:00:00.250000Z",
+    ]
+    first = records[0]
+    assert first["site_domain"] == "" and json.loads(first["user_interests"]) == ["a", 'b"c']
+    assert records[1]["id"] == str(min(late.id, early.id))
+    assert records[1]["win_price"] == "0.10" and records[1]["bid_price"] == "1.00"
+    assert records[1]["win_status"] == "true" and records[1]["enriched"] == "true"
+    assert records[1]["timestamp"].endswith("Z") and "T" in records[1]["timestamp"]
+
+
+def test_ndjson_lines_are_objects_with_string_decimals(outcome_factory):
+    outcome_factory(2, currency="EUR", win_price=Decimal("0.05"))
+    outcome_factory(3, currency="USD")
+    response = APIClient().get("/api/outcomes/export/", {"format": "ndjson", "currency": "EUR"})
+    assert response["Content-Type"] == "application/x-ndjson"
+    assert response["Content-Disposition"].endswith('.ndjson"')
+    text = body(response)
+    assert text.endswith("\n")
+    lines = [json.loads(line) for line in text.splitlines()]
+    assert len(lines) == 2
+    assert all(list(line) == list(exports.COLUMNS) for line in lines)
+    assert {line["currency"] for line in lines} == {"EUR"}
+    assert lines[0]["win_price"] == "0.05" and isinstance(lines[0]["id"], int)
+    assert lines[0]["win_status"] is True and lines[0]["user_interests"] == ["sports"]
+    assert lines[0]["auction_timestamp"] == "2025-10-25T12:00:00.000000Z"
+
+
+def test_every_list_filter_and_the_window_apply(outcome_factory):
+    outcome_factory(2, user_id="alice", auction_timestamp=datetime(2026, 1, 1, tzinfo=UTC))
+    outcome_factory(1, user_id="alice", auction_timestamp=datetime(2026, 1, 3, tzinfo=UTC))
+    outcome_factory(1, user_id="bob", auction_timestamp=datetime(2026, 1, 1, tzinfo=UTC), win_status=False)
+    client = APIClient()
+    params = {"user_id": "alice", "start": "2026-01-01T00:00:00Z", "end": "2026-01-02T00:00:00Z", "format": "ndjson"}
+    assert len(body(client.get("/api/outcomes/export/", params)).splitlines()) == 2
+    lost = body(client.get("/api/outcomes/export/", {"win_status": "false", "format": "ndjson"}))
+    assert [json.loads(line)["user_id"] for line in lost.splitlines()] == ["bob"]
+    descending = body(client.get("/api/outcomes/export/", {"ordering": "-id", "format": "ndjson"}))
+    ids = [json.loads(line)["id"] for line in descending.splitlines()]
+    assert ids == sorted(ids, reverse=True) and len(ids) == 4
+
+
+def test_an_empty_export_is_only_the_header():
+    assert body(APIClient().get("/api/outcomes/export/")).splitlines() == [",".join(exports.COLUMNS)]
+    assert body(APIClient().get("/api/outcomes/export/", {"format": "ndjson"})) == ""
+
+
+@pytest.mark.parametrize(
+    ("params", "named"),
+    [
+        ({"format": "xml"}, "format"),
+        ({"currency": "usd"}, "currency"),
+        ({"start": "yesterday"}, "start"),
+        ({"page": "2"}, "page"),
+        ({"min_price": "5", "max_price": "1"}, "min_price"),
+    ],
+)
+def test_a_bad_parameter_is_a_400_before_any_row(params, named):
+    response = APIClient().get("/api/outcomes/export/", params)
+    assert response.status_code == 400 and not response.streaming
+    assert response["Content-Type"] == "application/json"
+    assert named in response.json()
+
+
+@pytest.mark.slow
+@pytest.mark.django_db(transaction=True)
+def test_a_client_that_leaves_frees_the_cursor_at_once():
+    rows = 150_000  # ~25 MB of CSV: far more than the socket buffers hold
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"""INSERT INTO {OUTCOME_TABLE} (bid_id, user_id, site_domain, win_status, win_price, bid_price,
+                    currency, enriched, user_interests, auction_timestamp, raw_data)
+                SELECT 'export-' || n, 'user-' || (n %% 1000), 'site.example', n %% 2 = 0, 0.5, 0.9, 'USD', true,
+                       '["sports", "news"]', now() - n * interval '1 second', '{{}}'
+                FROM generate_series(1, %s) AS n""",
+            [rows],
+        )
+    port = free_port()
+    server = start_api(port)
+    try:
+        sock = socket.create_connection(("127.0.0.1", port), timeout=10)
+        sock.sendall(b"GET /api/outcomes/export/?format=csv HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
+        head = sock.recv(65536)
+        assert head.startswith(b"HTTP/1.1 200") and b"text/csv" in head
+        assert exports_in_progress() == 1  # the server holds a cursor, stopped by the full socket
+        sock.close()
+        deadline = time.monotonic() + 5
+        while exports_in_progress() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert exports_in_progress() == 0, "the export's transaction outlived its client"
+        # The server is still fine afterwards.
+        check = socket.create_connection(("127.0.0.1", port), timeout=10)
+        check.sendall(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
+        assert check.recv(1024).startswith(b"HTTP/1.1 200")
+        check.close()
+    finally:
+        stop(server)
+
+
+def exports_in_progress() -> int:
+    """Sessions of the test database inside an export's transaction (a FETCH from its cursor)."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            """SELECT count(*) FROM pg_stat_activity
+               WHERE datname = current_database() AND pid <> pg_backend_pid()
+                 AND state LIKE 'idle in transaction%%' AND query LIKE 'FETCH FORWARD%%export_%%'"""
+        )
+        return cursor.fetchone()[0]

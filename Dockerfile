@@ -1,6 +1,14 @@
 # syntax=docker/dockerfile:1
 # One image, two roles: `api` (gunicorn) and `consumer` (process_outcomes); see entrypoint.sh.
 
+# The dashboard's front-end packages, pinned by package-lock.json.
+FROM node:20.19.5-bookworm-slim AS assets
+WORKDIR /assets
+COPY package.json package-lock.json ./
+RUN npm ci --no-audit --no-fund --ignore-scripts \
+    && mkdir vendor \
+    && cp node_modules/uplot/dist/uPlot.iife.min.js node_modules/uplot/dist/uPlot.min.css vendor/
+
 FROM python:3.11.14-slim-bookworm AS build
 ENV PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
@@ -11,6 +19,7 @@ COPY requirements.txt .
 RUN python -m venv /opt/venv \
     && /opt/venv/bin/pip install --only-binary=:all: -r requirements.txt
 COPY . .
+COPY --from=assets /assets/vendor outcomes/static/outcomes/vendor
 # collectstatic needs production settings; the key is thrown away with this stage.
 RUN DEBUG=false ALLOWED_HOSTS=build DB_PASSWORD=unused REDIS_URL=redis://unused:6379/0 \
     DJANGO_SECRET_KEY="$(/opt/venv/bin/python -c 'import secrets; print(secrets.token_urlsafe(50))')" \

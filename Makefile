@@ -16,7 +16,7 @@ export DB_HOST ?= 127.0.0.1
 export KAFKA_BROKERS ?= 127.0.0.1:9092
 export REDIS_URL ?= redis://127.0.0.1:6379/0
 
-.PHONY: run test bench lint venv services services-down status clean
+.PHONY: run test bench lint venv assets services services-down status clean
 
 venv: $(STAMP)
 $(STAMP): requirements.txt requirements-dev.txt
@@ -24,6 +24,15 @@ $(STAMP): requirements.txt requirements-dev.txt
 	$(PY) -m pip install -q --disable-pip-version-check --upgrade pip
 	$(PY) -m pip install -q --disable-pip-version-check -r requirements-dev.txt
 	touch $(STAMP)
+
+## assets: the dashboard's front-end packages (npm, pinned by package-lock.json) into static files
+VENDOR := outcomes/static/outcomes/vendor
+assets: $(VENDOR)/.installed
+$(VENDOR)/.installed: package.json package-lock.json
+	npm ci --no-audit --no-fund --ignore-scripts --loglevel=error
+	mkdir -p $(VENDOR)
+	cp node_modules/uplot/dist/uPlot.iife.min.js node_modules/uplot/dist/uPlot.min.css $(VENDOR)/
+	touch $@
 
 services: venv
 	scripts/services.sh up
@@ -35,11 +44,11 @@ status:
 	scripts/services.sh status
 
 ## run: services, migrations, producer, consumer and API in the foreground (Ctrl-C stops them)
-run: services
+run: services assets
 	scripts/run.sh
 
 ## test: everything from nothing to a full test run (fails on any failure or on no tests)
-test: services $(CHECKOV_VENV)/.installed
+test: services assets $(CHECKOV_VENV)/.installed
 	$(PY) -m pytest
 
 ## bench: ingestion and query benchmarks against the local services
@@ -53,7 +62,7 @@ $(CHECKOV_VENV)/.installed: requirements-checkov.txt
 	$(CHECKOV_VENV)/bin/pip install -q --disable-pip-version-check -r requirements-checkov.txt
 	touch $@
 
-lint: venv $(CHECKOV_VENV)/.installed
+lint: venv assets $(CHECKOV_VENV)/.installed
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(PY) manage.py makemigrations --check --dry-run
@@ -68,4 +77,4 @@ lint: venv $(CHECKOV_VENV)/.installed
 	  $(PY) manage.py check --deploy --fail-level WARNING
 
 clean:
-	rm -rf $(VENV) $(CHECKOV_VENV) .pytest_cache .ruff_cache staticfiles
+	rm -rf $(VENV) $(CHECKOV_VENV) .pytest_cache .ruff_cache staticfiles node_modules $(VENDOR)

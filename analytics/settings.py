@@ -181,6 +181,8 @@ API_MAX_BODY_BYTES = env_int("API_MAX_BODY_BYTES", 1_048_576, minimum=1024)
 API_METRICS_TOKEN = env_str("API_METRICS_TOKEN", "")
 # A verified API key is trusted this long per process (revocations take up to this long).
 API_KEY_CACHE_SECONDS = env_int("API_KEY_CACHE_SECONDS", 5, minimum=0)
+# How often the dashboard asks the API again (while its tab is visible).
+DASHBOARD_REFRESH_SECONDS = env_int("DASHBOARD_REFRESH_SECONDS", 5, minimum=1, maximum=3600)
 # Reads need an API key with the read scope (or a login) unless "public"; public by default
 # only in development.
 API_READ_ACCESS = env_str("API_READ_ACCESS", "public" if DEBUG else "authenticated")

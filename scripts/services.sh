@@ -5,7 +5,7 @@
 #   scripts/services.sh up       install what is missing, start all three, wait until each answers
 #   scripts/services.sh down     stop what this script started (and nothing else)
 #   scripts/services.sh status   say what is running
-#   (`up` also installs promtool, which the tests of monitoring/ run)
+#   (`up` also installs promtool and Chromium, which the monitoring and browser tests use)
 #   scripts/services.sh kafka-restart | pg-restart   used by fault tests
 #   scripts/services.sh replica-up | replica-down | replica-pause | replica-resume
 #                                a streaming replica on 127.0.0.1:5433 (read-replica tests)
@@ -271,6 +271,8 @@ redis_down() {
 tools_up() {
   # promtool checks and unit-tests the Prometheus alert rules (monitoring/).
   command -v promtool >/dev/null || apt_install prometheus
+  # The browser tests drive Debian's Chromium (Playwright's own browser download is not used).
+  command -v chromium >/dev/null || apt_install chromium fonts-dejavu-core
 }
 
 status() {

@@ -1,0 +1,412 @@
+// The dashboard: reads the report endpoints with the visitor's session and draws them.
+// No build step: plain ES2020 and uPlot (from npm, copied into static files by `make assets`).
+(() => {
+  "use strict";
+
+  const config = JSON.parse(document.getElementById("dashboard-config").textContent);
+  const WINDOWS = { "1h": 3600e3, "24h": 86400e3, "7d": 7 * 86400e3, "30d": 30 * 86400e3 };
+  const FILTERS = ["site_domain", "currency", "win_status", "enriched"];
+  const $ = (selector) => document.querySelector(selector);
+  const form = $("#controls");
+  const number = new Intl.NumberFormat("en-US");
+  const money = new Intl.NumberFormat("en-US", { minimumFractionDigits: 2, maximumFractionDigits: 2 });
+  const charts = {};
+  let timer = null;
+  let generation = 0;
+  let lastSuccess = null;
+
+  // ------------------------------------------------------------------ state ⇄ URL and form
+  function readState() {
+    const query = new URLSearchParams(location.search);
+    const state = { window: query.get("window") || "24h", start: query.get("start") || "", end: query.get("end") || "" };
+    if (!(state.window in WINDOWS) && state.window !== "custom") state.window = "24h";
+    for (const name of FILTERS) state[name] = query.get(name) || "";
+    return state;
+  }
+
+  function showState(state) {
+    form.elements.window.value = state.window;
+    form.elements.start.value = state.start;
+    form.elements.end.value = state.end;
+    for (const name of FILTERS) form.elements[name].value = state[name];
+    form.classList.toggle("is-custom", state.window === "custom");
+  }
+
+  function formState() {
+    const state = { window: form.elements.window.value, start: form.elements.start.value, end: form.elements.end.value };
+    for (const name of FILTERS) state[name] = form.elements[name].value.trim();
+    state.currency = state.currency.toUpperCase();
+    return state;
+  }
+
+  function writeUrl(state) {
+    const query = new URLSearchParams();
+    if (state.window !== "24h") query.set("window", state.window);
+    if (state.window === "custom") {
+      if (state.start) query.set("start", state.start);
+      if (state.end) query.set("end", state.end);
+    }
+    for (const name of FILTERS) if (state[name]) query.set(name, state[name]);
+    const search = query.toString();
+    history.replaceState(null, "", search ? `?${search}` : location.pathname);
+  }
+
+  // ------------------------------------------------------------------ time
+  function utc(value) {
+    // datetime-local values are read as UTC, like every time the API speaks.
+    const time = Date.parse(`${value}Z`);
+    return Number.isNaN(time) ? null : time;
+  }
+
+  function range(state) {
+    if (state.window === "custom") {
+      const start = utc(state.start);
+      const end = state.end ? utc(state.end) : Date.now();
+      if (start === null || end === null) throw new InputError("Custom window: give a start (and an end, or it ends now).");
+      if (start >= end) throw new InputError("Custom window: the start must be before the end.");
+      return { start, end };
+    }
+    const end = Math.ceil(Date.now() / 1000) * 1000;
+    return { start: end - WINDOWS[state.window], end };
+  }
+
+  function granularity(length) {
+    if (length <= 3 * 3600e3) return "minute";
+    if (length <= 8 * 86400e3) return "hour";
+    if (length <= 1000 * 86400e3) return "day";
+    return "week";
+  }
+
+  const iso = (time) => new Date(time).toISOString().replace(".000Z", "Z");
+
+  function duration(length) {
+    const hours = length / 3600e3;
+    if (hours < 48) return `${Math.round(hours * 10) / 10} h`;
+    return `${Math.round((hours / 24) * 10) / 10} d`;
+  }
+
+  function ago(seconds) {
+    if (seconds === null || seconds === undefined) return "never";
+    if (seconds < 90) return `${Math.round(seconds)} s ago`;
+    if (seconds < 5400) return `${Math.round(seconds / 60)} min ago`;
+    if (seconds < 172800) return `${Math.round(seconds / 3600)} h ago`;
+    return `${Math.round(seconds / 86400)} d ago`;
+  }
+
+  // ------------------------------------------------------------------ API
+  class ApiError extends Error {
+    constructor(status, detail) {
+      super(status ? `HTTP ${status}${detail ? `: ${detail}` : ""}` : detail);
+      this.status = status;
+    }
+  }
+  class InputError extends Error {}
+
+  async function api(path, params) {
+    const query = new URLSearchParams(Object.entries(params).filter(([, value]) => value !== "" && value !== undefined));
+    let response;
+    try {
+      response = await fetch(`${path}?${query}`, { credentials: "same-origin", headers: { Accept: "application/json" } });
+    } catch (error) {
+      throw new ApiError(0, "the API cannot be reached");
+    }
+    if (!response.ok) {
+      let detail = "";
+      try {
+        const body = await response.json();
+        detail = body.detail || Object.entries(body).map(([key, value]) => `${key}: ${[].concat(value).join(" ")}`).join("; ");
+      } catch (error) {
+        detail = response.statusText;
+      }
+      throw new ApiError(response.status, detail);
+    }
+    return response.json();
+  }
+
+  // ------------------------------------------------------------------ refresh
+  async function refresh() {
+    const mine = ++generation;
+    const state = formState();
+    let span;
+    try {
+      span = range(state);
+    } catch (error) {
+      if (error instanceof InputError) return showError(error.message, false);
+      throw error;
+    }
+    const length = span.end - span.start;
+    const filters = {};
+    for (const name of FILTERS) filters[name] = state[name];
+    const current = { ...filters, start: iso(span.start), end: iso(span.end) };
+    const previous = { ...filters, start: iso(span.start - length), end: iso(span.start) };
+    const base = config.api;
+    const grain = granularity(length);
+    let answers;
+    try {
+      answers = await Promise.all([
+        api(`${base}stats/`, current),
+        api(`${base}stats/`, previous),
+        api(`${base}reach/`, current),
+        api(`${base}reach/`, previous),
+        api(`${base}timeseries/`, { ...current, granularity: grain }),
+        api(`${base}breakdown/`, { ...current, by: "site_domain", order: "revenue", limit: 8 }),
+        api(`${base}breakdown/`, { ...current, by: "currency", order: "revenue", limit: 10 }),
+        api(`${base}histogram/`, { ...current, price: "win_price", bins: 30 }),
+        api(config.ingestion, {}),
+        api(base, { ...filters, ordering: "-timestamp", page_size: 10, cursor: "" }),
+      ]);
+    } catch (error) {
+      if (mine !== generation) return;
+      const client = error.status >= 400 && error.status < 500 && ![401, 403, 408, 429].includes(error.status);
+      if (error.status === 401 || error.status === 403) {
+        return showError(`Not allowed (${error.message}). Log in again through the admin.`, false);
+      }
+      return showError(client ? `A filter was refused: ${error.message}` : `Cannot load the data: ${error.message}.`, !client);
+    }
+    if (mine !== generation) return; // a newer refresh (another filter) started meanwhile
+    const [stats, previousStats, reach, previousReach, series, domains, currencies, histogram, ingestion, latest] = answers;
+    hideError();
+    const nothingStored = ingestion.last_stored_at === null && stats.total_outcomes === 0;
+    $("#empty").hidden = !nothingStored;
+    $("#main").hidden = nothingStored;
+    document.body.dataset.state = nothingStored ? "empty" : "data";
+    $("#empty-topic").textContent = config.topic;
+    const label = `vs previous ${duration(length)}`;
+    drawCards(stats, previousStats, reach, previousReach, label);
+    drawSeries(series, grain);
+    drawBreakdown("#domains", domains, "site_domain", (row) => [money.format(row.revenue), number.format(row.wins), `${row.win_rate.toFixed(1)} %`]);
+    drawBreakdown("#currencies", currencies, "currency", (row) => [money.format(row.revenue), number.format(row.outcomes), `${row.win_rate.toFixed(1)} %`]);
+    drawHistogram(histogram, stats);
+    drawIngestion(ingestion);
+    drawLatest(latest.results);
+    lastSuccess = new Date();
+    $("#updated").textContent = `Updated ${lastSuccess.toISOString().slice(11, 19)} UTC · ${stats.total_outcomes.toLocaleString("en-US")} outcomes in the window · refreshes every ${config.refreshSeconds} s`;
+    document.body.dataset.refreshes = String(Number(document.body.dataset.refreshes || 0) + 1);
+  }
+
+  function showError(message, retrying) {
+    const banner = $("#error");
+    const since = lastSuccess ? ` The figures below are from ${lastSuccess.toISOString().slice(11, 19)} UTC.` : "";
+    banner.textContent = `${message}${retrying ? ` Retrying every ${config.refreshSeconds} s.` : ""}${since}`;
+    banner.hidden = false;
+    document.body.dataset.state = "error";
+    $("#main").classList.add("stale");
+  }
+
+  function hideError() {
+    $("#error").hidden = true;
+    $("#main").classList.remove("stale");
+  }
+
+  // ------------------------------------------------------------------ headline numbers
+  function change(card, now, before, label, points) {
+    const element = card.querySelector(".change");
+    element.className = "change";
+    if (now === null || before === null || before === undefined || (!points && before === 0)) {
+      element.textContent = `no data ${label.replace("vs ", "in the ")}`;
+      return;
+    }
+    const delta = points ? now - before : ((now - before) / before) * 100;
+    element.textContent = `${delta >= 0 ? "▲" : "▼"} ${Math.abs(delta).toFixed(1)}${points ? " pt" : " %"} ${label}`;
+    element.classList.add(delta >= 0 ? "up" : "down");
+  }
+
+  function drawCards(stats, previousStats, reach, previousReach, label) {
+    const noWins = (s) => s.total_wins === 0;
+    const values = {
+      outcomes: [stats.total_outcomes, previousStats.total_outcomes, number.format(stats.total_outcomes)],
+      win_rate: [stats.win_rate, previousStats.total_outcomes ? previousStats.win_rate : null, `${stats.win_rate.toFixed(2)} %`, true],
+      revenue: [stats.total_revenue, previousStats.total_revenue, money.format(stats.total_revenue)],
+      ecpm: [stats.ecpm, noWins(previousStats) ? null : previousStats.ecpm, money.format(stats.ecpm)],
+      reach: [reach.reach, previousReach.reach, `${reach.exact ? "" : "≈ "}${number.format(reach.reach)}`],
+      p50: [stats.win_price_percentiles.p50, previousStats.win_price_percentiles.p50, fmtPrice(stats.win_price_percentiles.p50)],
+      p99: [stats.win_price_percentiles.p99, previousStats.win_price_percentiles.p99, fmtPrice(stats.win_price_percentiles.p99)],
+    };
+    for (const [name, [now, before, text, points]] of Object.entries(values)) {
+      const card = document.querySelector(`.card[data-metric="${name}"]`);
+      card.querySelector(".value").textContent = text;
+      card.dataset.value = now === null ? "" : String(now);
+      change(card, now, before, label, points);
+    }
+  }
+
+  const fmtPrice = (value) => (value === null ? "–" : money.format(value));
+
+  // ------------------------------------------------------------------ charts (uPlot)
+  function chart(id, options, data) {
+    const element = document.getElementById(id);
+    const width = Math.max(240, element.clientWidth);
+    if (!charts[id]) {
+      charts[id] = new uPlot({ width, height: 220, ...options }, data, element);
+      new ResizeObserver(() => charts[id].setSize({ width: Math.max(240, element.clientWidth), height: 220 })).observe(element);
+    } else {
+      charts[id].setData(data);
+    }
+    element.dataset.points = String(data[0].length);
+  }
+
+  const utcDate = (seconds) => uPlot.tzDate(new Date(seconds * 1e3), "Etc/UTC");
+
+  function drawSeries(series, grain) {
+    $("#granularity").textContent = `per ${grain}, UTC`;
+    const x = series.buckets.map((bucket) => Date.parse(bucket.bucket) / 1000);
+    chart(
+      "chart-counts",
+      {
+        tzDate: utcDate,
+        series: [{}, { label: "Outcomes", stroke: "#2563eb", width: 2 }, { label: "Wins", stroke: "#16a34a", width: 2 }],
+        scales: { y: { range: (u, min, max) => [0, Math.max(1, max * 1.1)] } },
+      },
+      [x, series.buckets.map((b) => b.outcomes), series.buckets.map((b) => b.wins)],
+    );
+    chart(
+      "chart-revenue",
+      {
+        tzDate: utcDate,
+        series: [{}, { label: "Revenue", stroke: "#9333ea", fill: "rgba(147, 51, 234, 0.12)", width: 2, value: (u, v) => (v === null ? "–" : money.format(v)) }],
+        scales: { y: { range: (u, min, max) => [0, Math.max(1, max * 1.1)] } },
+      },
+      [x, series.buckets.map((b) => b.revenue)],
+    );
+  }
+
+  function drawHistogram(histogram, stats) {
+    const shading = stats.total_wins ? `shading ratio ${stats.shading_ratio.toFixed(3)} (win ÷ bid price over wins)` : "";
+    $("#shading").textContent = shading + (histogram.sample ? " · from a sample" : "");
+    const x = histogram.bins.map((bin) => bin.lower);
+    chart(
+      "chart-histogram",
+      {
+        scales: { x: { time: false }, y: { range: (u, min, max) => [0, Math.max(1, max * 1.1)] } },
+        axes: [{ values: (u, ticks) => ticks.map((t) => money.format(t)) }, {}],
+        series: [
+          { label: "Win price", value: (u, v) => (v === null ? "–" : `≥ ${money.format(v)}`) },
+          { label: "Wins", fill: "rgba(234, 88, 12, 0.55)", stroke: "#ea580c", paths: uPlot.paths.bars({ size: [0.9, 80] }) },
+        ],
+      },
+      [x, histogram.bins.map((bin) => bin.count)],
+    );
+  }
+
+  // ------------------------------------------------------------------ tables
+  function cell(row, text, className) {
+    const td = row.insertCell();
+    td.textContent = text;
+    if (className) td.className = className;
+    return td;
+  }
+
+  function drawBreakdown(selector, answer, by, columns) {
+    const body = document.querySelector(`${selector} tbody`);
+    body.replaceChildren();
+    const top = Math.max(1, ...answer.rows.map((row) => row.revenue), answer.others.revenue);
+    const rows = [...answer.rows.map((row) => [row[by] === null || row[by] === "" ? "(none)" : String(row[by]), row])];
+    if (answer.others.values > 0) rows.push([`others (${number.format(answer.others.values)})`, answer.others]);
+    for (const [name, values] of rows) {
+      const tr = body.insertRow();
+      const first = cell(tr, name, "name");
+      first.style.setProperty("--share", `${(values.revenue / top) * 100}%`);
+      for (const text of columns(values)) cell(tr, text, "num");
+    }
+    if (!rows.length) cell(body.insertRow(), "No outcomes in this window.", "none").colSpan = 4;
+  }
+
+  function drawIngestion(answer) {
+    const status = $("#ingestion-status");
+    status.textContent = answer.status;
+    status.className = `status status-${answer.status}`;
+    $("#ingestion-detail").textContent = answer.status_detail;
+    $("#ingestion-lag").textContent = answer.lag === null ? "unknown" : `${number.format(answer.lag)} messages`;
+    $("#ingestion-age").textContent = ago(answer.last_stored_age_seconds);
+    $("#ingestion-rate").textContent = `${answer.stored_per_second.toLocaleString("en-US")} outcomes/s (last minute)`;
+    const partitions = $("#partitions tbody");
+    partitions.replaceChildren();
+    for (const p of answer.partitions) {
+      const tr = partitions.insertRow();
+      cell(tr, String(p.partition));
+      for (const value of [p.stored_offset, p.end_offset, p.lag]) cell(tr, value === null ? "–" : number.format(value), "num");
+    }
+    const dead = $("#dead-letters tbody");
+    dead.replaceChildren();
+    for (const reason of answer.dead_letters.by_reason) {
+      const tr = dead.insertRow();
+      const link = document.createElement("a");
+      link.href = `${config.deadLetters}?reason__exact=${encodeURIComponent(reason.reason)}&replayed_at__isempty=1`;
+      link.textContent = reason.reason;
+      link.title = reason.label;
+      tr.insertCell().append(link);
+      cell(tr, number.format(reason.count), "num");
+      cell(tr, number.format(reason.last_hour), "num");
+    }
+    if (!answer.dead_letters.by_reason.length) cell(dead.insertRow(), "None.", "none").colSpan = 3;
+  }
+
+  function drawLatest(rows) {
+    const body = $("#latest tbody");
+    body.replaceChildren();
+    for (const row of rows) {
+      const tr = body.insertRow();
+      cell(tr, (row.auction_timestamp || row.timestamp).replace("T", " ").slice(0, 19));
+      cell(tr, row.bid_id, "id");
+      cell(tr, row.site_domain || "(none)");
+      cell(tr, row.win_status ? "won" : "lost");
+      cell(tr, row.win_status ? row.win_price : "–", "num");
+      cell(tr, row.currency);
+    }
+    if (!rows.length) cell(body.insertRow(), "No outcomes match the filters.", "none").colSpan = 6;
+  }
+
+  // ------------------------------------------------------------------ live
+  function schedule() {
+    clearTimeout(timer);
+    const live = $("#live");
+    if (document.hidden) {
+      live.textContent = "paused";
+      live.classList.add("paused");
+      return;
+    }
+    live.textContent = "live";
+    live.classList.remove("paused");
+    timer = setTimeout(tick, config.refreshSeconds * 1000);
+  }
+
+  async function tick() {
+    clearTimeout(timer);
+    try {
+      await refresh();
+    } finally {
+      schedule();
+    }
+  }
+
+  function changed() {
+    const state = formState();
+    form.classList.toggle("is-custom", state.window === "custom");
+    writeUrl(state);
+    tick();
+  }
+
+  let typing = null;
+  form.addEventListener("change", changed);
+  form.addEventListener("input", (event) => {
+    if (event.target.type !== "text") return;
+    clearTimeout(typing);
+    typing = setTimeout(changed, 600);
+  });
+  form.addEventListener("submit", (event) => {
+    event.preventDefault();
+    changed();
+  });
+  $("#clear").addEventListener("click", () => {
+    for (const name of FILTERS) form.elements[name].value = "";
+    changed();
+  });
+  document.addEventListener("visibilitychange", () => (document.hidden ? schedule() : tick()));
+  window.addEventListener("popstate", () => {
+    showState(readState());
+    tick();
+  });
+
+  showState(readState());
+  tick();
+})();

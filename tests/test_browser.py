@@ -1,0 +1,333 @@
+"""The dashboard and the admin in a real browser: Debian's Chromium driven by Playwright.
+
+Each test serves the app with pytest-django's ``live_server`` (a real HTTP server over the
+test database) and looks at what a person would see: charts drawn on their canvases,
+headline numbers equal to the API's answers, the URL keeping the view, outcomes from Kafka
+arriving without a reload, the empty and error states. Screenshots of every state go to
+``.cache/screenshots/`` for a reviewer to look at.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import shutil
+import time
+import uuid
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+from urllib.parse import parse_qs, urlparse
+
+import pytest
+from django.contrib.auth.models import User
+from django.test import Client
+
+from outcomes.models import DeadLetter
+from tests.conftest import encode, message
+
+# Playwright's sync API runs an event loop in this thread; the test's own ORM calls are
+# ordinary synchronous code all the same.
+os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+SCREENSHOTS = Path(__file__).resolve().parent.parent / ".cache" / "screenshots"
+pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
+
+# Series colours in dashboard.js: a chart "has data" when pixels of its colour are drawn.
+COLOURS = {
+    "chart-counts": (37, 99, 235),
+    "chart-revenue": (147, 51, 234),
+    "chart-histogram": (234, 88, 12),
+}
+
+
+@pytest.fixture(scope="session")
+def browser_type_launch_args(browser_type_launch_args):
+    """Debian's Chromium, never a downloaded browser."""
+    return {
+        **browser_type_launch_args,
+        "executable_path": CHROMIUM,
+        "args": [
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--no-first-run",
+        ],
+    }
+
+
+@pytest.fixture
+def browser_context_args(browser_context_args):
+    return {**browser_context_args, "viewport": {"width": 1400, "height": 1000}, "timezone_id": "UTC"}
+
+
+@pytest.fixture
+def fast_refresh(settings):
+    settings.DASHBOARD_REFRESH_SECONDS = 1
+    settings.API_READ_ACCESS = "authenticated"  # the page must work as a logged-in person, not as "public"
+
+
+@pytest.fixture
+def logged_in(page, live_server, fast_refresh):
+    """The page's browser context carries a staff session."""
+    user = User.objects.create_user(f"staff-{uuid.uuid4().hex[:6]}", password="pw", is_staff=True)
+    client = Client()
+    client.force_login(user)
+    session = client.cookies["sessionid"].value
+    page.context.add_cookies([{"name": "sessionid", "value": session, "url": live_server.url}])
+    return page
+
+
+def shot(page, name: str, *, full_page: bool = True) -> None:
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SCREENSHOTS / f"{name}.png"), full_page=full_page)
+
+
+def refreshes(page) -> int:
+    return int(page.evaluate("Number(document.body.dataset.refreshes || 0)"))
+
+
+def wait_refresh(page, after: int | None = None, timeout: float = 15_000) -> None:
+    """Until the page has drawn one more answer than ``after`` (default: now)."""
+    count = refreshes(page) if after is None else after
+    page.wait_for_function(f"Number(document.body.dataset.refreshes || 0) > {count}", timeout=timeout)
+
+
+def card(page, name: str) -> float | None:
+    value = page.get_attribute(f'.card[data-metric="{name}"]', "data-value")
+    return None if value in (None, "") else float(value)
+
+
+WINS = (22, 163, 74)  # the wins line, drawn over the outcomes line
+
+
+def drawn(page, chart_id: str, colour: tuple[int, int, int] | None = None) -> int:
+    """Pixels of the chart's (first) series colour, or of ``colour``, on its canvas."""
+    r, g, b = colour or COLOURS[chart_id]
+    return page.evaluate(
+        """([id, r, g, b]) => {
+            const canvas = document.querySelector(`#${id} canvas`);
+            if (!canvas) return 0;
+            const data = canvas.getContext("2d").getImageData(0, 0, canvas.width, canvas.height).data;
+            let n = 0;
+            for (let i = 0; i < data.length; i += 4) {
+                const near = Math.abs(data[i] - r) < 40 && Math.abs(data[i + 1] - g) < 40
+                    && Math.abs(data[i + 2] - b) < 40;
+                if (data[i + 3] > 60 && near) n++;
+            }
+            return n;
+        }""",
+        [chart_id, r, g, b],
+    )
+
+
+def seed(outcome_factory, n_batches: int = 40) -> None:
+    """Outcomes spread over the last 20 hours: several domains, currencies, wins and losses."""
+    rng = random.Random(7)
+    now = datetime.now(UTC)
+    domains = ["news.example", "sports.example", "recipes.example", "cars.example", "travel.example"]
+    for i in range(n_batches):
+        won = rng.random() < 0.6
+        bid = Decimal(rng.randint(20, 300)) / 100
+        outcome_factory(
+            rng.randint(1, 8),
+            site_domain=domains[i % len(domains)],
+            currency=rng.choice(["USD", "USD", "EUR", "GBP"]),
+            win_status=won,
+            bid_price=bid,
+            win_price=(bid * Decimal(rng.randint(40, 95)) / 100).quantize(Decimal("0.01")) if won else Decimal("0"),
+            enriched=rng.random() < 0.7,
+            user_id=f"user-{rng.randint(1, 60)}",
+            auction_timestamp=now - timedelta(minutes=rng.randint(10, 20 * 60)),
+        )
+
+
+def api(page, live_server, path: str, **params) -> dict:
+    now = datetime.now(UTC)
+    params = {"start": (now - timedelta(hours=24)).isoformat(), "end": now.isoformat(), **params}
+    response = page.request.get(f"{live_server.url}{path}", params=params)
+    assert response.ok, response.text()
+    return response.json()
+
+
+# ---------------------------------------------------------------------------- the dashboard
+def test_every_chart_is_drawn_and_the_numbers_are_the_apis(logged_in, live_server, outcome_factory):
+    page = logged_in
+    seed(outcome_factory)
+    page.goto(f"{live_server.url}/dashboard/")
+    wait_refresh(page, after=0)
+    assert page.get_attribute("body", "data-state") == "data"
+    for chart_id in COLOURS:
+        assert drawn(page, chart_id) > 50, f"{chart_id} has no data drawn"
+    stats = api(page, live_server, "/api/outcomes/stats/")
+    reach = api(page, live_server, "/api/outcomes/reach/")
+    assert card(page, "outcomes") == stats["total_outcomes"] > 0
+    assert card(page, "win_rate") == pytest.approx(stats["win_rate"])
+    assert card(page, "revenue") == pytest.approx(stats["total_revenue"])
+    assert card(page, "ecpm") == pytest.approx(stats["ecpm"])
+    assert card(page, "p50") == pytest.approx(stats["win_price_percentiles"]["p50"])
+    assert card(page, "p99") == pytest.approx(stats["win_price_percentiles"]["p99"])
+    assert card(page, "reach") == reach["reach"]
+    assert "no data in the previous 24 h" in page.inner_text('.card[data-metric="outcomes"] .change')
+    domains = api(page, live_server, "/api/outcomes/breakdown/", by="site_domain", limit=8)
+    assert page.inner_text("#domains tbody tr:first-child td.name") == domains["rows"][0]["site_domain"]
+    assert page.locator("#currencies tbody tr").count() == 3
+    assert page.text_content("#ingestion-status") in {"flowing", "idle", "stalled", "unknown"}
+    assert page.locator("#latest tbody tr").count() == 10
+    shot(page, "dashboard")
+
+    # A filter: the charts, the numbers and the URL follow.
+    before = refreshes(page)
+    page.select_option("select[name=win_status]", "true")
+    wait_refresh(page, after=before)
+    assert parse_qs(urlparse(page.url).query)["win_status"] == ["true"]
+    assert card(page, "outcomes") == stats["total_wins"]
+    assert card(page, "win_rate") == 100
+    assert drawn(page, "chart-counts", WINS) > 50  # wins = outcomes now: the lines coincide
+
+    # The window: 7 days, drawn per hour.
+    before = refreshes(page)
+    page.click("label:has(input[value='7d'])")
+    wait_refresh(page, after=before)
+    query = parse_qs(urlparse(page.url).query)
+    assert query["window"] == ["7d"] and query["win_status"] == ["true"]
+    assert page.inner_text("#granularity") == "per hour, UTC"
+    shot(page, "dashboard-filtered")
+
+    # A reload keeps the view.
+    page.reload()
+    wait_refresh(page, after=0)
+    assert page.input_value("select[name=win_status]") == "true"
+    assert page.is_checked("input[name=window][value='7d']")
+    assert card(page, "outcomes") == stats["total_wins"]
+
+    # A phone's width: everything still there, nothing wider than the screen.
+    page.set_viewport_size({"width": 390, "height": 844})
+    page.wait_for_timeout(300)
+    assert page.evaluate("document.documentElement.scrollWidth") <= 390
+    assert page.is_visible('.card[data-metric="revenue"]') and page.is_visible("#chart-histogram canvas")
+    shot(page, "dashboard-phone")
+
+
+@pytest.mark.kafka
+def test_an_outcome_from_kafka_appears_without_a_reload(
+    logged_in, live_server, outcome_factory, make_topic, produce, consumer_process
+):
+    page = logged_in
+    seed(outcome_factory, n_batches=5)
+    topic = make_topic(1)
+    consumer = consumer_process("--topic", topic, "--group", f"dash-{uuid.uuid4().hex[:6]}")
+    page.goto(f"{live_server.url}/dashboard/")
+    wait_refresh(page, after=0)
+    page.evaluate("window.__sameDocument = true")
+    start = card(page, "outcomes")
+    produce(topic, [encode(message(auction_timestamp=datetime.now(UTC).isoformat().replace("+00:00", "Z")))])
+    page.wait_for_function(
+        f"""Number(document.querySelector('.card[data-metric="outcomes"]').dataset.value) === {start + 1}""",
+        timeout=30_000,
+    )
+    assert page.evaluate("window.__sameDocument") is True  # no reload happened
+    consumer.kill()
+
+
+def test_the_empty_state_says_how_to_send_data(logged_in, live_server):
+    page = logged_in
+    page.goto(f"{live_server.url}/dashboard/")
+    page.wait_for_function("document.body.dataset.state === 'empty'", timeout=15_000)
+    assert page.is_visible("#empty") and not page.is_visible("#main")
+    assert "simulate_auctions" in page.inner_text("#empty")
+    shot(page, "dashboard-empty")
+
+
+def test_an_api_failure_is_shown_and_recovers_by_itself(logged_in, live_server, outcome_factory):
+    page = logged_in
+    seed(outcome_factory, n_batches=10)
+    page.goto(f"{live_server.url}/dashboard/")
+    wait_refresh(page, after=0)
+    failing = "**/api/outcomes/stats/**"
+    page.route(
+        failing,
+        lambda route: route.fulfill(
+            status=503,
+            content_type="application/json",
+            body='{"detail": "The database is unavailable; retry shortly."}',
+        ),
+    )
+    page.wait_for_selector("#error", state="visible", timeout=15_000)
+    text = page.inner_text("#error")
+    assert "HTTP 503" in text and "database is unavailable" in text and "Retrying" in text
+    assert "stale" in page.get_attribute("#main", "class")
+    shot(page, "dashboard-error")
+    page.unroute(failing)
+    page.wait_for_selector("#error", state="hidden", timeout=15_000)
+    assert "stale" not in (page.get_attribute("#main", "class") or "")
+    assert page.get_attribute("body", "data-state") == "data"
+
+
+def test_a_hidden_tab_stops_refreshing(logged_in, live_server, outcome_factory):
+    page = logged_in
+    seed(outcome_factory, n_batches=3)
+    page.goto(f"{live_server.url}/dashboard/")
+    wait_refresh(page, after=0)
+    page.evaluate(
+        """() => {
+            Object.defineProperty(document, "hidden", { configurable: true, get: () => true });
+            document.dispatchEvent(new Event("visibilitychange"));
+        }"""
+    )
+    assert page.text_content("#live") == "paused"
+    count = refreshes(page)
+    page.wait_for_timeout(2500)
+    assert refreshes(page) == count
+    page.evaluate(
+        """() => {
+            Object.defineProperty(document, "hidden", { configurable: true, get: () => false });
+            document.dispatchEvent(new Event("visibilitychange"));
+        }"""
+    )
+    wait_refresh(page, after=count, timeout=5_000)
+
+
+# ---------------------------------------------------------------------------- the admin
+def test_the_admin_login_outcomes_search_and_a_dead_letter(page, live_server, outcome_factory):
+    User.objects.create_superuser("root", "root@example.com", "a-long-password-1")
+    (target, *_rest) = outcome_factory(3)
+    letter = DeadLetter.objects.create(
+        topic="auction_outcomes",
+        partition=2,
+        offset=41,
+        reason="invalid_json",
+        detail="line 1: not JSON",
+        value=b"{nope",
+    )
+    page.goto(f"{live_server.url}/admin/")
+    page.fill("#id_username", "root")
+    page.fill("#id_password", "a-long-password-1")
+    page.click("input[type=submit]")
+    page.wait_for_selector("#site-name")
+    shot(page, "admin-index")
+    assert page.get_attribute("a:has-text('View site')", "href") == "/dashboard/"
+
+    page.goto(f"{live_server.url}/admin/outcomes/auctionoutcome/")
+    assert page.locator("#result_list tbody tr").count() == 3
+    page.fill("#searchbar", target.bid_id)
+    page.press("#searchbar", "Enter")
+    page.wait_for_load_state()
+    rows = page.locator("#result_list tbody tr")
+    assert rows.count() == 1 and target.bid_id in rows.first.inner_text()
+    shot(page, "admin-outcome-search")
+
+    page.goto(f"{live_server.url}/admin/outcomes/deadletter/{letter.id}/change/")
+    body = page.inner_text("#content")
+    assert "line 1: not JSON" in body and "{nope" in body and "41" in body
+    shot(page, "admin-dead-letter")
+
+
+def test_the_dashboard_asks_anonymous_visitors_to_log_in(page, live_server):
+    page.goto(f"{live_server.url}/dashboard/")
+    assert urlparse(page.url).path == "/admin/login/"
+    assert page.is_visible("#id_username")
+    time.sleep(0)  # nothing else to wait for: the redirect happened before the page loaded

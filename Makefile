@@ -55,6 +55,7 @@ test: services assets $(CHECKOV_VENV)/.installed
 bench: services
 	$(PY) bench/ingest.py
 	$(PY) bench/queries.py
+	$(PY) bench/export.py
 
 ## lint: code, migrations, Dockerfile, Kubernetes manifests and alert rules
 $(CHECKOV_VENV)/.installed: requirements-checkov.txt

@@ -9,7 +9,8 @@ Everything comes from what is already stored, plus one cheap question to Kafka:
 * throughput is read off the outcome id sequence over the last minute (one index probe
   each end, whatever the rate), and the last stored outcome from the storage-time index.
 
-``status`` then says which of these holds: ``flowing`` (the consumer is storing messages),
+``status`` then says which of these holds: ``flowing`` (the consumer is storing messages, or
+outcomes arrive through the API),
 ``idle`` (caught up and nothing new arrives: no traffic), ``stalled`` (messages wait in
 Kafka and the consumer has not moved for ``STALL_AFTER_S``) or ``unknown`` (the broker did
 not answer, so lag cannot be told).
@@ -81,6 +82,7 @@ class _TopicOffsetsClient:
                 group_id=None,
                 client_id="analytics-api-lag",
                 enable_auto_commit=False,
+                allow_auto_create_topics=False,  # asking about a topic must not create it
                 request_timeout_ms=3000,
                 bootstrap_timeout_ms=2000,
                 connections_max_idle_ms=600_000,
@@ -157,7 +159,7 @@ def ingestion_status(*, settings: ConsumerSettings | None = None, using: str = "
     reasons = [{**row, "label": labels.get(row["reason"], row["reason"])} for row in by_reason]
     newest_dead = dead.aggregate(at=Max("created_at"))["at"]
 
-    status, detail = _status(now, kafka, total_lag, last_progress, stored)
+    status, detail = _status(now, kafka, total_lag, last_progress, stored, newest[1] if newest else None)
     return {
         "status": status,
         "status_detail": detail,
@@ -181,10 +183,11 @@ def ingestion_status(*, settings: ConsumerSettings | None = None, using: str = "
     }
 
 
-def _status(now, kafka: TopicOffsets, lag, last_progress, stored) -> tuple[str, str]:
+def _status(now, kafka: TopicOffsets, lag, last_progress, stored, last_stored) -> tuple[str, str]:
     if not kafka.reachable:
         return "unknown", f"{kafka.error}; lag cannot be told."
     since = None if last_progress is None else (now - last_progress).total_seconds()
+    stored_since = None if last_stored is None else (now - last_stored).total_seconds()
     if lag:
         if not stored:
             return "stalled", f"{lag:,} messages wait in Kafka and no consumer has stored any yet."
@@ -193,4 +196,6 @@ def _status(now, kafka: TopicOffsets, lag, last_progress, stored) -> tuple[str, 
         return "flowing", f"Consuming; {lag:,} messages to catch up."
     if since is not None and since <= RECENT_S:
         return "flowing", "Caught up with the topic."
+    if stored_since is not None and stored_since <= RECENT_S:
+        return "flowing", "Caught up with the topic; outcomes also arrive through the API."
     return "idle", "Caught up, and no new messages arrive: there is no traffic on the topic."

@@ -57,9 +57,12 @@ cat <<MSG
 
   The pipeline is running: simulate_auctions (${RATE}/s) → Kafka → process_outcomes → PostgreSQL → API
 
+  Dashboard       http://$GUNICORN_BIND/dashboard/   (admin / admin)
   API             http://$GUNICORN_BIND/api/outcomes/
   Statistics      http://$GUNICORN_BIND/api/outcomes/stats/
   Daily stats     http://$GUNICORN_BIND/api/outcomes/daily_stats/
+  Export (CSV)    http://$GUNICORN_BIND/api/outcomes/export/?format=csv
+  Ingestion       http://$GUNICORN_BIND/api/ingestion/
   OpenAPI schema  http://$GUNICORN_BIND/api/schema/
   API docs        http://$GUNICORN_BIND/api/docs/   (Swagger UI; Redoc: /api/redoc/)
   API metrics     http://$GUNICORN_BIND/metrics

@@ -9,6 +9,7 @@ arriving without a reload, the empty and error states. Screenshots of every stat
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import random
 import shutil
@@ -67,6 +68,9 @@ def browser_context_args(browser_context_args):
 @pytest.fixture
 def fast_refresh(settings):
     settings.DASHBOARD_REFRESH_SECONDS = 1
+    # A topic of its own (never created): the ingestion panel does not depend on what the
+    # local broker holds from other runs.
+    settings.CONSUMER = dataclasses.replace(settings.CONSUMER, topic=f"dashboard-{uuid.uuid4().hex[:8]}")
     settings.API_READ_ACCESS = "authenticated"  # the page must work as a logged-in person, not as "public"
 
 

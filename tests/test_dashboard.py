@@ -6,6 +6,7 @@ The page itself is tested in a real browser in tests/test_browser.py.
 from __future__ import annotations
 
 import dataclasses
+import uuid
 from datetime import timedelta
 
 import pytest
@@ -16,7 +17,7 @@ from django.utils import timezone
 from rest_framework.test import APIClient
 
 from outcomes import ingestion
-from outcomes.models import ConsumerOffset, DeadLetter
+from outcomes.models import AuctionOutcome, ConsumerOffset, DeadLetter
 from tests.conftest import BROKERS, encode, message
 from tests.servers import free_port
 
@@ -98,6 +99,10 @@ def test_caught_up_is_flowing_then_idle(ingestion_settings, produce, outcome_fac
     assert answer["last_stored_age_seconds"] < 60
     ConsumerOffset.objects.update(updated_at=timezone.now() - timedelta(minutes=10))
     ingestion.topic_offsets._answer = None
+    answer = APIClient().get("/api/ingestion/").json()  # the consumer rests; outcomes came in by the API
+    assert answer["status"] == "flowing" and "through the API" in answer["status_detail"]
+    AuctionOutcome.objects.update(timestamp=timezone.now() - timedelta(minutes=10))
+    ingestion.topic_offsets._answer = None
     answer = APIClient().get("/api/ingestion/").json()
     assert answer["status"] == "idle" and "no traffic" in answer["status_detail"]
 
@@ -136,3 +141,16 @@ def test_dead_letters_by_reason_codes(settings):
 def test_ingestion_refuses_parameters():
     response = APIClient().get("/api/ingestion/", {"verbose": "1"})
     assert response.status_code == 400 and "verbose" in response.json()
+
+
+@pytest.mark.kafka
+def test_asking_about_a_missing_topic_does_not_create_it(settings, kafka_admin):
+    topic = f"never-created-{uuid.uuid4().hex[:8]}"
+    settings.CONSUMER = dataclasses.replace(django_settings.CONSUMER, brokers=(BROKERS,), topic=topic)
+    ingestion.topic_offsets._answer = None
+    try:
+        answer = APIClient().get("/api/ingestion/").json()
+    finally:
+        ingestion.topic_offsets._answer = None
+    assert answer["partitions"] == [] and answer["lag"] == 0 and answer["status"] == "idle"
+    assert topic not in kafka_admin.list_topics()

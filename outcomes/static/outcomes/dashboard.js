@@ -161,7 +161,7 @@
       if (error.status === 401 || error.status === 403) {
         return showError(`Not allowed (${error.message}). Log in again through the admin.`, false);
       }
-      return showError(client ? `A filter was refused: ${error.message}` : `Cannot load the data: ${error.message}.`, !client);
+      return showError(client ? `A filter was refused: ${error.message}` : `Cannot load the data: ${error.message}`, !client);
     }
     if (mine !== generation) return; // a newer refresh (another filter) started meanwhile
     const [stats, previousStats, reach, previousReach, series, domains, currencies, histogram, ingestion, latest] = answers;
@@ -186,6 +186,7 @@
 
   function showError(message, retrying) {
     const banner = $("#error");
+    message = /[.!?]$/.test(message) ? message : `${message}.`;
     const since = lastSuccess ? ` The figures below are from ${lastSuccess.toISOString().slice(11, 19)} UTC.` : "";
     banner.textContent = `${message}${retrying ? ` Retrying every ${config.refreshSeconds} s.` : ""}${since}`;
     banner.hidden = false;

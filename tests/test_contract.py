@@ -47,17 +47,23 @@ def map_case(context, case):
 @schemathesis.hook  # a global hook (schemathesis allows before_call on no narrower scope)
 def before_call(context, case, kwargs):
     """Bodies, set last (stateful links fill them after map_case): a won auction pays at
-    most its bid, and a PUT or PATCH keeps the outcome's bid id."""
+    most its bid — the body merged over the stored outcome, for a PATCH — and a PUT or PATCH
+    keeps the outcome's bid id."""
     body = case.body
     if not isinstance(body, dict) or (case.meta is not None and case.meta.is_negative_at(ParameterLocation.BODY)):
         return
-    bid, win = _number(body.get("bid_price")), _number(body.get("win_price"))
-    if body.get("win_status") is True and bid is not None and (win is None or win > bid):
-        body["win_price"] = body["bid_price"]
-    if case.method in ("PUT", "PATCH") and "bid_id" in body and _KEY:
+    stored = None
+    if case.method in ("PUT", "PATCH") and _KEY:
         stored = AuctionOutcome.objects.filter(id=int(_number(case.path_parameters.get("id")) or 0)).first()
-        if stored is not None:
-            body["bid_id"] = stored.bid_id
+    merged = dict(body)
+    if case.method == "PATCH" and stored is not None:
+        current = {"win_status": stored.win_status, "win_price": stored.win_price, "bid_price": stored.bid_price}
+        merged = {**current, **body}
+    bid, win = _number(merged.get("bid_price")), _number(merged.get("win_price"))
+    if merged.get("win_status") is True and bid is not None and (win is None or win > bid):
+        body["win_price"] = merged["bid_price"] if isinstance(merged["bid_price"], int | float | str) else str(bid)
+    if stored is not None and "bid_id" in body:
+        body["bid_id"] = stored.bid_id
 
 
 def _few_buckets(query: dict) -> bool:

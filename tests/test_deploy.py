@@ -108,7 +108,9 @@ def test_dockerfile_is_hadolint_clean():
     result = subprocess.run([hadolint, str(ROOT / "Dockerfile")], capture_output=True, text=True)
     assert result.returncode == 0, result.stdout
     text = (ROOT / "Dockerfile").read_text()
-    assert text.count("FROM ") == 2 and "slim" in text
+    # Three stages: the dashboard's npm packages, the Python build, the slim runtime.
+    assert text.count("FROM ") == 3 and "slim" in text
+    assert "npm ci" in text and "COPY --from=assets" in text
     assert "USER 10001:10001" in text and "PYTHONUNBUFFERED=1" in text and "collectstatic" in text
 
 

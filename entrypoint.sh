@@ -9,7 +9,10 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 
-PYTHON="${PYTHON:-python}"
+# In the image `python` is the venv's (PATH); in a checkout, the venv `make` created.
+if [ -z "${PYTHON:-}" ]; then
+  if [ -x .venv/bin/python ]; then PYTHON=.venv/bin/python; else PYTHON=python; fi
+fi
 role="${1:-api}"
 [ $# -gt 0 ] && shift
 

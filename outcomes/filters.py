@@ -41,12 +41,18 @@ MAX_PRICE = Decimal("99999999.99")  # the price columns' range (numeric(10, 2))
 
 
 class CurrencyField(forms.RegexField):
+    """Three letters, either case (codes are stored upper-case: ``usd`` means ``USD``)."""
+
     def __init__(self, **kwargs):
         super().__init__(
-            regex=r"^[A-Z]{3}$",
+            regex=r"^[A-Za-z]{3}$",
             error_messages={"invalid": "Not a 3-letter ISO 4217 code such as USD."},
             **kwargs,
         )
+
+    def clean(self, value):
+        value = super().clean(value)
+        return value.upper() if value else value
 
 
 class CurrencyFilter(filters.CharFilter):
@@ -91,11 +97,12 @@ class OutcomeFilterForm(forms.Form):
 
 
 class OutcomeFilter(filters.FilterSet):
+    bid_id = filters.CharFilter(help_text="Exact bid id (the message's bid_request_id). Lists and exports only.")
     user_id = filters.CharFilter(help_text="Exact user id.")
     site_domain = filters.CharFilter(help_text="Exact site domain.")
     win_status = StrictBooleanFilter(help_text="true for won auctions, false for lost ones.")
     enriched = StrictBooleanFilter(help_text="true for outcomes enriched with user data.")
-    currency = CurrencyFilter(help_text="ISO 4217 code, e.g. USD.")
+    currency = CurrencyFilter(help_text="ISO 4217 code, e.g. USD (either case).")
     min_price = filters.NumberFilter(
         field_name="win_price", lookup_expr="gte", min_value=0, max_value=MAX_PRICE, help_text="Minimum win price."
     )
@@ -104,16 +111,23 @@ class OutcomeFilter(filters.FilterSet):
     )
     start = filters.IsoDateTimeFilter(
         field_name="event_time",
+        label="start",
         lookup_expr="gte",
         help_text="Outcomes at or after this ISO 8601 time (event time: auction time, else storage time).",
     )
     end = filters.IsoDateTimeFilter(
         field_name="event_time",
+        label="end",
         lookup_expr="lt",
         help_text="Outcomes before this ISO 8601 time (event time: auction time, else storage time).",
     )
     ordering = StableOrderingFilter(
         fields=ORDERING_FIELDS,
+        error_messages={
+            "invalid_choice": "'%(value)s' is not an ordering field; use "
+            + ", ".join(ORDERING_FIELDS)
+            + " ('-' before one for descending)."
+        },
         help_text="Comma-separated fields, '-' for descending: " + ", ".join(ORDERING_FIELDS) + ".",
     )
 

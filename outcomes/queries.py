@@ -75,6 +75,7 @@ _UNITS_UP_TO = {
 class OutcomeQuery:
     """The filters of a list or report, already validated."""
 
+    bid_id: str | None = None  # lists and exports only (the count of a list by bid id)
     user_id: str | None = None
     site_domain: str | None = None
     win_status: bool | None = None
@@ -527,7 +528,7 @@ _RAW_MEASURES = (
 
 
 _RAW_CONDITIONS = (  # filter, column, operator
-    *((name, name, "=") for name in ("user_id", "site_domain", "win_status", "enriched", "currency")),
+    *((name, name, "=") for name in ("bid_id", "user_id", "site_domain", "win_status", "enriched", "currency")),
     ("min_price", "win_price", ">="),
     ("max_price", "win_price", "<="),
     ("start", "event_time", ">="),

@@ -29,7 +29,8 @@ def _param_schemas() -> dict[str, dict]:
     return {
         "user_id": {"type": "string", "minLength": 1, "pattern": _TEXT},
         "site_domain": {"type": "string", "minLength": 1, "pattern": _TEXT},
-        "currency": {"type": "string", "pattern": "^[A-Z]{3}$"},
+        "currency": {"type": "string", "pattern": "^[A-Za-z]{3}$"},
+        "bid_id": {"type": "string", "minLength": 1, "pattern": _TEXT},
         "page": {"type": "integer", "minimum": 1},
         "min_price": {"type": "number", "minimum": 0, "maximum": 99999999.99},
         "max_price": {"type": "number", "minimum": 0, "maximum": 99999999.99},

@@ -7,6 +7,7 @@ parameters are validated by the small ``*Params`` serializers below.
 
 from __future__ import annotations
 
+import uuid
 from datetime import UTC
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
@@ -64,24 +65,36 @@ class _Currency(serializers.CharField):
     pass
 
 
+def _example_bid_id() -> str:
+    return f"manual-{uuid.uuid4()}"
+
+
 class OutcomeWriteSerializer(serializers.Serializer):
-    """The body of POST, PUT and PATCH (PATCH: any subset). Unknown fields are refused."""
+    """The body of POST, PUT and PATCH (PATCH: any subset). Unknown fields are refused.
+
+    The ``initial`` values make the browsable API's form a valid outcome as shown (a fresh
+    bid id each time), to edit before sending."""
 
     closed = True  # additionalProperties: false in the schema
 
-    bid_id = _NonBlankText(help_text="Unique per auction; cannot change once stored.")
-    user_id = _NonBlankText()
-    site_domain = _OptionalText(required=False, allow_blank=True, allow_null=True)
-    win_status = serializers.BooleanField()
-    win_price = _Price(required=False, help_text="Required for a won auction, and at most bid_price.")
-    bid_price = _Price()
-    currency = _Currency(required=False)
+    bid_id = _NonBlankText(
+        initial=_example_bid_id,
+        help_text="Unique per auction; cannot change once stored. The Kafka message's bid_request_id is "
+        "accepted in its place.",
+    )
+    user_id = _NonBlankText(initial="user-1")
+    site_domain = _OptionalText(required=False, allow_blank=True, allow_null=True, initial="news.example")
+    win_status = serializers.BooleanField(initial=True)
+    win_price = _Price(required=False, initial="0.50", help_text="Required for a won auction, and at most bid_price.")
+    bid_price = _Price(initial="0.80")
+    currency = _Currency(required=False, initial="USD")
     enriched = serializers.BooleanField(required=False, default=False)
     user_interests = serializers.ListField(
         child=_Interest(allow_blank=True),
         required=False,
         allow_null=True,
         max_length=100,
+        initial=list,
         help_text="At most 100; null or absent: none.",
     )
     auction_timestamp = serializers.DateTimeField(required=False, allow_null=True)

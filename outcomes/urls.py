@@ -1,9 +1,39 @@
-from django.urls import path
-from rest_framework.routers import DefaultRouter
+from django.urls import path, reverse
+from rest_framework.routers import APIRootView, DefaultRouter
 
 from outcomes.views import AuctionOutcomeViewSet, IngestionView
 
-router = DefaultRouter()
+
+class ServiceRoot(APIRootView):
+    """Auction outcomes from real-time-bidding: list, filter and report on them, export them.
+
+    Start at `outcomes` (each report is a sub-path: stats, daily_stats, timeseries,
+    breakdown, histogram, reach, winners, export); `ingestion` says whether the consumer keeps
+    up. The OpenAPI schema, Swagger UI and Redoc document every parameter; the dashboard and the
+    admin are for people.
+    """
+
+    def get(self, request, *args, **kwargs):
+        response = super().get(request, *args, **kwargs)
+        absolute = request.build_absolute_uri
+        response.data.update(
+            {
+                "ingestion": absolute(reverse("ingestion")),
+                "schema": absolute(reverse("schema")),
+                "docs": absolute(reverse("swagger-ui")),
+                "redoc": absolute(reverse("redoc")),
+                "dashboard": absolute(reverse("dashboard")),
+                "admin": absolute(reverse("admin:index")),
+            }
+        )
+        return response
+
+
+class Router(DefaultRouter):
+    APIRootView = ServiceRoot
+
+
+router = Router()
 router.register("outcomes", AuctionOutcomeViewSet, basename="outcome")
 
 urlpatterns = [path("ingestion/", IngestionView.as_view(), name="ingestion"), *router.urls]

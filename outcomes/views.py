@@ -47,7 +47,9 @@ from outcomes.serializers import (
 )
 
 _ALWAYS = {"format"}
-_REPORT_FILTERS = FILTER_PARAMS - {"ordering"}
+# A report over one bid id would be that outcome: reports take every filter but these.
+_LIST_ONLY = {"ordering", "bid_id"}
+_REPORT_FILTERS = FILTER_PARAMS - _LIST_ONLY
 _LIST = FILTER_PARAMS | OutcomePagination.query_params | _ALWAYS
 _ALLOWED_PARAMS = {
     "list": _LIST,
@@ -79,7 +81,7 @@ def _filter_parameters() -> list[OpenApiParameter]:
     }
     parameters = []
     for name, field in OutcomeFilter.base_filters.items():
-        if name == "ordering":
+        if name in _LIST_ONLY:
             continue
         kind = next((t for cls, t in kinds.items() if isinstance(field, cls)), OpenApiTypes.BOOL)
         parameters.append(OpenApiParameter(name, kind, description=str(field.extra.get("help_text", ""))))
@@ -128,6 +130,16 @@ class AuctionOutcomeViewSet(viewsets.ModelViewSet):
 
     def get_queryset(self):
         return queries.outcome_list(winners_only=self.action == "winners")
+
+    def get_serializer_class(self):
+        if self.request is not None and self.request.method in ("POST", "PUT", "PATCH"):
+            # What the browsable API's form shows: the body the API takes (the write service
+            # validates it; answers are always AuctionOutcomeSerializer's).
+            return OutcomeWriteSerializer
+        return AuctionOutcomeSerializer
+
+    def _output(self, outcome) -> dict:
+        return AuctionOutcomeSerializer(outcome, context=self.get_serializer_context()).data
 
     def perform_content_negotiation(self, request, force=False):
         export = self.action == "export" or (
@@ -313,20 +325,20 @@ class AuctionOutcomeViewSet(viewsets.ModelViewSet):
         return response
 
     # ------------------------------------------------------------------ writes
-    @extend_schema(request=OutcomeWriteSerializer)
+    @extend_schema(request=OutcomeWriteSerializer, responses=AuctionOutcomeSerializer)
     def create(self, request, *args, **kwargs):
         outcome = self._write(lambda: writes.outcome_create(document=_body(request)))
-        return Response(self.get_serializer(outcome).data, status=status.HTTP_201_CREATED)
+        return Response(self._output(outcome), status=status.HTTP_201_CREATED)
 
-    @extend_schema(request=OutcomeWriteSerializer)
+    @extend_schema(request=OutcomeWriteSerializer, responses=AuctionOutcomeSerializer)
     def update(self, request, *args, partial=False, **kwargs):
         outcome_id = self._id(kwargs)
         outcome = self._write(
             lambda: writes.outcome_update(outcome_id=outcome_id, changes=_body(request), partial=partial)
         )
-        return Response(self.get_serializer(outcome).data)
+        return Response(self._output(outcome))
 
-    @extend_schema(request=OutcomeWriteSerializer)
+    @extend_schema(request=OutcomeWriteSerializer, responses=AuctionOutcomeSerializer)
     def partial_update(self, request, *args, **kwargs):
         return self.update(request, *args, partial=True, **kwargs)
 

@@ -43,6 +43,7 @@ is still in the database:
 from __future__ import annotations
 
 import io
+import logging
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -55,6 +56,8 @@ from psycopg2.extras import execute_values
 from outcomes import rollups
 from outcomes.ingest.messages import InvalidOutcome, OutcomeEvent, parse_outcome
 from outcomes.models import AuctionOutcome, RawRetention
+
+logger = logging.getLogger(__name__)
 
 OUTCOME_TABLE = "outcomes_auctionoutcome"
 OFFSET_TABLE = "outcomes_consumeroffset"
@@ -312,14 +315,23 @@ def _esc(text: str) -> str:
     return text
 
 
-def _conflict(event: OutcomeEvent, position: Position, original: Position | None) -> Rejected:
+def _conflict(event: OutcomeEvent, position: Position | None, original: Position | None) -> Rejected:
     where = f" (first seen at {original.topic}[{original.partition}]@{original.offset})" if original else ""
+    detail = f"bid_id {event.bid_id!r} is already stored{where} with different content; the stored version is kept"
+    if position is not None:  # a message (an API write has none: it is answered with a 409)
+        # The same line the consumer logs for every other invalid message.
+        logger.warning(
+            "invalid message; dead-lettering it",
+            extra={
+                "topic": position.topic,
+                "partition": position.partition,
+                "offset": position.offset,
+                "reason": "conflicting_duplicate",
+                "detail": detail,
+            },
+        )
     return Rejected(
-        position=position,
-        key=None,
-        value=event.raw_json.encode("utf-8"),
-        reason="conflicting_duplicate",
-        detail=f"bid_id {event.bid_id!r} is already stored{where} with different content; the stored version is kept",
+        position=position, key=None, value=event.raw_json.encode("utf-8"), reason="conflicting_duplicate", detail=detail
     )
 
 

@@ -10,7 +10,6 @@ export GUNICORN_BIND="${GUNICORN_BIND:-127.0.0.1:8000}"
 export CONSUMER_METRICS_PORT="${CONSUMER_METRICS_PORT:-9108}"
 export CONSUMER_METRICS_ADDR="${CONSUMER_METRICS_ADDR:-127.0.0.1}"
 export CONSUMER_HEALTH_FILE="${CONSUMER_HEALTH_FILE:-$ROOT/.cache/consumer.alive}"
-export GUNICORN_ACCESS_LOG="${GUNICORN_ACCESS_LOG:-false}"
 RATE="${SIMULATOR_RATE:-200}"
 LOGS="$ROOT/.cache/run"
 mkdir -p "$LOGS"
@@ -18,6 +17,7 @@ mkdir -p "$LOGS"
 pids=()
 cleanup() {
   trap - INT TERM EXIT
+  [ "${#pids[@]}" -gt 0 ] || return 0  # nothing started yet (e.g. a busy port)
   echo
   echo "stopping producer, consumer and API…"
   for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
@@ -35,6 +35,9 @@ for port in "${GUNICORN_BIND##*:}" "$CONSUMER_METRICS_PORT"; do
 done
 
 "$PYTHON" manage.py migrate_locked --noinput
+# The topic exists before the consumer and the producer start (no "not found in cluster
+# metadata" errors while the broker would auto-create it).
+"$PYTHON" manage.py create_topic --partitions "${KAFKA_PARTITIONS:-3}"
 # A local admin account, so the admin pages can be tried at once (DEBUG only).
 if [ "${DEBUG:-}" = "true" ]; then
   DJANGO_SUPERUSER_PASSWORD=admin "$PYTHON" manage.py createsuperuser --noinput --username admin \

@@ -282,9 +282,22 @@ status() {
   else
     echo "postgresql: stopped"
   fi
-  if kafka_running; then echo "kafka: running (pid $(cat "$KAFKA_PID"), 127.0.0.1:$KAFKA_PORT)"; else echo "kafka: stopped"; fi
+  # What answers on each port, and whether this checkout started it (`up` uses either).
+  if kafka_running; then
+    echo "kafka: running (pid $(cat "$KAFKA_PID"), started by this checkout, 127.0.0.1:$KAFKA_PORT)"
+  elif port_open "$KAFKA_PORT"; then
+    echo "kafka: a broker answers on 127.0.0.1:$KAFKA_PORT (not started by this checkout; 'up' uses it)"
+  else
+    echo "kafka: stopped"
+  fi
   if as_postgres pg_isready -q -h 127.0.0.1 -p "$REPLICA_PORT" 2>/dev/null; then echo "replica: running (127.0.0.1:$REPLICA_PORT)"; else echo "replica: stopped"; fi
-  if redis_running; then echo "redis: running (pid $(cat "$REDIS_PID"), 127.0.0.1:$REDIS_PORT)"; else echo "redis: stopped"; fi
+  if redis_running; then
+    echo "redis: running (pid $(cat "$REDIS_PID"), started by this checkout, 127.0.0.1:$REDIS_PORT)"
+  elif port_open "$REDIS_PORT"; then
+    echo "redis: a server answers on 127.0.0.1:$REDIS_PORT (not started by this checkout; 'up' uses it)"
+  else
+    echo "redis: stopped"
+  fi
 }
 
 mkdir -p "$STATE"

@@ -20,17 +20,19 @@ def test_outcome_changelist_filters_and_exact_search(admin_client, outcome_facto
     page = admin_client.get("/admin/outcomes/auctionoutcome/")
     assert page.status_code == 200
     content = page.content.decode()
-    for column in ("Bid id", "User id", "Site domain", "Win status", "Win price", "Currency"):
+    for column in ("Bid id", "Auction time (UTC)", "User id", "Site domain", "Win status", "Win price", "Stored (UTC)"):
         assert column in content
     assert admin_client.get("/admin/outcomes/auctionoutcome/?q=alice").context["cl"].result_count == 3
     assert admin_client.get("/admin/outcomes/auctionoutcome/?q=ali").context["cl"].result_count == 0  # exact only
     assert admin_client.get("/admin/outcomes/auctionoutcome/?win_status__exact=0").context["cl"].result_count == 2
     assert admin_client.get("/admin/outcomes/auctionoutcome/?currency=EUR").context["cl"].result_count == 3
     assert admin_client.get("/admin/outcomes/auctionoutcome/?enriched__exact=1").status_code == 200
-    assert (
-        admin_client.get("/admin/outcomes/auctionoutcome/?timestamp__gte=2020-01-01T00:00:00%2B00:00").status_code
-        == 200
-    )
+    # Dates filter by auction (event) time; the factory's outcomes ran on 2025-10-25.
+    day = "event_time__gte=2025-10-25T00:00:00%2B00:00&event_time__lt=2025-10-26T00:00:00%2B00:00"
+    by_event = f"/admin/outcomes/auctionoutcome/?{day}"
+    assert admin_client.get(by_event).context["cl"].result_count == 5
+    later = "/admin/outcomes/auctionoutcome/?event_time__gte=2025-10-26T00:00:00%2B00:00"
+    assert admin_client.get(later).context["cl"].result_count == 0
     with django_assert_max_num_queries(8):
         admin_client.get("/admin/outcomes/auctionoutcome/")
 
@@ -47,10 +49,16 @@ def test_dead_letters_are_browsable_and_read_only(admin_client):
     letter = DeadLetter.objects.create(
         topic="t", partition=0, offset=7, value=b"\xffbad", reason="invalid_json", detail="message is not valid JSON"
     )
-    page = admin_client.get("/admin/outcomes/deadletter/?reason__exact=invalid_json")
-    assert page.status_code == 200 and "message is not valid JSON" in page.content.decode()
+    page = admin_client.get("/admin/outcomes/deadletter/?reason=invalid_json&replayed=no")
+    content = page.content.decode()
+    assert page.status_code == 200 and "message is not valid JSON" in content
+    # The code, as replay_dead_letters --reason takes it, with the label as help.
+    assert '<code title="Not JSON">invalid_json</code>' in content
+    assert "invalid_json — Not JSON" in content  # the filter
+    assert "Not replayed" in content and "Not empty" not in content
+    assert admin_client.get("/admin/outcomes/deadletter/?replayed=yes").context["cl"].result_count == 0
     detail = admin_client.get(f"/admin/outcomes/deadletter/{letter.id}/change/").content.decode()
-    assert "\\xffbad" in detail
+    assert "\\xffbad" in detail and "invalid_json" in detail
     assert admin_client.get("/admin/outcomes/deadletter/add/").status_code == 403
 
 
@@ -106,3 +114,34 @@ def test_outcomes_are_read_only_and_deleting_keeps_the_rollups_exact(admin_clien
     admin_client.post(f"/admin/outcomes/auctionoutcome/{rows[2].id}/delete/", {"post": "yes"})
     assert not AuctionOutcome.objects.exists()
     assert rollups.verify() == []
+
+
+def test_times_show_seconds(admin_client, outcome_factory):
+    from datetime import UTC, datetime
+
+    outcome_factory(1, auction_timestamp=datetime(2026, 3, 1, 12, 34, 56, tzinfo=UTC))
+    assert "2026-03-01 12:34:56" in admin_client.get("/admin/outcomes/auctionoutcome/").content.decode()
+
+
+def test_replay_selected_runs_the_replay_service(admin_client):
+    from outcomes.models import AuctionOutcome
+    from tests.conftest import encode, message
+
+    fixed = DeadLetter.objects.create(
+        topic="t", partition=0, offset=1, value=encode(message(bid_request_id="replayed-1")), reason="invalid_json"
+    )
+    broken = DeadLetter.objects.create(topic="t", partition=0, offset=2, value=b"{nope", reason="invalid_json")
+    untouched = DeadLetter.objects.create(
+        topic="t", partition=0, offset=3, value=encode(message(bid_request_id="not-selected")), reason="invalid_json"
+    )
+    response = admin_client.post(
+        "/admin/outcomes/deadletter/",
+        {"action": "replay_selected", "_selected_action": [fixed.id, broken.id]},
+        follow=True,
+    )
+    text = response.content.decode()
+    assert "Replayed 2: 1 stored" in text and "still invalid (kept)" in text and "invalid_json: 1" in text
+    assert AuctionOutcome.objects.filter(bid_id="replayed-1").exists()
+    assert not AuctionOutcome.objects.filter(bid_id="not-selected").exists()
+    fixed.refresh_from_db(), broken.refresh_from_db(), untouched.refresh_from_db()
+    assert fixed.replayed_at is not None and broken.replayed_at is None and untouched.replayed_at is None

@@ -1,5 +1,6 @@
 """REST API: endpoints, filters, ordering, pagination, bad parameters, permissions."""
 
+import json
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
@@ -441,3 +442,75 @@ def test_api_docs_are_served_offline(api, path, asset):
     from django.contrib.staticfiles import finders
 
     assert finders.find(src.removeprefix("/static/"))  # collectstatic (the image, make run) serves it
+
+
+# ---------------------------------------------------------------------------- newcomer's rough edges
+def test_find_an_outcome_by_its_bid_id(api, outcome_factory):
+    target, _other = outcome_factory(2)
+    body = api.get(URL, {"bid_id": target.bid_id}).json()
+    assert body["count"] == 1 and [r["bid_id"] for r in body["results"]] == [target.bid_id]
+    assert api.get(URL, {"bid_id": "no-such-bid"}).json()["count"] == 0
+    # Retrieve takes the numeric id only; a bid id there is a 404 (use ?bid_id=).
+    assert api.get(f"{URL}{target.bid_id}/").status_code == 404
+    # A report over one bid id would be that outcome: reports refuse the parameter.
+    refused = api.get(f"{URL}stats/", {"bid_id": target.bid_id})
+    assert refused.status_code == 400 and "bid_id" in refused.json()
+
+
+def test_currency_codes_in_either_case(api, outcome_factory):
+    outcome_factory(2, currency="EUR")
+    outcome_factory(1, currency="USD")
+    assert api.get(URL, {"currency": "eur"}).json()["count"] == 2
+    assert api.get(f"{URL}stats/", {"currency": "usd"}).json()["total_outcomes"] == 1
+    assert api.get(URL, {"currency": "euro"}).status_code == 400
+
+
+def test_an_empty_value_is_refused_not_ignored(api):
+    response = api.get(URL, {"site_domain": ""})
+    assert response.status_code == 400 and "Empty value" in response.json()["site_domain"][0]
+
+
+def test_an_unknown_ordering_lists_the_fields(api):
+    message = api.get(URL, {"ordering": "foo"}).json()["ordering"][0]
+    assert "'foo' is not an ordering field" in message
+    for name in ("timestamp", "event_time", "win_price", "bid_price", "user_id", "site_domain", "id"):
+        assert name in message
+
+
+def test_the_api_root_describes_the_service_and_links_everything(api):
+    body = api.get("/api/").json()
+    for name in ("outcomes", "ingestion", "schema", "docs", "redoc", "dashboard", "admin"):
+        assert body[name].startswith("http://testserver/"), name
+    page = api.get("/api/", HTTP_ACCEPT="text/html").content.decode()
+    assert "The default basic root view" not in page and "Auction outcomes from real-time-bidding" in page
+
+
+def test_the_browsable_api_labels_and_form(staff_api):
+    page = staff_api.get(URL, HTTP_ACCEPT="text/html").content.decode()
+    assert "[invalid name]" not in page
+    # The raw form is a valid outcome as shown: posting it unchanged stores one.
+    staff = User.objects.get(username="staff")
+    client = APIClient()
+    client.force_login(staff)
+    form_page = client.get(URL, HTTP_ACCEPT="text/html")
+    initial = form_page.context["raw_data_post_form"].fields["_content"].initial
+    assert '"user_interests": []' in initial
+    created = client.post(URL, json.loads(initial), format="json")
+    assert created.status_code == 201, created.content
+    assert created.json()["bid_id"].startswith("manual-")
+
+
+def test_the_kafka_message_shape_is_accepted(staff_api):
+    document = {
+        "bid_request_id": "req-from-the-topic",
+        "user_id": "user-456",
+        "bid_price": 0.80,
+        "win_status": True,
+        "win_price": 0.80,
+        "currency": "USD",
+        "enriched": True,
+        "user_interests": ["technology", "sports"],
+        "auction_timestamp": "2025-10-25T12:00:02Z",
+    }
+    response = staff_api.post(URL, document, format="json")
+    assert response.status_code == 201 and response.json()["bid_id"] == "req-from-the-topic"

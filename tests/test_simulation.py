@@ -1,11 +1,15 @@
 """The synthetic producer makes messages the consumer accepts, with a realistic shape."""
 
+import io
+import signal
 from collections import Counter
 
 import orjson
+import pytest
 
 from outcomes.ingest.messages import OutcomeEvent, parse_outcome
 from outcomes.simulation import OutcomeSimulator
+from tests.conftest import BROKERS
 
 
 def test_simulated_outcomes_are_valid_and_realistic():
@@ -30,3 +34,45 @@ def test_same_seed_same_stream():
     first = [m["bid_request_id"] for m in OutcomeSimulator(seed=5).stream(count=50, days=1)]
     second = [m["bid_request_id"] for m in OutcomeSimulator(seed=5).stream(count=50, days=1)]
     assert first == second
+
+
+@pytest.mark.kafka
+def test_create_topic_is_idempotent(kafka_admin, settings):
+    import dataclasses
+    import uuid
+
+    from django.core.management import call_command
+
+    topic = f"test-created-{uuid.uuid4().hex[:8]}"
+    settings.CONSUMER = dataclasses.replace(settings.CONSUMER, brokers=(BROKERS,))
+    out = io.StringIO()
+    call_command("create_topic", "--topic", topic, "--partitions", "2", stdout=out)
+    call_command("create_topic", "--topic", topic, "--partitions", "2", stdout=out)
+    assert out.getvalue().splitlines() == [f"created topic {topic} (2 partitions)", f"topic {topic} exists"]
+    described = kafka_admin.describe_topics([topic])
+    assert len(described[0]["partitions"]) == 2
+    kafka_admin.delete_topics([topic])
+
+
+@pytest.mark.kafka
+def test_the_simulator_reports_progress_every_few_seconds(make_topic, settings, monkeypatch):
+    import dataclasses
+
+    from django.core.management import call_command
+
+    from outcomes.management.commands import simulate_auctions
+
+    monkeypatch.setattr(simulate_auctions, "REPORT_EVERY_S", 0.1)
+    settings.CONSUMER = dataclasses.replace(settings.CONSUMER, brokers=(BROKERS,))
+    topic = make_topic(1)
+    out = io.StringIO()
+    handlers = signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)
+    try:
+        call_command("simulate_auctions", "--topic", topic, "--count", "60", "--rate", "200", stdout=out)
+    finally:  # the command stops on SIGINT/SIGTERM by its own handlers: give pytest its own back
+        signal.signal(signal.SIGINT, handlers[0])
+        signal.signal(signal.SIGTERM, handlers[1])
+    lines = out.getvalue().splitlines()
+    progress = [line for line in lines if line.startswith("sent ") and "/s)" in line]
+    assert len(progress) >= 2, lines  # ~0.3 s at 200/s: a line every 0.1 s, not every 10,000 messages
+    assert lines[-1].startswith(f"sent 60 outcomes to {topic} in ")

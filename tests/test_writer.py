@@ -68,11 +68,15 @@ def test_duplicates_within_one_batch_are_stored_once():
     assert (result.stored, result.duplicates) == (2, 1)
 
 
-def test_same_bid_id_with_different_content_keeps_the_first_and_dead_letters_the_other():
+def test_same_bid_id_with_different_content_keeps_the_first_and_dead_letters_the_other(caplog):
     original = message(bid_price=1.0, win_price=0.5)
     changed = dict(original, win_price=0.7)
     write_batch(batch_of([original]), consumer_group=GROUP)
-    result = write_batch(batch_of([changed], start=1, expected=1), consumer_group=GROUP)
+    with caplog.at_level("WARNING", logger="outcomes.writes"):
+        result = write_batch(batch_of([changed], start=1, expected=1), consumer_group=GROUP)
+    # One log line per dead letter, as for every other invalid message.
+    (line,) = [r for r in caplog.records if r.getMessage() == "invalid message; dead-lettering it"]
+    assert (line.reason, line.topic, line.partition, line.offset) == ("conflicting_duplicate", "t", 0, 1)
     assert result.stored == 0 and result.duplicates == 0
     assert result.dead_lettered == {"conflicting_duplicate": 1}
     assert AuctionOutcome.objects.get().win_price == Decimal("0.50")

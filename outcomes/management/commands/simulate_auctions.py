@@ -13,6 +13,8 @@ from kafka.errors import KafkaError
 
 from outcomes.simulation import OutcomeSimulator
 
+REPORT_EVERY_S = 5.0  # a progress line this often, whatever the rate
+
 
 class Command(BaseCommand):
     help = "Produce synthetic auction outcomes to the outcomes topic (for local runs and demos)."
@@ -53,6 +55,7 @@ class Command(BaseCommand):
         signal.signal(signal.SIGINT, lambda *_: stopping.append(True))
         rate, count, every = options["rate"], options["count"] or None, options["invalid_every"]
         started = time.monotonic()
+        next_report = started + REPORT_EVERY_S
         sent = 0
         for message in simulator.stream(count=count, days=options["days"]):
             if stopping:
@@ -66,8 +69,10 @@ class Command(BaseCommand):
                 ahead = sent / rate - (time.monotonic() - started)
                 if ahead > 0.005:  # sleep in slices of a few ms, not once per message
                     time.sleep(ahead)
-            if sent % 10_000 == 0:
-                self.stdout.write(f"sent {sent} outcomes to {topic}")
+            if time.monotonic() >= next_report:
+                elapsed = time.monotonic() - started
+                self.stdout.write(f"sent {sent} outcomes to {topic} ({sent / elapsed:,.0f}/s)")
+                next_report += REPORT_EVERY_S
         producer.flush()
         producer.close()
         self.stdout.write(f"sent {sent} outcomes to {topic} in {time.monotonic() - started:.1f}s")

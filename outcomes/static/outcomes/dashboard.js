@@ -332,7 +332,7 @@
     for (const reason of answer.dead_letters.by_reason) {
       const tr = dead.insertRow();
       const link = document.createElement("a");
-      link.href = `${config.deadLetters}?reason__exact=${encodeURIComponent(reason.reason)}&replayed_at__isempty=1`;
+      link.href = `${config.deadLetters}?reason=${encodeURIComponent(reason.reason)}&replayed=no`;
       link.textContent = reason.reason;
       link.title = reason.label;
       tr.insertCell().append(link);

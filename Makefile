@@ -16,7 +16,7 @@ export DB_HOST ?= 127.0.0.1
 export KAFKA_BROKERS ?= 127.0.0.1:9092
 export REDIS_URL ?= redis://127.0.0.1:6379/0
 
-.PHONY: run test bench lint venv assets services services-down status clean
+.PHONY: run test test-fast bench lint venv assets services services-down status clean
 
 venv: $(STAMP)
 $(STAMP): requirements.txt requirements-dev.txt
@@ -50,6 +50,11 @@ run: services assets
 ## test: everything from nothing to a full test run (fails on any failure or on no tests)
 test: services assets $(CHECKOV_VENV)/.installed
 	$(PY) -m pytest
+
+## test-fast: the quick tier while working (no broker, no browser); `make test` runs everything
+test-fast: venv
+	scripts/services.sh pg-up
+	$(PY) -m pytest -m fast -q
 
 ## bench: ingestion and query benchmarks against the local services
 bench: services

@@ -6,6 +6,7 @@
 #   scripts/services.sh down     stop what this script started (and nothing else)
 #   scripts/services.sh status   say what is running
 #   (`up` also installs promtool and Chromium, which the monitoring and browser tests use)
+#   scripts/services.sh pg-up                      PostgreSQL only (make test-fast)
 #   scripts/services.sh kafka-restart | pg-restart   used by fault tests
 #   scripts/services.sh replica-up | replica-down | replica-pause | replica-resume
 #                                a streaming replica on 127.0.0.1:5433 (read-replica tests)
@@ -304,6 +305,7 @@ mkdir -p "$STATE"
 case "${1:-}" in
   up) pg_up; kafka_up; redis_up; tools_up ;;
   down) kafka_down; replica_down; pg_down; redis_down ;;
+  pg-up) pg_up ;;
   replica-up) replica_up ;;
   replica-down) replica_down ;;
   replica-pause) replica_sql "SELECT pg_wal_replay_pause()" >/dev/null ;;
@@ -313,5 +315,5 @@ case "${1:-}" in
   kafka-stop) kafka_down ;;
   kafka-start) kafka_start; kafka_wait ;;
   pg-restart) pg_restart ;;
-  *) echo "usage: $0 up|down|status|kafka-restart|kafka-stop|kafka-start|pg-restart|replica-up|replica-down|replica-pause|replica-resume" >&2; exit 2 ;;
+  *) echo "usage: $0 up|down|status|pg-up|kafka-restart|kafka-stop|kafka-start|pg-restart|replica-up|replica-down|replica-pause|replica-resume" >&2; exit 2 ;;
 esac

@@ -12,42 +12,16 @@ import os
 import signal
 import subprocess
 import sys
-import time
 import uuid
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
 
-import orjson
 import pytest
 from django.conf import settings as django_settings
 from django.db import connection
 
-ROOT = Path(__file__).resolve().parent.parent
-BROKERS = os.environ.get("KAFKA_BROKERS", "127.0.0.1:9092")
-
-SPEC_MESSAGE = {
-    "bid_request_id": "req-123",
-    "user_id": "user-456",
-    "bid_price": 0.80,
-    "win_status": True,
-    "win_price": 0.80,
-    "currency": "USD",
-    "enriched": True,
-    "user_interests": ["technology", "sports"],
-    "auction_timestamp": "2025-10-25T12:00:02Z",
-}
-
-
-def message(**overrides) -> dict:
-    data = dict(SPEC_MESSAGE)
-    data["bid_request_id"] = f"req-{uuid.uuid4()}"
-    data.update(overrides)
-    return data
-
-
-def encode(data) -> bytes:
-    return orjson.dumps(data)
+from tests.factories import BROKERS, ROOT, SPEC_MESSAGE, encode, message, parse_document, wait_until  # noqa: F401
 
 
 # ---------------------------------------------------------------------------- database
@@ -93,14 +67,6 @@ def outcome_factory(db):
     return create
 
 
-def parse_document(document: dict):
-    from outcomes.ingest.messages import InvalidOutcome, parse_outcome
-
-    parsed = parse_outcome(orjson.dumps(document), max_price=django_settings.CONSUMER.max_price)
-    assert not isinstance(parsed, InvalidOutcome), parsed
-    return parsed
-
-
 # ---------------------------------------------------------------------------- Kafka
 @pytest.fixture(scope="session")
 def kafka_admin():
@@ -137,15 +103,17 @@ def _wait_for_topic(name: str, partitions: int) -> None:
     from kafka import KafkaConsumer
 
     probe = KafkaConsumer(bootstrap_servers=BROKERS)
+
+    def appeared() -> bool:
+        found = probe.partitions_for_topic(name)
+        if found and len(found) == partitions:
+            return True
+        probe.topics()  # refresh metadata
+        return False
+
     try:
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline:
-            found = probe.partitions_for_topic(name)
-            if found and len(found) == partitions:
-                return
-            time.sleep(0.1)
-            probe.topics()  # refresh metadata
-        raise AssertionError(f"topic {name} did not appear")
+        if not wait_until(appeared, timeout=20, interval=0.1):
+            raise AssertionError(f"topic {name} did not appear")
     finally:
         probe.close()
 

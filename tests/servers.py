@@ -6,10 +6,11 @@ import os
 import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 from django.db import connection
+
+from tests.factories import wait_until
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -46,15 +47,18 @@ def start_api(port: int, **env: str) -> subprocess.Popen:
         stderr=subprocess.PIPE,
         text=True,
     )
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
+
+    def listening() -> bool:
         if process.poll() is not None:
             raise AssertionError(f"gunicorn exited: {process.stderr.read()[-2000:]}")
         try:
             with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                return process
+                return True
         except OSError:
-            time.sleep(0.1)
+            return False
+
+    if wait_until(listening, timeout=30, interval=0.1):
+        return process
     process.kill()
     raise AssertionError("gunicorn did not start")
 

@@ -125,7 +125,7 @@ def test_times_show_seconds(admin_client, outcome_factory):
 
 def test_replay_selected_runs_the_replay_service(admin_client):
     from outcomes.models import AuctionOutcome
-    from tests.conftest import encode, message
+    from tests.factories import encode, message
 
     fixed = DeadLetter.objects.create(
         topic="t", partition=0, offset=1, value=encode(message(bid_request_id="replayed-1")), reason="invalid_json"

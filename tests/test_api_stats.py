@@ -176,7 +176,7 @@ def test_percentiles_of_large_raw_sets_come_from_a_uniform_sample_within_their_b
     from django.db import connection
 
     from outcomes import queries, writes
-    from tests.conftest import parse_document
+    from tests.factories import parse_document
 
     rng = random.Random(11)
     batch = writes.Batch()

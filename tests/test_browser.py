@@ -25,7 +25,7 @@ from django.contrib.auth.models import User
 from django.test import Client
 
 from outcomes.models import DeadLetter
-from tests.conftest import encode, message
+from tests.factories import encode, message
 
 # Playwright's sync API runs an event loop in this thread; the test's own ORM calls are
 # ordinary synchronous code all the same.

@@ -13,7 +13,7 @@ from django.core.management import call_command
 from rest_framework.test import APIClient
 
 from outcomes.models import AuctionOutcome, ConsumerOffset, DeadLetter
-from tests.conftest import BROKERS, SPEC_MESSAGE, encode, message
+from tests.factories import BROKERS, SPEC_MESSAGE, encode, message, wait_until
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.kafka]
 
@@ -229,9 +229,7 @@ def test_sigterm_finishes_the_batch_and_exits_zero(make_topic, produce, consumer
     produce(topic, [encode(message()) for _ in range(total)])
     group = f"stop-test-{signum}"
     proc = consumer_process("--topic", topic, "--group", group, "--batch-size", "500", "--timeout", "20000")
-    deadline = time.monotonic() + 60
-    while AuctionOutcome.objects.count() == 0 and time.monotonic() < deadline:
-        time.sleep(0.05)
+    wait_until(lambda: AuctionOutcome.objects.count() > 0, timeout=60)
     proc.signal(signum)
     started = time.monotonic()
     assert proc.wait(timeout=30) == 0
@@ -268,18 +266,19 @@ def test_metrics_and_health_file(make_topic, produce, consumer_process, tmp_path
             "CONSUMER_READY_FILE": str(tmp_path / "ready"),
         },
     )
-    deadline = time.monotonic() + 60
     text = ""
     was_ready = False
-    while time.monotonic() < deadline:
+
+    def all_stored() -> bool:
+        nonlocal text, was_ready
         try:
             text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2).read().decode()
-            if "analytics_consumer_outcomes_stored_total 11.0" in text:
-                was_ready = (tmp_path / "ready").exists()
-                break
         except OSError:
-            pass
-        time.sleep(0.2)
+            return False
+        was_ready = (tmp_path / "ready").exists()
+        return "analytics_consumer_outcomes_stored_total 11.0" in text
+
+    wait_until(all_stored, timeout=60, interval=0.2)
     proc.signal(signal.SIGTERM)
     assert proc.wait(timeout=30) == 0
     assert "analytics_consumer_messages_consumed_total 13.0" in text
@@ -326,7 +325,7 @@ def test_a_metrics_port_in_use_is_a_one_line_error_naming_the_setting(tmp_path):
     import subprocess
     import sys
 
-    from tests.conftest import ROOT
+    from tests.factories import ROOT
 
     holder = socket.socket()
     holder.bind(("127.0.0.1", 0))

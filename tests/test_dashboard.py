@@ -18,7 +18,7 @@ from rest_framework.test import APIClient
 
 from outcomes import ingestion
 from outcomes.models import AuctionOutcome, ConsumerOffset, DeadLetter
-from tests.conftest import BROKERS, encode, message
+from tests.factories import BROKERS, encode, message
 from tests.servers import free_port
 
 pytestmark = pytest.mark.django_db

@@ -5,6 +5,10 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+import pytest
+
+pytestmark = pytest.mark.fast
+
 ROOT = Path(__file__).resolve().parent.parent
 # Python: the settings helpers and os.environ; shell: ${NAME:-default} and friends.
 _PYTHON_READ = re.compile(

@@ -6,7 +6,6 @@ import csv
 import io
 import json
 import socket
-import time
 from datetime import UTC, datetime
 from decimal import Decimal
 
@@ -16,6 +15,7 @@ from rest_framework.test import APIClient
 
 from outcomes import exports
 from outcomes.writes import OUTCOME_TABLE
+from tests.factories import wait_until
 from tests.servers import free_port, start_api, stop
 
 pytestmark = pytest.mark.django_db
@@ -149,12 +149,3 @@ def exports_in_progress() -> int:
                  AND state IN ('active', 'idle in transaction') AND query LIKE 'FETCH FORWARD%%export_%%'"""
         )
         return cursor.fetchone()[0]
-
-
-def wait_until(condition, timeout: float) -> bool:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.05)
-    return True

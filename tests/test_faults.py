@@ -17,7 +17,7 @@ import pytest
 from django.db import connection
 
 from outcomes.models import AuctionOutcome, ConsumerOffset, DeadLetter, OutcomeRollupMinute, TotalRollupMinute
-from tests.conftest import encode, message
+from tests.factories import encode, message, wait_until
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.kafka, pytest.mark.slow]
 SERVICES = Path(__file__).resolve().parent.parent / "scripts" / "services.sh"
@@ -98,9 +98,7 @@ def test_kill_9_at_random_points_loses_and_duplicates_nothing(make_topic, produc
         # Joining the group waits out the killed member's session (3 s), so time the kill from
         # the assignment: its fetches and writes start at once, and a random delay within a
         # few batches lands kills before, during and after writes.
-        deadline = time.monotonic() + 60
-        while "partitions assigned" not in proc.log() and time.monotonic() < deadline:
-            time.sleep(0.02)
+        wait_until(lambda proc=proc: "partitions assigned" in proc.log(), timeout=60, interval=0.02)
         time.sleep(rng.uniform(0.0, 0.4))  # a few 100 ms batches: a run stores ~1,000-3,000
         proc.process.send_signal(signal.SIGKILL)
         proc.wait(timeout=30)
@@ -118,9 +116,7 @@ def test_three_consumers_in_a_group_one_killed_midway(make_topic, produce, consu
     produce(topic, [(i % 6, None, value) for i, value in enumerate(values)])
     args = ("--topic", topic, "--group", "trio", "--batch-size", "300", "--batch-time", "100", "--timeout", "8000")
     procs = [consumer_process(*args) for _ in range(3)]
-    deadline = time.monotonic() + 60
-    while AuctionOutcome.objects.count() < 3000 and time.monotonic() < deadline:
-        time.sleep(0.05)
+    wait_until(lambda: AuctionOutcome.objects.count() >= 3000, timeout=60)
     procs[0].process.send_signal(signal.SIGKILL)
     for proc in procs[1:]:
         assert proc.wait(timeout=180) == 0, proc.log()[-3000:]
@@ -137,9 +133,7 @@ def test_consumers_joining_mid_stream_rebalance_without_loss_or_duplicates(make_
     produce(topic, [(i % 6, None, value) for i, value in enumerate(values)])
     args = ("--topic", topic, "--group", "joiners", "--batch-size", "300", "--batch-time", "100", "--timeout", "8000")
     first = consumer_process(*args)
-    deadline = time.monotonic() + 60
-    while AuctionOutcome.objects.count() < 2000 and time.monotonic() < deadline:
-        time.sleep(0.05)
+    wait_until(lambda: AuctionOutcome.objects.count() >= 2000, timeout=60)
     joiners = [consumer_process(*args) for _ in range(2)]
     for proc in [first, *joiners]:
         assert proc.wait(timeout=180) == 0, proc.log()[-3000:]
@@ -164,9 +158,7 @@ def test_postgresql_restart_mid_stream(make_topic, produce, consumer_process, tm
         str(len(values)),
         env={"CONSUMER_READY_FILE": str(ready)},
     )
-    deadline = time.monotonic() + 60
-    while AuctionOutcome.objects.count() < 2000 and time.monotonic() < deadline:
-        time.sleep(0.05)
+    wait_until(lambda: AuctionOutcome.objects.count() >= 2000, timeout=60)
     assert ready.exists()  # connected, and writing
     # The readiness file, watched through the outage: it must go, then come back.
     seen: list[bool] = []
@@ -188,9 +180,7 @@ def test_postgresql_restart_mid_stream(make_topic, produce, consumer_process, tm
         history = list(seen)
         return False in history and True in history[history.index(False) :]
 
-    deadline = time.monotonic() + 60
-    while not ready_after_the_outage() and time.monotonic() < deadline:
-        time.sleep(0.05)
+    wait_until(ready_after_the_outage, timeout=60)
     watching.clear()
     watcher.join()
     # Seen by the watcher: the consumer may finish (and remove the file) soon after recovering.
@@ -211,9 +201,7 @@ def test_kafka_restart_mid_stream(make_topic, produce, consumer_process):
     proc = consumer_process(
         "--topic", topic, "--group", "kafka-restart", "--batch-size", "500", "--max-messages", str(len(values))
     )
-    deadline = time.monotonic() + 60
-    while AuctionOutcome.objects.count() < 2000 and time.monotonic() < deadline:
-        time.sleep(0.05)
+    wait_until(lambda: AuctionOutcome.objects.count() >= 2000, timeout=60)
     subprocess.run([str(SERVICES), "kafka-restart"], check=True, timeout=180)
     # The second half exists only after the restart: the consumer must reconnect to finish.
     assert proc.process.poll() is None

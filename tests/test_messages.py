@@ -7,7 +7,9 @@ import orjson
 import pytest
 
 from outcomes.ingest.messages import InvalidOutcome, OutcomeEvent, parse_outcome
-from tests.conftest import SPEC_MESSAGE
+from tests.factories import SPEC_MESSAGE
+
+pytestmark = pytest.mark.fast
 
 
 def parse(data, **kwargs):

@@ -275,7 +275,7 @@ def test_reach_of_many_users_is_within_its_documented_bounds():
 
 def _bulk(users, offset):
     from outcomes import writes
-    from tests.conftest import parse_document
+    from tests.factories import parse_document
 
     batch = writes.Batch()
     for i, user in enumerate(users):

@@ -9,7 +9,7 @@ import pytest
 
 from outcomes.ingest.messages import OutcomeEvent, parse_outcome
 from outcomes.simulation import OutcomeSimulator
-from tests.conftest import BROKERS
+from tests.factories import BROKERS
 
 
 def test_simulated_outcomes_are_valid_and_realistic():

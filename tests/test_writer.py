@@ -8,7 +8,7 @@ import pytest
 from outcomes.ingest.messages import parse_outcome
 from outcomes.models import AuctionOutcome, ConsumerOffset, DeadLetter
 from outcomes.writes import Batch, OffsetConflict, PartitionProgress, Position, Rejected, write_batch
-from tests.conftest import SPEC_MESSAGE, message
+from tests.factories import SPEC_MESSAGE, message
 
 pytestmark = pytest.mark.django_db(transaction=True)
 GROUP = "writer-tests"

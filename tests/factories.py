@@ -1,0 +1,60 @@
+"""Builders shared by the tests (imported, never through conftest): messages as producers
+send them, and one ``wait_until`` instead of hand-written polling loops."""
+
+from __future__ import annotations
+
+import os
+import time
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+
+import orjson
+
+ROOT = Path(__file__).resolve().parent.parent
+BROKERS = os.environ.get("KAFKA_BROKERS", "127.0.0.1:9092")  # the local broker (scripts/services.sh)
+
+SPEC_MESSAGE = {
+    "bid_request_id": "req-123",
+    "user_id": "user-456",
+    "bid_price": 0.80,
+    "win_status": True,
+    "win_price": 0.80,
+    "currency": "USD",
+    "enriched": True,
+    "user_interests": ["technology", "sports"],
+    "auction_timestamp": "2025-10-25T12:00:02Z",
+}
+
+
+def message(**overrides) -> dict:
+    """The spec's example message with a fresh bid id, and any field changed."""
+    data = dict(SPEC_MESSAGE)
+    data["bid_request_id"] = f"req-{uuid.uuid4()}"
+    data.update(overrides)
+    return data
+
+
+def encode(data) -> bytes:
+    return orjson.dumps(data)
+
+
+def wait_until(condition: Callable[[], object], timeout: float, interval: float = 0.05) -> bool:
+    """True as soon as ``condition()`` is truthy; False if it is not within ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        if condition():
+            return True
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(interval)
+
+
+def parse_document(document: dict):
+    from django.conf import settings
+
+    from outcomes.ingest.messages import InvalidOutcome, parse_outcome
+
+    parsed = parse_outcome(orjson.dumps(document), max_price=settings.CONSUMER.max_price)
+    assert not isinstance(parsed, InvalidOutcome), parsed
+    return parsed

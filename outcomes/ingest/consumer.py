@@ -23,9 +23,8 @@ partitions are handed over (the fence stays the safety net); records polled acro
 rebalance are dropped and every partition is sought back to what is held.
 
 The Kafka consumer is made by ``kafka_factory`` (an in-memory fake in fast tests).
-SIGTERM/SIGINT finish the batch in hand, commit, leave the group and return.
-
-Must not import the API layer.
+SIGTERM/SIGINT finish the batch in hand, commit, leave the group and return. Must not import
+the API layer.
 """
 
 from __future__ import annotations
@@ -46,27 +45,16 @@ from outcomes.ingest.batching import BatchBuilder, next_offsets
 from outcomes.ingest.committing import CommitStep
 from outcomes.ingest.compaction import Compactor
 from outcomes.ingest.health import HealthFiles
-from outcomes.ingest.kafka_client import kafka_consumer
+from outcomes.ingest.kafka_client import Rebalance, connect, kafka_consumer
 from outcomes.ingest.metrics import ConsumerMetrics
 from outcomes.ingest.parsing import DeadLetterLimit, DeadLetterLimitExceeded, ParseStep
-from outcomes.ingest.retry import Abandoned, retry
+from outcomes.ingest.retry import Abandoned
 from outcomes.ingest.writing import WriteStep
 from outcomes.writes import PartitionProgress, PreparedBatch, WriteResult, prepare_batch, stored_offsets
 
 __all__ = ["DeadLetterLimitExceeded", "OutcomeConsumer", "RunSummary", "kafka_consumer"]
 
 logger = logging.getLogger("outcomes.consumer")
-
-
-class _Rebalance(ConsumerRebalanceListener):
-    def __init__(self, owner: OutcomeConsumer) -> None:
-        self.owner = owner
-
-    def on_partitions_revoked(self, revoked):
-        self.owner._on_revoked(set(revoked))
-
-    def on_partitions_assigned(self, assigned):
-        self.owner._on_assigned(set(assigned))
 
 
 class OutcomeConsumer:
@@ -150,18 +138,12 @@ class OutcomeConsumer:
         return self.summary
 
     def _connect(self):
-        def failed(exc: BaseException, delay: float) -> None:
-            self.health.set_ready(False)
-            self.health.touch()
-            logger.warning("cannot reach Kafka; retrying", extra={"error": repr(exc), "retry_in_s": delay})
-
-        consumer = retry(
-            lambda: self.kafka_factory(self.settings, _Rebalance(self)),
-            transient=(KafkaError,),
-            initial_ms=self.settings.retry_initial_backoff_ms,
-            max_ms=self.settings.retry_max_backoff_ms,
-            stop=self.stop_requested,
-            on_failure=failed,
+        consumer = connect(
+            self.kafka_factory,
+            self.settings,
+            Rebalance(self._on_revoked, self._on_assigned),
+            self.stop_requested,
+            self.health,
         )
         self.health.set_ready(True)
         return consumer

@@ -1,12 +1,53 @@
-"""The real Kafka consumer the loop polls (tests pass an in-memory one instead)."""
+"""The Kafka consumer the loop polls: made (the real one here; tests pass an in-memory one),
+connected with retries, and the rebalance listener that hands assignments to the loop."""
 
 from __future__ import annotations
 
+import logging
 import os
+import threading
+from collections.abc import Callable
 
 from kafka import ConsumerRebalanceListener, KafkaConsumer
+from kafka.errors import KafkaError
 
 from analytics.consumer_settings import ConsumerSettings
+from outcomes.ingest.health import HealthFiles
+from outcomes.ingest.retry import retry
+
+logger = logging.getLogger("outcomes.consumer")
+
+
+class Rebalance(ConsumerRebalanceListener):
+    """Called by kafka-python on its I/O thread."""
+
+    def __init__(self, on_revoked: Callable[[set], None], on_assigned: Callable[[set], None]) -> None:
+        self._on_revoked = on_revoked
+        self._on_assigned = on_assigned
+
+    def on_partitions_revoked(self, revoked):
+        self._on_revoked(set(revoked))
+
+    def on_partitions_assigned(self, assigned):
+        self._on_assigned(set(assigned))
+
+
+def connect(factory, settings: ConsumerSettings, listener, stop: threading.Event, health: HealthFiles):
+    """``factory(settings, listener)``, retried while Kafka cannot be reached (``Abandoned`` on stop)."""
+
+    def failed(exc: BaseException, delay: float) -> None:
+        health.set_ready(False)
+        health.touch()
+        logger.warning("cannot reach Kafka; retrying", extra={"error": repr(exc), "retry_in_s": delay})
+
+    return retry(
+        lambda: factory(settings, listener),
+        transient=(KafkaError,),
+        initial_ms=settings.retry_initial_backoff_ms,
+        max_ms=settings.retry_max_backoff_ms,
+        stop=stop,
+        on_failure=failed,
+    )
 
 
 def kafka_consumer(settings: ConsumerSettings, listener: ConsumerRebalanceListener) -> KafkaConsumer:

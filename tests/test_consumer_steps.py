@@ -12,6 +12,7 @@ from kafka.structs import TopicPartition
 
 from outcomes.ingest.batching import BatchBuilder, next_offsets
 from outcomes.ingest.committing import CommitStep
+from outcomes.ingest.limits import RunLimits
 from outcomes.ingest.metrics import ConsumerMetrics
 from outcomes.ingest.parsing import DeadLetterLimit, DeadLetterLimitExceeded, ParseStep
 from outcomes.ingest.retry import Abandoned, retry
@@ -147,3 +148,14 @@ def test_commit_step_commits_after_the_database_and_reports_lag():
     assert metrics.registry.get_sample_value("analytics_consumer_lag", {"topic": "t", "partition": "0"}) == 3
     step.forget(P0)
     assert metrics.registry.get_sample_value("analytics_consumer_lag", {"topic": "t", "partition": "0"}) is None
+
+
+# ---------------------------------------------------------------------------- run limits
+def test_a_run_ends_after_max_messages_or_an_idle_timeout():
+    limits = RunLimits(max_messages=10, idle_timeout_ms=500, now=100.0)
+    assert limits.remaining(consumed=4) == 6 and limits.remaining(consumed=12) == 0
+    assert not limits.idle(now=100.4) and limits.idle(now=100.5)
+    limits.saw_messages(now=100.4)
+    assert not limits.idle(now=100.8)
+    unlimited = RunLimits(max_messages=None, idle_timeout_ms=None, now=0.0)
+    assert unlimited.remaining(consumed=10**9) is None and not unlimited.idle(now=10**9)

@@ -46,6 +46,7 @@ from outcomes.ingest.committing import CommitStep
 from outcomes.ingest.compaction import Compactor
 from outcomes.ingest.health import HealthFiles
 from outcomes.ingest.kafka_client import Rebalance, connect, kafka_consumer
+from outcomes.ingest.limits import RunLimits
 from outcomes.ingest.metrics import ConsumerMetrics
 from outcomes.ingest.parsing import DeadLetterLimit, DeadLetterLimitExceeded, ParseStep
 from outcomes.ingest.retry import Abandoned
@@ -158,12 +159,12 @@ class OutcomeConsumer:
 
     # ------------------------------------------------------------------ main loop
     def _loop(self) -> None:
-        last_message_at = time.monotonic()
+        limits = RunLimits(max_messages=self.max_messages, idle_timeout_ms=self.idle_timeout_ms, now=time.monotonic())
         while not self.stop_requested.is_set():
             self.health.touch()
             if self.writer.done():
                 self._finish_write()
-            remaining = self._remaining_messages()
+            remaining = limits.remaining(self.summary.consumed)
             if remaining == 0:
                 break
             with self._lock:
@@ -190,19 +191,14 @@ class OutcomeConsumer:
                     if tp in self._stored:
                         self._builder.add(tp, offset, item, now)
                         self.summary.consumed += 1
-                due = self._builder.due(now) or (len(self._builder) and self._remaining_messages() == 0)
+                due = self._builder.due(now) or (len(self._builder) and limits.remaining(self.summary.consumed) == 0)
             if parsed:
-                last_message_at = now
+                limits.saw_messages(now)
             if due:
                 self._flush()
-            if self.idle_timeout_ms is not None and now - last_message_at >= self.idle_timeout_ms / 1000:
+            if limits.idle(now):
                 logger.info("no message within the timeout; stopping", extra={"timeout_ms": self.idle_timeout_ms})
                 break
-
-    def _remaining_messages(self) -> int | None:
-        if self.max_messages is None:
-            return None
-        return max(0, self.max_messages - self.summary.consumed)
 
     # ------------------------------------------------------------------ writing
     def _flush(self) -> None:

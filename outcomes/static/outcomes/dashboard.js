@@ -247,6 +247,17 @@
   }
 
   const utcDate = (seconds) => uPlot.tzDate(new Date(seconds * 1e3), "Etc/UTC");
+  // 24-hour UTC labels: the time, or the date (MM-DD) at midnight and when ticks are days apart.
+  const timeAxis = {
+    values: (u, ticks) => {
+      const step = ticks.length > 1 ? ticks[1] - ticks[0] : 3600;
+      return ticks.map((t) => {
+        const text = new Date(t * 1000).toISOString();
+        const time = text.slice(11, 16);
+        return step >= 86400 || time === "00:00" ? text.slice(5, 10) : time;
+      });
+    },
+  };
 
   function drawSeries(series, grain) {
     $("#granularity").textContent = `per ${grain}, UTC`;
@@ -255,6 +266,7 @@
       "chart-counts",
       {
         tzDate: utcDate,
+        axes: [timeAxis, {}],
         series: [{}, { label: "Outcomes", stroke: "#2563eb", width: 2 }, { label: "Wins", stroke: "#16a34a", width: 2 }],
         scales: { y: { range: (u, min, max) => [0, Math.max(1, max * 1.1)] } },
       },
@@ -264,6 +276,7 @@
       "chart-revenue",
       {
         tzDate: utcDate,
+        axes: [timeAxis, {}],
         series: [{}, { label: "Revenue", stroke: "#9333ea", fill: "rgba(147, 51, 234, 0.12)", width: 2, value: (u, v) => (v === null ? "–" : money.format(v)) }],
         scales: { y: { range: (u, min, max) => [0, Math.max(1, max * 1.1)] } },
       },

@@ -1,24 +1,24 @@
 """Bulk exports: the filtered outcomes streamed as CSV or NDJSON, in constant memory.
 
 PostgreSQL renders every value as text (decimals exactly as stored, timestamps as ISO 8601
-UTC, NDJSON lines with ``json_build_object``), a server-side cursor hands them over a chunk
-at a time, and Python only joins them into the response. Nothing is held beyond one chunk,
-and the first bytes leave as soon as the first chunk is read: the default order
-(``event_time``, ``id``) is an index's, so no sort has to finish first.
+UTC, NDJSON lines with ``json_build_object``) and streams them with ``COPY … TO STDOUT``;
+Python only passes the bytes on, a few chunks at a time (``_CopyStream``). The first bytes
+leave at once: the default order (``event_time``, ``id``) is an index's, so no sort has to
+finish first.
 
-A client that disconnects ends the response: the WSGI server closes the generator, which
-closes the cursor and ends its transaction at once.
+A client that disconnects ends the response: the WSGI server closes the stream, which
+cancels the query on the server at once.
 """
 
 from __future__ import annotations
 
-import csv
-import io
-import itertools
+import contextlib
+import queue
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from django.db import connections, transaction
+from django.db import connections
 from django.db.models import Func, TextField, Value
 from django.db.models.functions import Cast, Coalesce
 from django.db.models.query import QuerySet
@@ -39,8 +39,6 @@ COLUMNS: tuple[str, ...] = (
     "timestamp",
 )
 DEFAULT_ORDERING = ("event_time", "id")
-CHUNK_ROWS = 5_000
-_cursor_numbers = itertools.count(1)
 
 
 @dataclass(frozen=True)
@@ -88,49 +86,129 @@ def _ndjson_values(queryset: QuerySet) -> QuerySet:
     return queryset.values_list(line)
 
 
-def stream(queryset: QuerySet, export_format: ExportFormat, *, using: str) -> Iterator[str]:
-    """The export's text, chunk by chunk. Run the first ``next()`` in the view: it opens the
-    cursor, so a database failure is an ordinary error response rather than a cut stream."""
+def stream(queryset: QuerySet, export_format: ExportFormat, *, using: str) -> Iterator[bytes]:
+    """The export's bytes, chunk by chunk, from PostgreSQL's ``COPY … TO STDOUT``.
+
+    Read the first chunk in the view: a connection or query error is then an ordinary error
+    response rather than a cut stream. ``close()`` (the WSGI server calls it when the client
+    leaves) cancels the query at once."""
     values = _csv_values(queryset) if export_format.name == "csv" else _ndjson_values(queryset)
     sql, params = values.query.get_compiler(using=using).as_sql()
-    connection = connections[using]
-    connection.ensure_connection()
-    # A named (server-side) cursor, inside a transaction: PostgreSQL keeps the result and we
-    # fetch CHUNK_ROWS at a time.
-    with (
-        transaction.atomic(using=using),
-        connection.connection.cursor(name=f"export_{next(_cursor_numbers)}") as cursor,
-    ):
-        cursor.itersize = CHUNK_ROWS
-        cursor.execute(sql, params)
-        if export_format.name == "csv":
-            yield from _csv_chunks(cursor)
-        else:
-            yield from _ndjson_chunks(cursor)
+    return _CopyStream(connections[using], sql, params, header=export_format.name == "csv")
 
 
-def _csv_chunks(cursor) -> Iterator[str]:
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\r\n")  # RFC 4180
-    writer.writerow(COLUMNS)
-    rows = cursor.fetchmany(CHUNK_ROWS)
-    while True:
-        writer.writerows(rows)
-        yield buffer.getvalue()
-        if len(rows) < CHUNK_ROWS:
+_END = object()
+
+
+class _Closed(Exception):
+    """The response was closed: stop copying."""
+
+
+class _CopyStream:
+    """``COPY (the export's query) TO STDOUT`` on a connection of its own, in a thread that
+    hands ``CHUNK_BYTES`` chunks through a bounded queue: PostgreSQL renders every byte, Python
+    only passes them on, and memory stays at a few chunks whatever the size.
+
+    The session has no ``statement_timeout`` (an export is one statement as long as the data);
+    it ends when the copy does, when the client leaves, or after ``STALL_S`` without a reader.
+    NDJSON lines come out as CSV of one column with separators JSON text never holds raw
+    (PostgreSQL escapes control characters in JSON), so nothing is ever quoted."""
+
+    CHUNK_BYTES = 256 * 1024
+    QUEUE_CHUNKS = 8
+    STALL_S = 300
+
+    def __init__(self, wrapper, sql: str, params, *, header: bool) -> None:
+        self._conn = wrapper.get_new_connection(wrapper.get_connection_params())
+        try:
+            self._conn.autocommit = True
+            with self._conn.cursor() as cursor:
+                statement = cursor.mogrify(sql, params).decode()
+        except BaseException:
+            self._conn.close()
+            raise
+        # The header is ours: COPY's would name the expressions (to_char, coalesce…), not the columns.
+        self._header = (",".join(COLUMNS) + "\n").encode() if header else b""
+        options = "FORMAT csv" if header else "FORMAT csv, DELIMITER E'\\x1f', QUOTE E'\\x1e'"
+        self._copy = f"COPY ({statement}) TO STDOUT WITH ({options})"
+        self._queue: queue.Queue = queue.Queue(maxsize=self.QUEUE_CHUNKS)
+        self._closed = threading.Event()
+        self._done = False
+        self._thread = threading.Thread(target=self._run, name="export-copy", daemon=True)
+        self._thread.start()
+
+    def __iter__(self):
+        return self
+
+    def __next__(self) -> bytes:
+        if self._done:
+            raise StopIteration
+        item = self._queue.get()
+        if item is _END:
+            self._done = True
+            raise StopIteration
+        if isinstance(item, BaseException):
+            self._done = True
+            raise item
+        return item
+
+    def close(self) -> None:
+        if self._closed.is_set():
             return
-        buffer.seek(0)
-        buffer.truncate()
-        rows = cursor.fetchmany(CHUNK_ROWS)
+        self._closed.set()
+        if self._thread.is_alive():
+            with contextlib.suppress(Exception):
+                self._conn.cancel()  # ends the COPY on the server now
+            while self._thread.is_alive():  # let a blocked put() see the flag
+                with contextlib.suppress(queue.Empty):
+                    self._queue.get(timeout=0.05)
+        self._done = True
 
+    # ---------------------------------------------------------------- on the copy thread
+    def _run(self) -> None:
+        parts: list[bytes] = []
+        size = 0
 
-def _ndjson_chunks(cursor) -> Iterator[str]:
-    rows = cursor.fetchmany(CHUNK_ROWS)
-    if not rows:
-        yield ""  # the first chunk primes the cursor (see stream)
-        return
-    while rows:
-        yield "\n".join(row[0] for row in rows) + "\n"
-        if len(rows) < CHUNK_ROWS:
-            return
-        rows = cursor.fetchmany(CHUNK_ROWS)
+        def write(data) -> None:
+            nonlocal size
+            parts.append(data if isinstance(data, bytes) else data.encode())
+            size += len(data)
+            if size >= self.CHUNK_BYTES:
+                flush()
+
+        def flush() -> None:
+            nonlocal parts, size
+            if parts:
+                self._put(b"".join(parts))
+                parts, size = [], 0
+
+        sink = type("Sink", (), {"write": staticmethod(write)})()
+        try:
+            if self._header:
+                write(self._header)
+            with self._conn.cursor() as cursor:
+                cursor.copy_expert(self._copy, sink)
+            flush()
+            self._put(_END)
+        except _Closed:
+            pass
+        except Exception as exc:  # noqa: BLE001 - handed to the reader, raised in the response
+            if not self._closed.is_set():
+                with contextlib.suppress(_Closed):
+                    self._put(exc)
+        finally:
+            with contextlib.suppress(Exception):
+                self._conn.close()
+
+    def _put(self, item) -> None:
+        waited = 0.0
+        while True:
+            if self._closed.is_set():
+                raise _Closed
+            try:
+                self._queue.put(item, timeout=0.5)
+                return
+            except queue.Full:
+                waited += 0.5
+                if waited >= self.STALL_S:
+                    raise _Closed from None  # nobody reads any more: give the connection back

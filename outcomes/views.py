@@ -317,7 +317,7 @@ class AuctionOutcomeViewSet(viewsets.ModelViewSet):
         if not queryset.query.order_by:
             queryset = queryset.order_by(*exports.DEFAULT_ORDERING)
         chunks = exports.stream(queryset, export_format, using=read_alias())
-        first = next(chunks)  # opens the cursor: a database error is still a plain error response
+        first = next(chunks, b"")  # the first chunk: a database error is still a plain error response
         response = StreamingHttpResponse(_chained(first, chunks), content_type=export_format.content_type)
         stamp = timezone.now().strftime("%Y%m%dT%H%M%SZ")
         response["Content-Disposition"] = f'attachment; filename="outcomes-{stamp}.{export_format.extension}"'

@@ -115,6 +115,7 @@ class _CopyStream:
     (PostgreSQL escapes control characters in JSON), so nothing is ever quoted."""
 
     CHUNK_BYTES = 256 * 1024
+    FIRST_CHUNK_BYTES = 8 * 1024  # the first bytes leave early, even when few rows match
     QUEUE_CHUNKS = 8
     STALL_S = 300
 
@@ -168,19 +169,20 @@ class _CopyStream:
     def _run(self) -> None:
         parts: list[bytes] = []
         size = 0
+        threshold = self.FIRST_CHUNK_BYTES
 
         def write(data) -> None:
             nonlocal size
             parts.append(data if isinstance(data, bytes) else data.encode())
             size += len(data)
-            if size >= self.CHUNK_BYTES:
+            if size >= threshold:
                 flush()
 
         def flush() -> None:
-            nonlocal parts, size
+            nonlocal parts, size, threshold
             if parts:
                 self._put(b"".join(parts))
-                parts, size = [], 0
+                parts, size, threshold = [], 0, self.CHUNK_BYTES
 
         sink = type("Sink", (), {"write": staticmethod(write)})()
         try:

@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import http.client
 import os
-import secrets
 import subprocess
 import sys
 import threading
@@ -32,7 +31,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "analytics.settings")
 
-from bench.queries import free_port, load, start_api  # noqa: E402
+from bench.queries import api_env, free_port, load, start_api  # noqa: E402
 
 
 def main() -> None:
@@ -57,20 +56,7 @@ def main() -> None:
     admin.autocommit = True
     if not args.db:
         admin.cursor().execute(f'CREATE DATABASE "{name}"')
-    env = {
-        **os.environ,
-        "DB_NAME": name,
-        "DEBUG": "false",
-        "DJANGO_SECRET_KEY": secrets.token_urlsafe(50),
-        "ALLOWED_HOSTS": "127.0.0.1,localhost",
-        "DB_PASSWORD": db["PASSWORD"],
-        "GUNICORN_ACCESS_LOG": "false",
-        "GUNICORN_WORKERS": "1",
-        "LOG_LEVEL": "WARNING",
-        "API_READ_ACCESS": "public",
-        "API_RATE_LIMIT_KEY": "off",
-        "API_RATE_LIMIT_ANON": "off",
-    }
+    env = api_env(name, db["PASSWORD"], GUNICORN_WORKERS="1", API_RATE_LIMIT_KEY="off", API_RATE_LIMIT_ANON="off")
     server = None
     try:
         subprocess.run([sys.executable, "manage.py", "migrate", "-v0"], cwd=ROOT, env=env, check=True)

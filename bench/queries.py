@@ -84,23 +84,16 @@ def main() -> None:
             sizes = [cursor.fetchone()[0]]
     else:
         admin.cursor().execute(f'CREATE DATABASE "{BENCH_DB}"')
-    env = {
-        **os.environ,
-        "DB_NAME": BENCH_DB,
-        "DEBUG": "false",
-        "DJANGO_SECRET_KEY": secrets.token_urlsafe(50),
-        "ALLOWED_HOSTS": "127.0.0.1,localhost",
-        "DB_PASSWORD": db["PASSWORD"],
-        "GUNICORN_ACCESS_LOG": "false",
-        "LOG_LEVEL": "WARNING",
-        # Reads are public here, with rate limits counted in Redis as shipped (limits high
-        # enough for one address to run the whole load); the load phase runs again with
-        # API keys required, to measure what authentication costs.
-        "API_READ_ACCESS": "public",
-        "REDIS_URL": os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0"),
-        "API_RATE_LIMIT_KEY": "10000000/minute",
-        "API_RATE_LIMIT_ANON": "10000000/minute",
-    }
+    # Reads are public here, with rate limits counted in Redis as shipped (limits high enough
+    # for one address to run the whole load); the load phase runs again with API keys
+    # required, to measure what authentication costs.
+    env = api_env(
+        BENCH_DB,
+        db["PASSWORD"],
+        REDIS_URL=os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0"),
+        API_RATE_LIMIT_KEY="10000000/minute",
+        API_RATE_LIMIT_ANON="10000000/minute",
+    )
     server = None
     results: dict = {"sizes": sizes, "measured_at": datetime.now(UTC).isoformat(), "stages": []}
     try:
@@ -272,6 +265,22 @@ def write_chart(results: dict, path: str) -> None:
         parts.append(f'<text x="{width - 190}" y="{30 + 16 * i}" fill="{colour}">{name}</text>')
     parts.append("</svg>")
     Path(path).write_text("\n".join(parts))
+
+
+def api_env(database: str, password: str, **overrides: str) -> dict:
+    """The environment of gunicorn as shipped (DEBUG off, a throwaway secret), quiet, reads public."""
+    return {
+        **os.environ,
+        "DB_NAME": database,
+        "DEBUG": "false",
+        "DJANGO_SECRET_KEY": secrets.token_urlsafe(50),
+        "ALLOWED_HOSTS": "127.0.0.1,localhost",
+        "DB_PASSWORD": password,
+        "GUNICORN_ACCESS_LOG": "false",
+        "LOG_LEVEL": "WARNING",
+        "API_READ_ACCESS": "public",
+        **overrides,
+    }
 
 
 def iso(moment: datetime) -> str:

@@ -172,30 +172,13 @@ class _CopyStream:
 
     # ---------------------------------------------------------------- on the copy thread
     def _run(self) -> None:
-        parts: list[bytes] = []
-        size = 0
-        threshold = self.FIRST_CHUNK_BYTES
-
-        def write(data) -> None:
-            nonlocal size
-            parts.append(data if isinstance(data, bytes) else data.encode())
-            size += len(data)
-            if size >= threshold:
-                flush()
-
-        def flush() -> None:
-            nonlocal parts, size, threshold
-            if parts:
-                self._put(b"".join(parts))
-                parts, size, threshold = [], 0, self.CHUNK_BYTES
-
-        sink = type("Sink", (), {"write": staticmethod(write)})()
+        chunks = _ChunkWriter(self._put, first=self.FIRST_CHUNK_BYTES, then=self.CHUNK_BYTES)
         try:
             if self._header:
-                write(self._header)
+                chunks.write(self._header)
             with self._conn.cursor() as cursor:
-                cursor.copy_expert(self._copy, sink)
-            flush()
+                cursor.copy_expert(self._copy, chunks)
+            chunks.flush()
             self._put(_END)
         except _Closed:
             pass
@@ -219,3 +202,25 @@ class _CopyStream:
                 waited += 0.5
                 if waited >= self.STALL_S:
                     raise _Closed from None  # nobody reads any more: give the connection back
+
+
+class _ChunkWriter:
+    """The file COPY writes to (one call per row): joins rows into chunks for ``put``."""
+
+    def __init__(self, put, *, first: int, then: int) -> None:
+        self._put = put
+        self._threshold = first
+        self._then = then
+        self._parts: list[bytes] = []
+        self._size = 0
+
+    def write(self, data) -> None:
+        self._parts.append(data if isinstance(data, bytes) else data.encode())
+        self._size += len(data)
+        if self._size >= self._threshold:
+            self.flush()
+
+    def flush(self) -> None:
+        if self._parts:
+            self._put(b"".join(self._parts))
+            self._parts, self._size, self._threshold = [], 0, self._then

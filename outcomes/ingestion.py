@@ -75,6 +75,11 @@ class _TopicOffsetsClient:
             self._answer = (time.monotonic(), asked, answer)
             return answer
 
+    def forget(self) -> None:
+        """Ask Kafka again next time (after a change of settings)."""
+        with self._lock:
+            self._answer = None
+
     def _ask(self, settings: ConsumerSettings) -> TopicOffsets:
         if self._client is None:
             self._client = KafkaConsumer(

@@ -55,9 +55,9 @@ def ingestion_settings(settings, make_topic):
     """settings.CONSUMER on a fresh topic and group; the offsets answer is not reused."""
     topic = make_topic(2)
     settings.CONSUMER = dataclasses.replace(django_settings.CONSUMER, brokers=(BROKERS,), topic=topic, group="dash")
-    ingestion.topic_offsets._answer = None
+    ingestion.topic_offsets.forget()
     yield settings.CONSUMER
-    ingestion.topic_offsets._answer = None
+    ingestion.topic_offsets.forget()
 
 
 def store_offset(config, partition: int, next_offset: int, age: timedelta = timedelta(0)) -> None:
@@ -98,22 +98,22 @@ def test_caught_up_is_flowing_then_idle(ingestion_settings, produce, outcome_fac
     assert answer["stored_last_minute"] == 4 and answer["stored_per_second"] == round(4 / 60, 1)
     assert answer["last_stored_age_seconds"] < 60
     ConsumerOffset.objects.update(updated_at=timezone.now() - timedelta(minutes=10))
-    ingestion.topic_offsets._answer = None
+    ingestion.topic_offsets.forget()
     answer = APIClient().get("/api/ingestion/").json()  # the consumer rests; outcomes came in by the API
     assert answer["status"] == "flowing" and "through the API" in answer["status_detail"]
     AuctionOutcome.objects.update(timestamp=timezone.now() - timedelta(minutes=10))
-    ingestion.topic_offsets._answer = None
+    ingestion.topic_offsets.forget()
     answer = APIClient().get("/api/ingestion/").json()
     assert answer["status"] == "idle" and "no traffic" in answer["status_detail"]
 
 
 def test_an_unreachable_broker_is_unknown_not_an_error(settings):
     settings.CONSUMER = dataclasses.replace(django_settings.CONSUMER, brokers=(f"127.0.0.1:{free_port()}",))
-    ingestion.topic_offsets._answer = None
+    ingestion.topic_offsets.forget()
     try:
         response = APIClient().get("/api/ingestion/")
     finally:
-        ingestion.topic_offsets._answer = None
+        ingestion.topic_offsets.forget()
     answer = response.json()
     assert response.status_code == 200
     assert answer["status"] == "unknown" and answer["lag"] is None
@@ -126,11 +126,11 @@ def test_dead_letters_by_reason_codes(settings):
         DeadLetter.objects.create(topic="t", partition=0, offset=offset, reason=reason, value=b"x")
     DeadLetter.objects.create(topic="t", partition=0, offset=9, reason="invalid_json", replayed_at=now)
     settings.CONSUMER = dataclasses.replace(django_settings.CONSUMER, brokers=(f"127.0.0.1:{free_port()}",))
-    ingestion.topic_offsets._answer = None
+    ingestion.topic_offsets.forget()
     try:
         dead = APIClient().get("/api/ingestion/").json()["dead_letters"]
     finally:
-        ingestion.topic_offsets._answer = None
+        ingestion.topic_offsets.forget()
     assert dead["unreplayed"] == 3 and dead["last_hour"] == 3
     assert [(r["reason"], r["count"], r["label"]) for r in dead["by_reason"]] == [
         ("invalid_json", 2, "Not JSON"),
@@ -147,10 +147,10 @@ def test_ingestion_refuses_parameters():
 def test_asking_about_a_missing_topic_does_not_create_it(settings, kafka_admin):
     topic = f"never-created-{uuid.uuid4().hex[:8]}"
     settings.CONSUMER = dataclasses.replace(django_settings.CONSUMER, brokers=(BROKERS,), topic=topic)
-    ingestion.topic_offsets._answer = None
+    ingestion.topic_offsets.forget()
     try:
         answer = APIClient().get("/api/ingestion/").json()
     finally:
-        ingestion.topic_offsets._answer = None
+        ingestion.topic_offsets.forget()
     assert answer["partitions"] == [] and answer["lag"] == 0 and answer["status"] == "idle"
     assert topic not in kafka_admin.list_topics()

@@ -213,6 +213,26 @@ def test_create_api_key_refuses_bad_options(args):
     assert not APIKey.objects.exists()
 
 
+def test_revoke_api_key_revokes_by_prefix_at_once(capsys, settings):
+    settings.API_READ_ACCESS = "authenticated"
+    key, other = new_key("read"), new_key("read")
+    assert APIClient().get("/api/outcomes/", HTTP_AUTHORIZATION=f"Api-Key {key}").status_code == 200  # now trusted
+    call_command("revoke_api_key", key.partition(".")[0])
+    assert "revoked" in capsys.readouterr().out
+    response = APIClient().get("/api/outcomes/", HTTP_AUTHORIZATION=f"Api-Key {key}")
+    assert response.status_code == 401 and response.json()["detail"] == "Invalid or revoked API key."
+    assert APIClient().get("/api/outcomes/", HTTP_AUTHORIZATION=f"Api-Key {other}").status_code == 200
+    call_command("revoke_api_key", key)  # the whole key names its prefix too; revoking twice says so
+    assert "already revoked" in capsys.readouterr().out
+
+
+def test_revoke_api_key_revokes_nothing_when_a_prefix_is_unknown():
+    key = new_key("read")
+    with pytest.raises(CommandError, match="'nosuchkey'"):
+        call_command("revoke_api_key", key.partition(".")[0], "nosuchkey")
+    assert not APIKey.objects.get(prefix=key.partition(".")[0]).revoked
+
+
 def test_admin_creates_and_revokes_keys():
     staff = APIClient()
     staff.force_login(User.objects.create_superuser("root", password="pw"))

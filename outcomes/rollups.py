@@ -512,6 +512,24 @@ _RAW_MEASURES = (
 )
 
 
+class PrunedHistory(ValueError):
+    """A rebuild asked to start where the raw rows were pruned: it would erase the rollups
+    there, which are the only record left of that time."""
+
+
+def raw_rows_start() -> datetime | None:
+    """Where the raw outcomes start, if ``prune_outcomes`` deleted older ones (a whole UTC
+    day). Before it the rollups are the record: nothing raw is left to compare or rebuild."""
+    table = m.RawRetention._meta.db_table
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT to_regclass(%s)", [table])  # migration 0004 rebuilds before 0008 makes it
+        if cursor.fetchone()[0] is None:
+            return None
+        cursor.execute(f"SELECT before FROM {table} WHERE id = 1")
+        row = cursor.fetchone()
+    return row[0] if row else None
+
+
 def _window(column: str, since: datetime | None, until: datetime | None) -> tuple[str, list]:
     """``column`` in [since, until), either end open when None."""
     where, params = ["true"], []
@@ -588,9 +606,14 @@ def verify(*, since: datetime | None = None, until: datetime | None = None) -> l
     """Every difference between the rollups and what the raw rows say, over [since, until).
 
     Buckets are compared whole: ``since`` is rounded down to the day. All-time grains are
-    compared only when the whole range is (no ``since``, no ``until``).
+    compared only when the whole range is (no ``since``, no ``until``). After a prune the
+    comparison starts where the raw rows do (``raw_rows_start``), whatever ``since`` says:
+    the rollups of pruned time have no raw rows left to agree with.
     """
     since = truncate(since.astimezone(UTC), "day") if since else None
+    cut = raw_rows_start()
+    if cut is not None and (since is None or since < cut):
+        since = cut
     differences: list[Difference] = []
     with connection.cursor() as cursor:
         for grain in GRAINS:
@@ -683,15 +706,28 @@ def rebuild(*, since: datetime | None = None, until: datetime | None = None, day
     committed meanwhile are neither lost nor doubled. ``since`` is rounded down and
     ``until`` up to whole days (day rows cannot be rebuilt in part); without ``since`` the
     rebuild starts at the oldest raw row. Returns the number of chunks rebuilt.
+
+    Never before ``raw_rows_start()``: the rollups of pruned time are the only record of it.
+    Without ``since`` the rebuild starts there at the earliest (late outcomes stored after a
+    prune may be older); a ``since`` before it raises ``PrunedHistory``.
     """
     from django.db import transaction
 
+    cut = raw_rows_start()
+    if since is not None and cut is not None and truncate(since.astimezone(UTC), "day") < cut:
+        raise PrunedHistory(
+            f"raw outcomes before {cut.date().isoformat()} were pruned: a rebuild from "
+            f"{since.date().isoformat()} would erase the rollups of that time, which are its only record. "
+            f"Rebuild from {cut.date().isoformat()} on."
+        )
     with connection.cursor() as cursor:
         cursor.execute(f"SELECT min(event_time), max(event_time) FROM {_RAW}")
         oldest, newest = cursor.fetchone()
     if oldest is None and since is None:
         return 0
     start = truncate((since or oldest).astimezone(UTC), "day")
+    if cut is not None:
+        start = max(start, cut)
     if until is not None:
         stop = truncate(until.astimezone(UTC), "day")
         stop = stop if stop == until else stop + UNITS["day"]

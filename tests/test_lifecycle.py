@@ -48,6 +48,28 @@ def test_prune_deletes_old_raw_rows_and_keeps_the_rollups(history):
     assert listed["count"] == len(recent) == len(listed["results"])  # list counts start at the cut
 
 
+def test_after_a_prune_verify_and_rebuild_keep_to_the_raw_rows_left(history, outcome_factory, capsys):
+    call_command("prune_outcomes", "--older-than", "30d")
+    cut = rollups.truncate(days_ago(30), "day")
+    # A late outcome from before the cut, stored after the prune: the rollups count it.
+    outcome_factory(1, auction_timestamp=days_ago(33), user_id="late")
+    kept = stats()
+    assert kept["total_outcomes"] == 10
+    capsys.readouterr()
+
+    call_command("verify_rollups")  # no --since: pruned time is not reported as differences
+    out = capsys.readouterr().out
+    assert f"raw outcomes before {cut.date().isoformat()} were pruned" in out and "rollups match" in out
+
+    with pytest.raises(CommandError, match=f"--since: raw outcomes before {cut.date().isoformat()} were pruned"):
+        call_command("rebuild_rollups", "--since", days_ago(45).date().isoformat())
+    assert stats() == kept
+
+    call_command("rebuild_rollups")  # from the oldest raw row, the late one, but not before the cut
+    assert stats() == kept
+    assert rollups.verify() == []
+
+
 def test_dry_run_counts_and_deletes_nothing(history, capsys):
     call_command("prune_outcomes", "--older-than", "30d", "--dry-run")
     assert "would delete 5 outcomes" in capsys.readouterr().out

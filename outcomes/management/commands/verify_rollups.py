@@ -11,7 +11,7 @@ from outcomes.management.commands._time import iso_datetime
 class Command(BaseCommand):
     help = (
         "Recompute every rollup from the raw outcomes and print each difference. Exits 1 if any. "
-        "Buckets whose raw rows were deleted on purpose (retention) show up as differences too: pass --since."
+        "After prune_outcomes, only the time that still has its raw rows is compared."
     )
 
     def add_arguments(self, parser):
@@ -20,6 +20,12 @@ class Command(BaseCommand):
         parser.add_argument("--limit", type=int, default=50, help="Print at most this many differences (default 50).")
 
     def handle(self, *args, since=None, until=None, limit=50, **options):
+        cut = rollups.raw_rows_start()
+        if cut is not None and (since is None or since < cut):
+            self.stdout.write(
+                f"raw outcomes before {cut.date().isoformat()} were pruned: comparing from "
+                f"{cut.date().isoformat()} on (the rollups are the record of the time before)"
+            )
         differences = rollups.verify(since=since, until=until)
         for diff in differences[:limit]:
             key = ", ".join(str(part) for part in diff.key)

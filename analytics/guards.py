@@ -5,6 +5,8 @@
   ``DATA_UPLOAD_MAX_MEMORY_SIZE`` would not apply to it).
 * **Control characters** (NUL and friends) in query parameter names or values are a 400
   naming the parameter: PostgreSQL text cannot hold NUL, and no filter value contains them.
+  So are bytes that are not UTF-8 (Django would turn them into U+FFFD and a filter would
+  silently match nothing).
 * **Statement timeout**: every database connection of a process serving HTTP runs under
   ``statement_timeout = API_STATEMENT_TIMEOUT_MS``; a query cancelled by it, or a database
   that cannot be reached, is a 503 saying so instead of a 500 or a worker held for minutes.
@@ -18,6 +20,7 @@ import contextlib
 import contextvars
 import logging
 import re
+from urllib.parse import unquote_to_bytes
 
 from django.conf import settings
 from django.db import DatabaseError, DataError, InterfaceError, OperationalError, connection
@@ -50,6 +53,20 @@ def _on_connection_created(sender, connection, **kwargs) -> None:
 connection_created.connect(_on_connection_created)
 
 
+def _not_utf8(query_string: str) -> str | None:
+    """The name of the first query parameter whose name or value is not valid UTF-8 once
+    percent-decoded (as Django would show it), or None."""
+    for pair in query_string.split("&"):
+        name, _, value = pair.partition("=")
+        raw_name = unquote_to_bytes(name.replace("+", " "))
+        try:
+            raw_name.decode("utf-8")
+            unquote_to_bytes(value.replace("+", " ")).decode("utf-8")
+        except UnicodeDecodeError:
+            return _CONTROL.sub("?", raw_name.decode("utf-8", "replace"))
+    return None
+
+
 class RequestGuardMiddleware:
     def __init__(self, get_response):
         self.get_response = get_response
@@ -68,6 +85,11 @@ class RequestGuardMiddleware:
             if _CONTROL.search(name) or any(_CONTROL.search(value) for value in values):
                 label = _CONTROL.sub("?", name)
                 return JsonResponse({label: ["Control characters (such as NUL) are not allowed."]}, status=400)
+            if "\ufffd" in name or any("\ufffd" in value for value in values):
+                # Django decodes invalid UTF-8 as U+FFFD: a filter would silently match nothing.
+                broken = _not_utf8(request.META.get("QUERY_STRING", ""))
+                if broken is not None:
+                    return JsonResponse({broken: ["Not valid UTF-8 (percent-encode UTF-8 bytes)."]}, status=400)
         token = _in_request.set(True)
         try:
             self._ensure_timeout()

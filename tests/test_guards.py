@@ -30,6 +30,22 @@ def test_control_characters_in_parameters_are_a_400_naming_them(path, query, nam
 
 
 @pytest.mark.django_db
+@pytest.mark.parametrize(
+    "query, name",
+    [("site_domain=%ff%fe", "site_domain"), ("user_id=ok&start=%c3%28", "start"), ("us%e9r=1", "us\ufffdr")],
+)
+def test_parameters_that_are_not_utf8_are_a_400_naming_them(query, name):
+    response = APIClient().get(f"{URL}?{query}")
+    assert response.status_code == 400
+    assert response.json() == {name: ["Not valid UTF-8 (percent-encode UTF-8 bytes)."]}
+
+
+@pytest.mark.django_db
+def test_a_replacement_character_sent_as_utf8_is_an_ordinary_value():
+    assert APIClient().get(f"{URL}?site_domain=%ef%bf%bd").status_code == 200
+
+
+@pytest.mark.django_db
 def test_a_body_above_the_limit_is_a_413_before_it_is_read(settings):
     settings.API_MAX_BODY_BYTES = 2048
     staff = APIClient()

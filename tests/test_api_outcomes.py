@@ -440,6 +440,7 @@ def test_api_docs_are_served_offline(api, path, asset):
     html = response.content.decode()
     src = next(part.split('"')[0] for part in html.split('src="')[1:] if asset in part.split('"')[0])
     assert src.startswith("/static/drf_spectacular_sidecar/")  # from the package, not a CDN
+    assert "http://" not in html and "https://" not in html  # no web fonts or scripts from elsewhere
     from django.contrib.staticfiles import finders
 
     assert finders.find(src.removeprefix("/static/"))  # collectstatic (the image, make run) serves it

@@ -1,10 +1,9 @@
 from django.contrib import admin
-from django.http import JsonResponse
 from django.urls import include, path
-from django.views.defaults import page_not_found, server_error
 from django.views.generic import RedirectView
 from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
 
+from analytics import errors
 from analytics.health import healthz, readyz
 from analytics.metrics import metrics_view
 from outcomes.dashboard import dashboard
@@ -49,18 +48,5 @@ urlpatterns = [
 ]
 
 
-def _api_not_found(request, exception=None):
-    """JSON under /api/ (clients parse it), Django's page elsewhere."""
-    if request.path.startswith("/api/"):
-        return JsonResponse({"detail": "Not found."}, status=404)
-    return page_not_found(request, exception)
-
-
-def _api_server_error(request):
-    if request.path.startswith("/api/"):
-        return JsonResponse({"detail": "Internal server error; the request id is in X-Request-ID."}, status=500)
-    return server_error(request)
-
-
-handler404 = _api_not_found
-handler500 = _api_server_error
+handler404 = errors.not_found
+handler500 = errors.server_error_page

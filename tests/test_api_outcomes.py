@@ -248,6 +248,18 @@ def test_aggregations_refuse_list_only_and_bad_parameters(api, mixed, endpoint):
         assert name in response.json()
 
 
+@pytest.mark.parametrize("debug", [False, True])
+def test_unknown_api_urls_are_json_404s_in_every_mode(api, settings, debug):
+    settings.DEBUG = debug  # make run serves with DEBUG on: Django's HTML debug page otherwise
+    for path in (f"{URL}1.5e-7/", f"{URL}not-an-id/", "/api/nothing-here/"):
+        response = api.get(path)
+        assert response.status_code == 404 and response["Content-Type"] == "application/json", path
+        assert response.json() == {"detail": "Not found."}
+    redirected = api.get(URL.rstrip("/"))  # a missing slash is still redirected, not a 404
+    assert redirected.status_code == 301 and redirected["Location"] == URL
+    assert api.get("/no-such-page/")["Content-Type"].startswith("text/html")  # outside /api/: a page
+
+
 def test_empty_page_one_is_fine_and_page_two_is_404(api):
     assert api.get(URL).json() == {
         "count": 0,

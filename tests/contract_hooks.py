@@ -1,0 +1,117 @@
+"""What schemathesis must know beyond the OpenAPI schema, for the test suite and for a fuzzer
+run against a live server.
+
+Rules across parameters or fields, which an OpenAPI schema cannot state (the API answers them
+with a 400, as documented: start before end, min_price at most max_price, pages by number only
+so deep, a won auction pays at most its bid, a stored outcome keeps its bid id), taught to the
+generator for requests meant to be valid. Requests meant to be invalid are left as generated.
+
+``tests/test_contract.py`` imports this module. Against a running server (``make run``), from
+the checkout, with the database the server uses (stored outcomes are looked up for PUT and
+PATCH bodies)::
+
+    export DEBUG=true
+    SCHEMATHESIS_HOOKS=tests.contract_hooks .venv/bin/schemathesis run \\
+        http://127.0.0.1:8000/api/schema/ --checks all -H "Authorization: Api-Key $KEY"
+"""
+
+from __future__ import annotations
+
+import os
+from datetime import UTC, datetime
+
+import schemathesis
+from schemathesis.core.parameters import ParameterLocation
+
+if "DJANGO_SETTINGS_MODULE" not in os.environ:  # the schemathesis command line, not pytest
+    import django
+
+    os.environ["DJANGO_SETTINGS_MODULE"] = "analytics.settings"
+    django.setup()
+
+from django.conf import settings  # noqa: E402
+
+from outcomes.models import AuctionOutcome  # noqa: E402
+
+
+@schemathesis.hook
+def map_case(context, case):
+    meta = case.meta
+    if meta is not None and not meta.is_negative_at(ParameterLocation.QUERY) and isinstance(case.query, dict):
+        query = _ordered(_ordered(case.query, "start", "end", _moment), "min_price", "max_price", _number)
+        if query.get("cursor"):  # cursors come from a page's next link: an invented one is refused
+            query = {k: v for k, v in query.items() if k != "cursor"}
+        if "cursor" in query:  # one way to page at a time
+            query = {k: v for k, v in query.items() if k != "page"}
+        page, size = _number(query.get("page")), _number(query.get("page_size")) or 100
+        if page is not None and page * size > settings.API_MAX_PAGE_OFFSET:  # deeper: cursors
+            query = {k: v for k, v in query.items() if k != "page"}
+        if case.path.endswith("/timeseries/") and not _few_buckets(query):
+            query = {k: v for k, v in query.items() if k not in ("start", "end")}
+        case.query = query
+    return case
+
+
+@schemathesis.hook
+def before_call(context, case, kwargs):
+    """Bodies, set last (stateful links fill them after map_case): a won auction pays at
+    most its bid — the body merged over the stored outcome, for a PATCH — and a PUT or PATCH
+    keeps the outcome's bid id."""
+    body = case.body
+    if not isinstance(body, dict) or (case.meta is not None and case.meta.is_negative_at(ParameterLocation.BODY)):
+        return
+    stored = None
+    outcome_id = (case.path_parameters or {}).get("id")
+    if case.method in ("PUT", "PATCH") and isinstance(outcome_id, int) and 0 < outcome_id < 2**63:
+        stored = AuctionOutcome.objects.filter(id=outcome_id).first()
+    merged = dict(body)
+    if case.method == "PATCH" and stored is not None:
+        current = {"win_status": stored.win_status, "win_price": stored.win_price, "bid_price": stored.bid_price}
+        merged = {**current, **body}
+    bid, win = _number(merged.get("bid_price")), _number(merged.get("win_price"))
+    if merged.get("win_status") is True and bid is not None and (win is None or win > bid):
+        body["win_price"] = merged["bid_price"] if isinstance(merged["bid_price"], int | float | str) else str(bid)
+    if stored is not None and "bid_id" in body:
+        body["bid_id"] = stored.bid_id
+
+
+def _few_buckets(query: dict) -> bool:
+    """At most 2,000 buckets between start and end (without end: now) at the granularity,
+    and start before that end."""
+    start, end = _moment(query.get("start")), _moment(query.get("end"))
+    if start is None:
+        return True
+    unit = {"minute": 60, "hour": 3600, "day": 86400, "week": 604800, "month": 2678400}
+    seconds = unit.get(query.get("granularity", "hour"), 3600)
+    try:
+        span = ((end or datetime.now(UTC)) - start).total_seconds()
+    except TypeError:
+        return False
+    return 0 < span / seconds < 1900
+
+
+def _number(value):
+    try:
+        return float(value) if value is not None and not isinstance(value, bool) else None
+    except (TypeError, ValueError):
+        return None
+
+
+def _moment(value):
+    try:
+        return datetime.fromisoformat(value) if isinstance(value, str) else None
+    except ValueError:
+        return None
+
+
+def _ordered(query: dict, low: str, high: str, parse) -> dict:
+    """Drop ``high`` when it is not after ``low`` (start before end, min_price ≤ max_price)."""
+    a, b = parse(query.get(low)), parse(query.get(high))
+    if a is not None and b is not None:
+        try:
+            wrong = a >= b if low == "start" else a > b
+        except TypeError:  # naive against aware times
+            wrong = True
+        if wrong:
+            query = {k: v for k, v in query.items() if k != high}
+    return query

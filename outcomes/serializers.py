@@ -52,8 +52,8 @@ def _price_schema() -> dict:
         "type": "number",
         "minimum": 0,
         "maximum": float(settings.CONSUMER.max_price),
-        "multipleOf": 0.01,
-        "description": f"0 to CONSUMER_MAX_PRICE ({settings.CONSUMER.max_price}); a decimal string is accepted too.",
+        "description": f"0 to CONSUMER_MAX_PRICE ({settings.CONSUMER.max_price}), rounded half-up to cents "
+        "(as a message's prices are); a decimal string is accepted too.",
     }
 
 
@@ -85,10 +85,17 @@ class OutcomeWriteSerializer(serializers.Serializer):
     user_id = _NonBlankText(initial="user-1")
     site_domain = _OptionalText(required=False, allow_blank=True, allow_null=True, initial="news.example")
     win_status = serializers.BooleanField(initial=True)
-    win_price = _Price(required=False, initial="0.50", help_text="Required for a won auction, and at most bid_price.")
+    win_price = _Price(
+        required=False,
+        allow_null=True,
+        initial="0.50",
+        help_text="Required for a won auction, and at most bid_price; null or absent for a lost one: 0.00.",
+    )
     bid_price = _Price(initial="0.80")
-    currency = _Currency(required=False, initial="USD")
-    enriched = serializers.BooleanField(required=False, default=False)
+    currency = _Currency(required=False, allow_null=True, initial="USD", help_text="null or absent: USD.")
+    enriched = serializers.BooleanField(
+        required=False, allow_null=True, default=False, help_text="null or absent: false (as in a Kafka message)."
+    )
     user_interests = serializers.ListField(
         child=_Interest(allow_blank=True),
         required=False,

@@ -501,10 +501,12 @@ def outcome_update(*, outcome_id: int, changes: dict, partial: bool) -> AuctionO
         row = AuctionOutcome.objects.select_for_update().filter(pk=outcome_id).first()
         if row is None:
             raise OutcomeNotFound(outcome_id)
+        if not partial and "bid_id" not in changes and "bid_request_id" not in changes:
+            raise OutcomeInvalid({"bid_id": ["This field is required: PUT sends the whole outcome (PATCH a part)."]})
         given_bid = changes.get("bid_id", changes.get("bid_request_id", row.bid_id))
         if given_bid != row.bid_id:
             raise OutcomeInvalid({"bid_id": ["The bid id of a stored outcome cannot change."]})
-        document = {**_document(row), **changes} if partial else {"bid_id": row.bid_id, **changes}
+        document = {**_document(row), **changes} if partial else changes
         event = _validate(document)
         raw = {**(row.raw_data if isinstance(row.raw_data, dict) else {}), **changes}
         if _same(event, row) and raw == row.raw_data:

@@ -21,12 +21,13 @@ import os
 from datetime import UTC, datetime
 
 import schemathesis
+from django.apps import apps  # noqa: E402
 from schemathesis.core.parameters import ParameterLocation
 
-if "DJANGO_SETTINGS_MODULE" not in os.environ:  # the schemathesis command line, not pytest
+if not apps.ready:  # the schemathesis command line (pytest-django has set Django up)
     import django
 
-    os.environ["DJANGO_SETTINGS_MODULE"] = "analytics.settings"
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "analytics.settings")
     django.setup()
 
 from django.conf import settings  # noqa: E402
@@ -61,8 +62,8 @@ def before_call(context, case, kwargs):
     if not isinstance(body, dict) or (case.meta is not None and case.meta.is_negative_at(ParameterLocation.BODY)):
         return
     stored = None
-    outcome_id = (case.path_parameters or {}).get("id")
-    if case.method in ("PUT", "PATCH") and isinstance(outcome_id, int) and 0 < outcome_id < 2**63:
+    outcome_id = _whole((case.path_parameters or {}).get("id"))
+    if case.method in ("PUT", "PATCH") and outcome_id is not None and 0 < outcome_id < 2**63:
         stored = AuctionOutcome.objects.filter(id=outcome_id).first()
     merged = dict(body)
     if case.method == "PATCH" and stored is not None:
@@ -70,7 +71,8 @@ def before_call(context, case, kwargs):
         merged = {**current, **body}
     bid, win = _number(merged.get("bid_price")), _number(merged.get("win_price"))
     if merged.get("win_status") is True and bid is not None and (win is None or win > bid):
-        body["win_price"] = merged["bid_price"] if isinstance(merged["bid_price"], int | float | str) else str(bid)
+        # A number, as the schema types prices (a stored Decimal would go out as a string).
+        body["win_price"] = merged["bid_price"] if isinstance(merged["bid_price"], int | float) else bid
     if stored is not None and "bid_id" in body:
         body["bid_id"] = stored.bid_id
 
@@ -88,6 +90,15 @@ def _few_buckets(query: dict) -> bool:
     except TypeError:
         return False
     return 0 < span / seconds < 1900
+
+
+def _whole(value) -> int | None:
+    """A path's id as the server reads it (an int, or its digits as a string)."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    return int(value) if isinstance(value, str) and value.isascii() and value.isdigit() else None
 
 
 def _number(value):

@@ -341,6 +341,17 @@ def test_updates_follow_the_write_path(staff_api):
     assert bad.status_code == 400 and "win_price" in bad.json()
     assert staff_api.patch(f"{URL}{row_id}/", {"bid_id": "other"}, format="json").status_code == 400
     assert staff_api.put(f"{URL}{row_id}/", {"user_id": "u"}, format="json").status_code == 400  # PUT: whole document
+    whole = {"user_id": "u", "win_status": False, "bid_price": "1.00"}  # every required field but the bid id
+    missing = staff_api.put(f"{URL}{row_id}/", whole, format="json")
+    assert missing.status_code == 400 and "PUT sends the whole outcome" in missing.json()["bid_id"][0]
+    kept = staff_api.put(f"{URL}{row_id}/", {**whole, "bid_id": NEW["bid_id"], "enriched": None}, format="json")
+    assert kept.status_code == 200 and kept.json()["enriched"] is False  # null is "absent", as on the topic
+    changed = staff_api.patch(
+        f"{URL}{row_id}/",
+        {"win_status": True, "bid_price": "1.00", "win_price": "0.60", "currency": "EUR"},
+        format="json",
+    )
+    assert changed.status_code == 200
     assert staff_api.patch(f"{URL}999999/", {"user_id": "u"}, format="json").status_code == 404
     assert AuctionOutcome.objects.get(pk=row_id).win_price == Decimal("0.60")
     assert rollups.verify() == []

@@ -6,16 +6,23 @@ and database, with a key holding every scope."""
 
 from __future__ import annotations
 
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
 import hypothesis
 import pytest
 import schemathesis
 from django.core.wsgi import get_wsgi_application
-from django.db import transaction
+from django.db import connection, transaction
 from hypothesis import HealthCheck
 from hypothesis.stateful import run_state_machine_as_test
 
 from outcomes.models import APIKey
 from tests import contract_hooks  # noqa: F401  the rules across fields, shared with the CLI
+from tests.servers import ROOT, free_port, start_api, stop
 
 schema = schemathesis.openapi.from_wsgi("/api/schema/", get_wsgi_application())
 
@@ -105,3 +112,62 @@ def test_stateful_sequences_keep_the_contract(admin_key, stored):
             database=None,
         ),
     )
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_schemathesis_command_line_finds_nothing_against_a_running_server(tmp_path):
+    """What a user runs against ``make run``: the command line, all checks and phases
+    (examples, coverage, fuzzing, stateful) over HTTP, against gunicorn as shipped with DEBUG
+    on, with this module's rules (``SCHEMATHESIS_HOOKS``) and an admin key. It found what the
+    in-process test missed: an HTML 404 under DEBUG, ``enriched: null`` accepted against the
+    schema, and a PUT without its bid id."""
+    key = APIKey.objects.create_key(name="cli", scopes=["admin"])[1]
+    port = free_port()
+    # LOG_LEVEL=ERROR: thousands of refused requests would fill the server's stderr pipe.
+    server = start_api(
+        port, API_RATE_LIMIT_KEY="off", API_RATE_LIMIT_ANON="off", GUNICORN_WORKERS="2", LOG_LEVEL="ERROR"
+    )
+    db = connection.settings_dict
+    env = {
+        **os.environ,
+        "SCHEMATHESIS_HOOKS": "tests.contract_hooks",
+        "PYTHONPATH": str(ROOT),  # it runs in tmp_path: its crash cache (.schemathesis/) stays out of the checkout
+        "DJANGO_SETTINGS_MODULE": "analytics.settings",
+        "DEBUG": "true",
+        "DB_NAME": db["NAME"],
+        "DB_HOST": db["HOST"],
+        "DB_PORT": str(db["PORT"]),
+        "DB_USER": db["USER"],
+        "DB_PASSWORD": db["PASSWORD"],
+    }
+    try:
+        run = subprocess.run(
+            [
+                str(Path(sys.executable).parent / "schemathesis"),
+                "run",
+                f"http://127.0.0.1:{port}/api/schema/",
+                "--checks",
+                "all",
+                "-H",
+                f"Authorization: Api-Key {key}",
+                "--seed",
+                "20261129",
+                "--max-examples",
+                "60",
+                "--no-color",
+            ],
+            cwd=tmp_path,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
+    finally:
+        stop(server)
+    report = run.stdout[-6000:] + run.stderr[-2000:]
+    assert run.returncode == 0, report
+    assert "No issues found" in report, report
+    generated = re.search(r"(\d+) generated, \1 passed", report)  # every case passed, and there were many
+    assert generated and int(generated.group(1)) > 1000, report
+    for phase in ("Coverage", "Fuzzing", "Stateful"):
+        assert f"✅ {phase}" in report, report

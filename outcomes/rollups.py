@@ -48,7 +48,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from django.db import connection
+from django.db import connection, transaction
 
 from outcomes import models as m
 
@@ -615,7 +615,13 @@ def verify(*, since: datetime | None = None, until: datetime | None = None) -> l
     if cut is not None and (since is None or since < cut):
         since = cut
     differences: list[Difference] = []
-    with connection.cursor() as cursor:
+    # One snapshot for every read: consumers commit rows and their deltas together, so raw
+    # rows and rollups agree within a snapshot, but not across statements while they write.
+    # (Inside a caller's transaction, the caller's isolation applies.)
+    outermost = not connection.in_atomic_block
+    with transaction.atomic(), connection.cursor() as cursor:
+        if outermost:
+            cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
         for grain in GRAINS:
             if grain.unit == "all" and (since or until):
                 continue
@@ -711,7 +717,6 @@ def rebuild(*, since: datetime | None = None, until: datetime | None = None, day
     Without ``since`` the rebuild starts there at the earliest (late outcomes stored after a
     prune may be older); a ``since`` before it raises ``PrunedHistory``.
     """
-    from django.db import transaction
 
     cut = raw_rows_start()
     if since is not None and cut is not None and truncate(since.astimezone(UTC), "day") < cut:

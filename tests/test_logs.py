@@ -5,12 +5,18 @@ from __future__ import annotations
 import io
 import json
 import logging
+import os
 import re
+import subprocess
+import sys
 import urllib.request
+import uuid
 
 import pytest
+from django.db import connection
 from rest_framework.test import APIClient
 
+from tests.factories import ROOT
 from tests.servers import free_port, start_api, stop
 
 pytestmark = pytest.mark.django_db
@@ -73,3 +79,32 @@ def test_gunicorn_lines_are_json_too(transactional_db):
     (access,) = [line for line in lines if line["logger"] == "gunicorn.access"]
     assert access["status"] == 200 and access["path"] == "/api/outcomes/stats/" and access["method"] == "GET"
     assert access["request_id"] == "gu-1" and isinstance(access["duration_ms"], int)
+
+
+def test_the_consumers_output_is_json_lines_from_start_to_exit(transactional_db):
+    """As in a pod (stdout not a terminal): no plain-text summary beside the JSON lines."""
+    db = connection.settings_dict
+    env = {
+        **os.environ,
+        "DEBUG": "true",
+        "LOG_LEVEL": "INFO",
+        "DB_NAME": db["NAME"],
+        "DB_HOST": db["HOST"],
+        "DB_PORT": str(db["PORT"]),
+        "DB_USER": db["USER"],
+        "DB_PASSWORD": db["PASSWORD"],
+    }
+    topic = f"logs-{uuid.uuid4().hex[:8]}"
+    result = subprocess.run(
+        [sys.executable, "manage.py", "process_outcomes", "--topic", topic, "--group", topic]
+        + ["--timeout", "1000", "--metrics-port", "0"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    lines = json_lines(result.stdout + result.stderr)
+    (stopped,) = [line for line in lines if line["message"] == "consumer stopped"]
+    assert stopped["consumed"] == 0 and stopped["stored"] == 0

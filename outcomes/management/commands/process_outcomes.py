@@ -95,7 +95,8 @@ class Command(BaseCommand):
             summary = consumer.run()
         except DeadLetterLimitExceeded as exc:
             raise CommandError(f"dead-letter limit exceeded, stopping: {exc}") from exc
-        self.stdout.write(
-            f"consumed={summary.consumed} stored={summary.stored} duplicates={summary.duplicates} "
-            f"dead_lettered={summary.dead_lettered} batches={summary.batches}"
-        )
+        if self.stdout.isatty():  # for a person at a terminal; logs carry it as JSON ("consumer stopped")
+            self.stdout.write(
+                f"consumed={summary.consumed} stored={summary.stored} duplicates={summary.duplicates} "
+                f"dead_lettered={summary.dead_lettered} batches={summary.batches}"
+            )

@@ -41,7 +41,7 @@ def main() -> None:
     parser.add_argument("--keep-db", action="store_true")
     parser.add_argument("--repeat", type=int, default=3, help="runs of each export (best and median printed)")
     args = parser.parse_args()
-    name = args.db or f"bench_export_{uuid.uuid4().hex[:8]}"
+    name = args.db or f"analytics_export_{uuid.uuid4().hex[:8]}"  # the prefix bench/prune.py accepts
     os.environ["DB_NAME"] = name
 
     import django

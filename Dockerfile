@@ -1,8 +1,8 @@
 # syntax=docker/dockerfile:1
 # One image, two roles: `api` (gunicorn) and `consumer` (process_outcomes); see entrypoint.sh.
 
-# The dashboard's front-end packages, pinned by package-lock.json.
-FROM node:20.19.5-bookworm-slim AS assets
+# The dashboard's front-end packages, pinned by package-lock.json (Node 24 LTS: 20 reached end of life).
+FROM node:24.21.0-bookworm-slim AS assets
 WORKDIR /assets
 COPY package.json package-lock.json ./
 RUN npm ci --no-audit --no-fund --ignore-scripts \

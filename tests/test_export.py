@@ -148,3 +148,26 @@ def exports_in_progress() -> int:
                  AND state = 'active' AND query LIKE 'COPY (SELECT%%'"""
         )
         return cursor.fetchone()[0]
+
+
+def test_an_exported_line_is_the_list_apis_outcome_less_its_computed_and_bookkeeping_fields(outcome_factory):
+    """The export's columns and the API's fields cannot drift apart: same names, same values
+    (times compared as instants: the export always writes microseconds)."""
+    outcome_factory(2, site_domain="", user_interests=["a", 'b"c'], auction_timestamp=datetime(2026, 2, 1, tzinfo=UTC))
+    outcome_factory(2, win_status=False, win_price=Decimal("0"), currency="EUR", enriched=False)
+    listed = APIClient().get("/api/outcomes/", {"ordering": "id"}).json()["results"]
+    exported = [
+        json.loads(line)
+        for line in body(APIClient().get("/api/outcomes/export/", {"format": "ndjson", "ordering": "id"})).splitlines()
+    ]
+    left_out = {"is_winner", "profit_margin", "created_at", "updated_at"}
+    assert {name for name in listed[0] if name not in left_out} == set(exports.COLUMNS)
+
+    def instants(outcome: dict) -> dict:
+        return {
+            name: datetime.fromisoformat(value) if name in ("timestamp", "auction_timestamp") and value else value
+            for name, value in outcome.items()
+            if name not in left_out
+        }
+
+    assert [instants(line) for line in exported] == [instants(outcome) for outcome in listed]

@@ -129,3 +129,13 @@ def test_erase_user_removes_outcomes_and_dead_letters_and_keeps_rollups_exact(ou
     assert record.user_sha256 == hashlib.sha256(b"alice@example").hexdigest()
     assert record.outcomes == 5 and record.dead_letters == 1
     assert "alice" not in record.getMessage() and "alice" not in str(record.__dict__.get("args"))
+
+
+def test_a_prune_run_as_the_cronjob_logs_only_json(history, capsys, caplog):
+    """Its output is not a terminal (as in the CronJob's pod): no plain-text lines beside the
+    JSON log line, which carries the cut and the count."""
+    caplog.set_level(logging.INFO, logger="outcomes.lifecycle")
+    call_command("prune_outcomes", "--older-than", "30d")
+    assert capsys.readouterr().out == ""
+    (record,) = [r for r in caplog.records if r.getMessage() == "outcomes pruned"]
+    assert record.deleted == 5 and record.before == rollups.truncate(days_ago(30), "day").isoformat()

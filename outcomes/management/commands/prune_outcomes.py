@@ -37,12 +37,18 @@ class Command(BaseCommand):
         if batch_size < 1:
             raise CommandError("--batch-size must be at least 1.")
         before = rollups.truncate(datetime.now(UTC) - age(older_than), "day")
+        # Progress is for a person at a terminal; in a CronJob the output is a log stream and
+        # the JSON line below says it all. A dry run's answer is always printed.
+        chatty = dry_run or self.stdout.isatty()
         progress = writes.PruneProgress()
         for progress in writes.outcomes_prune(before=before, batch_size=batch_size, pause=pause, dry_run=dry_run):
-            if not dry_run and progress.batches % 20 == 0:
+            if chatty and not dry_run and progress.batches % 20 == 0:
                 self.stdout.write(f"… {progress.deleted:,} deleted")
         verb = "would delete" if dry_run else "deleted"
-        self.stdout.write(f"{verb} {progress.deleted:,} outcomes with event time before {before.date().isoformat()}")
+        if chatty:
+            self.stdout.write(
+                f"{verb} {progress.deleted:,} outcomes with event time before {before.date().isoformat()}"
+            )
         if not dry_run:
             logger.info(
                 "outcomes pruned",

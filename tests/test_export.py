@@ -155,6 +155,15 @@ def test_an_exported_line_is_the_list_apis_outcome_less_its_computed_and_bookkee
     (times compared as instants: the export always writes microseconds)."""
     outcome_factory(2, site_domain="", user_interests=["a", 'b"c'], auction_timestamp=datetime(2026, 2, 1, tzinfo=UTC))
     outcome_factory(2, win_status=False, win_price=Decimal("0"), currency="EUR", enriched=False)
+    # Strings JSON must escape: quotes, backslashes, control characters (0x1e is the export's
+    # own COPY quote byte), tabs, and characters beyond ASCII.
+    outcome_factory(
+        1,
+        bid_id='q"\\x\u00e9\U0001f600',
+        user_id="tab\there\x1erecord\x1funit",
+        site_domain="\u00fcber.example",
+        user_interests=["new\nline", "\\", ""],
+    )
     listed = APIClient().get("/api/outcomes/", {"ordering": "id"}).json()["results"]
     exported = [
         json.loads(line)

@@ -55,10 +55,12 @@ FORMATS = {
 }
 
 
-class _UtcIso(Func):
-    """A timestamp as ISO 8601 UTC text with microseconds, e.g. 2026-11-29T14:03:07.120000Z."""
+# A timestamp as ISO 8601 UTC text with microseconds, e.g. 2026-11-29T14:03:07.120000Z.
+_ISO_UTC = "to_char({} AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')"
 
-    template = "to_char(%(expressions)s AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')"
+
+class _UtcIso(Func):
+    template = _ISO_UTC.format("%(expressions)s")
     output_field = TextField()
 
 
@@ -73,9 +75,6 @@ def _as_text(name: str):
 
 def _csv_values(queryset: QuerySet) -> QuerySet:
     return queryset.values_list(*(_as_text(name) for name in COLUMNS))
-
-
-_ISO_UTC = "to_char({} AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')"
 
 
 def _ndjson_line_sql(table: str) -> str:

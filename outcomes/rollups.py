@@ -519,7 +519,11 @@ class PrunedHistory(ValueError):
 
 def raw_rows_start() -> datetime | None:
     """Where the raw outcomes start, if ``prune_outcomes`` deleted older ones (a whole UTC
-    day). Before it the rollups are the record: nothing raw is left to compare or rebuild."""
+    day). Before it the rollups are the record: nothing raw is left to compare or rebuild.
+
+    The row ``queries.raw_horizon`` reads for the API (on the read replica, on every list
+    count); this one reads the primary, where verify and rebuild run, and also answers on a
+    database migrated only part-way (migration 0004 rebuilds the rollups before 0008 adds it)."""
     table = m.RawRetention._meta.db_table
     with connection.cursor() as cursor:
         cursor.execute("SELECT to_regclass(%s)", [table])  # migration 0004 rebuilds before 0008 makes it

@@ -184,6 +184,8 @@ def analyze_and_pick_targets() -> dict:
         "user": user,
         "id": some_id,
         "day": day,
+        # "now" to the second, as a dashboard sends it: the newest outcome's second, plus one
+        "now": newest.replace(microsecond=0) + timedelta(seconds=1),
         "week": {"start": iso(day - timedelta(days=7)), "end": iso(day)},
     }
 
@@ -228,6 +230,56 @@ def measure(port: int, t: dict, count: int, *, naive: bool) -> dict:
         stats = client.measure(path, params, count)
         out["lists"].append({"name": name, **stats})
         print(f"{name:<30}{stats['p50']:>9.1f}{stats['p95']:>9.1f}")
+    out["windows"] = measure_windows(client, t, count, naive=naive)
+    return out
+
+
+WINDOW_SPANS = (
+    ("24h", timedelta(days=1), "hour"),
+    ("7d", timedelta(days=7), "hour"),
+    ("28d", timedelta(days=28), "day"),
+)
+
+
+def measure_windows(client: Client, t: dict, count: int, *, naive: bool) -> list[dict]:
+    """Every report over windows of 24 h, 7 d and 28 d: ending on a midnight (aligned), and
+    ending "now" to the second (the newest outcome's second + 1 s), as the dashboard asks."""
+    print(
+        f"\n{'window':<10}{'report':<22}{'aligned p50':>12}{'p95':>7}{'now-to-the-second p50':>23}{'p95':>7}"
+        f"{'naive p50':>11}{'faster':>8}  answered from (unaligned)"
+    )
+    out = []
+    for span_name, span, granularity in WINDOW_SPANS:
+        for name, path, extra in (
+            ("stats", "stats/", {}),
+            ("daily_stats", "daily_stats/", {}),
+            (f"timeseries {granularity}", "timeseries/", {"granularity": granularity}),
+            ("breakdown domains", "breakdown/", {"by": "site_domain", "limit": 10}),
+            ("histogram", "histogram/", {"bins": 30}),
+            ("reach", "reach/", {}),
+        ):
+            aligned = {"start": iso(t["day"] - span), "end": iso(t["day"]), **extra}
+            unaligned = {"start": iso(t["now"] - span), "end": iso(t["now"]), **extra}
+            a = client.measure(path, aligned, count)
+            u = client.measure(path, unaligned, count)
+            slow = naive_ms(path, unaligned) if naive else None
+            ratio = slow / u["p95"] if slow and u["p95"] else None
+            out.append(
+                {
+                    "window": span_name,
+                    "report": name,
+                    "aligned": a,
+                    "unaligned": u,
+                    "naive_p50": slow,
+                    "naive_over_p95": ratio,
+                }
+            )
+            slow_text = f"{slow:>11.1f}" if slow is not None else f"{'':>11}"
+            ratio_text = f"{ratio:>7.0f}x" if ratio else f"{'':>8}"
+            print(
+                f"{span_name:<10}{name:<22}{a['p50']:>12.1f}{a['p95']:>7.1f}{u['p50']:>23.1f}{u['p95']:>7.1f}"
+                f"{slow_text}{ratio_text}  {u['source']}"
+            )
     return out
 
 
@@ -316,37 +368,54 @@ def load(rows: int, batch_size: int, *, seed: int) -> dict:
 
 def naive_ms(path: str, params: dict) -> float | None:
     """The same report from the raw table (what the service did before rollups)."""
-    from outcomes import queries
+    from django.db import connection
+
+    from outcomes.queries import OutcomeQuery, sql
 
     name = path.rstrip("/")
-    query = queries.OutcomeQuery.from_filters(
+    query = OutcomeQuery.from_filters(
         {k: (datetime.fromisoformat(v) if k in ("start", "end") else v) for k, v in params.items()}
     )
+
+    def raw(group: str, **kwargs):
+        return lambda: sql.run(sql.measures_sql(query, None, group=group, **kwargs))
+
     calls = {
-        "stats": lambda: queries._run_raw_measures(query, group="one"),
-        "daily_stats": lambda: queries._run_raw_measures(query, group="day"),
-        "breakdown": lambda: queries._run_raw_measures(query, group="dimension", dimension="site_domain"),
+        "stats": raw("one"),
+        "daily_stats": raw("day"),
+        "breakdown": raw("dimension", dimension="site_domain"),
     }
     if name == "timeseries":
         from zoneinfo import ZoneInfo
 
-        bounds = queries.timeseries_buckets(
+        from outcomes.queries import timeseries_buckets
+
+        bounds = timeseries_buckets(
             granularity=params["granularity"], start=query.start, end=query.end, tz=ZoneInfo("UTC")
         )
-        calls[name] = lambda: queries._run_raw_measures(query, group="buckets", boundaries=bounds)
+        calls[name] = raw("buckets", boundaries=bounds)
+    if name == "histogram":
+
+        def exact_histogram():  # every matching row's prices, grouped (no sample)
+            where, args = sql.raw_where(query)
+            with connection.cursor() as cursor:
+                cursor.execute(
+                    f"SELECT win_status, win_price, bid_price, count(*) FROM {sql.RAW} o WHERE {where} "
+                    "GROUP BY GROUPING SETS ((win_status, win_price), (win_status, bid_price))",
+                    args,
+                )
+
+        calls[name] = exact_histogram
     if name == "reach":
-        from django.db import connection
 
         def exact():
-            where, args = queries._raw_where(query)
+            where, args = sql.raw_where(query)
             with connection.cursor() as cursor:
-                cursor.execute(f"SELECT count(DISTINCT user_id) FROM {queries.RAW} WHERE {where}", args)
+                cursor.execute(f"SELECT count(DISTINCT o.user_id) FROM {sql.RAW} o WHERE {where}", args)
 
         calls[name] = exact
     if name not in calls:
         return None
-    from django.db import connection
-
     timings = []
     with connection.cursor() as cursor:  # the naive path at its best: PostgreSQL's default parallelism
         cursor.execute("SET max_parallel_workers_per_gather = 2")

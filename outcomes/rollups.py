@@ -46,19 +46,18 @@ from __future__ import annotations
 import io
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 
 from django.db import connection, transaction
 
 from outcomes import models as m
+from outcomes.buckets import ALL_TIME, UNITS, truncate
 
 HLL_LG_K = 12  # 4,096 registers: relative standard error 1.04 / sqrt(4096) ≈ 1.6%
 COMPACT_LOCK = 0x6F75_7463  # pg advisory lock key shared by compaction and rebuild
 
 MEASURES = ("outcomes", "wins", "enriched_outcomes", "enriched_wins", "revenue_cents", "bid_cents", "won_bid_cents")
 PRICE_COUNTS = ("won_at_win_price", "won_at_bid_price", "lost_at_bid_price")
-UNITS = {"minute": timedelta(minutes=1), "hour": timedelta(hours=1), "day": timedelta(days=1)}
-ALL_TIME = datetime(1970, 1, 1, tzinfo=UTC)  # the one bucket of an "all"-unit (all-time) grain
 
 
 @dataclass(frozen=True)
@@ -123,16 +122,6 @@ def bucket_sql(unit: str, column: str) -> str:
     if unit == "all":
         return f"'{ALL_TIME.isoformat()}'::timestamptz"
     return f"date_trunc('{unit}', {column}, 'UTC')"
-
-
-def truncate(moment: datetime, unit: str) -> datetime:
-    if unit == "all":
-        return ALL_TIME
-    if unit == "minute":
-        return moment.replace(second=0, microsecond=0)
-    if unit == "hour":
-        return moment.replace(minute=0, second=0, microsecond=0)
-    return moment.replace(hour=0, minute=0, second=0, microsecond=0)
 
 
 # ---------------------------------------------------------------------------- deltas
@@ -263,7 +252,8 @@ def delete_rows(cursor, *, ids: list[int]) -> dict[datetime, int]:
 
 
 # ---------------------------------------------------------------------------- reach sketches
-def _hll():
+def new_sketch():
+    """An empty HyperLogLog sketch of the reach grains (lg_k 12, HLL_8)."""
     import datasketches
 
     return datasketches.hll_sketch(HLL_LG_K, datasketches.tgt_hll_type.HLL_8)
@@ -280,7 +270,7 @@ class Reach:
         hour = moment.replace(minute=0, second=0, microsecond=0)
         sketch = self.hours.get(hour)
         if sketch is None:
-            sketch = self.hours[hour] = _hll()
+            sketch = self.hours[hour] = new_sketch()
         sketch.update(user_id)
 
 
@@ -372,7 +362,7 @@ def _raw_sketches(cursor, hours: list[datetime]) -> dict:
         )
         users = cursor.fetchall()
         if users:
-            sketch = sketches[hour] = _hll()
+            sketch = sketches[hour] = new_sketch()
             for (user,) in users:
                 sketch.update(user)
     return sketches
@@ -662,7 +652,7 @@ def _verify_reach(cursor, grain: Grain, since, until) -> list[Difference]:
     for bucket, user in cursor.fetchall():
         sketch = expected.get(bucket)
         if sketch is None:
-            sketch = expected[bucket] = _hll()
+            sketch = expected[bucket] = new_sketch()
         sketch.update(user)
     differences = []
     for bucket in sorted(expected.keys() | stored.keys()):

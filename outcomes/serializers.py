@@ -229,8 +229,16 @@ class ReportStatsSerializer(OutcomeStatsSerializer):
 
 
 class TimeseriesBucketSerializer(serializers.Serializer):
-    bucket = serializers.DateTimeField(help_text="Start of the bucket (the window's start for the first).")
-    bucket_end = serializers.DateTimeField()
+    bucket = serializers.DateTimeField(
+        help_text="Start of the calendar bucket, ISO 8601 in `tz`: `Z` for UTC, else the zone's offset at that "
+        "moment (`2026-11-03T00:00:00+01:00`). The first bucket may start before the window (see `partial`)."
+    )
+    bucket_end = serializers.DateTimeField(help_text="End of the calendar bucket (exclusive), in the same form.")
+    partial = serializers.BooleanField(
+        help_text="True when the window covers only part of this bucket (the first bucket when `start` is not "
+        "on a bucket boundary, the last when `end` is not): its figures are of [`start`, `bucket_end`) or "
+        "[`bucket`, `end`)."
+    )
     outcomes = serializers.IntegerField()
     wins = serializers.IntegerField()
     win_rate = serializers.FloatField()
@@ -242,8 +250,8 @@ class TimeseriesBucketSerializer(serializers.Serializer):
 class TimeseriesSerializer(serializers.Serializer):
     granularity = serializers.CharField()
     tz = serializers.CharField()
-    start = serializers.DateTimeField()
-    end = serializers.DateTimeField()
+    start = serializers.DateTimeField(help_text="The window's start, in `tz` (as the buckets).")
+    end = serializers.DateTimeField(help_text="The window's end (exclusive), in `tz`.")
     buckets = TimeseriesBucketSerializer(many=True)
 
 

@@ -239,21 +239,12 @@ class AuctionOutcomeViewSet(viewsets.ModelViewSet):
             boundaries = queries.timeseries_buckets(
                 granularity=params["granularity"], start=query.start, end=query.end, tz=tz
             )
+        except queries.TooManyBuckets as exc:
+            raise ValidationError({"granularity": [str(exc)]}) from None
         except ValueError as exc:
-            name, message = exc.args
-            raise ValidationError({name: [message]}) from None
-        buckets, source = queries.outcome_timeseries(
-            query=query, boundaries=boundaries, granularity=params["granularity"]
-        )
+            raise ValidationError({"start": [str(exc)]}) from None
         return _report(
-            {
-                "granularity": params["granularity"],
-                "tz": str(tz),
-                "start": boundaries[0].isoformat().replace("+00:00", "Z"),
-                "end": boundaries[-1].isoformat().replace("+00:00", "Z"),
-                "buckets": buckets,
-            },
-            source,
+            *queries.outcome_timeseries(query=query, boundaries=boundaries, granularity=params["granularity"], tz=tz)
         )
 
     @extend_schema(

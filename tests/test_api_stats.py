@@ -140,8 +140,12 @@ def test_filtered_stats_match(dataset, params):
     response = APIClient().get("/api/outcomes/stats/", params)
     assert response.json() == expected_full_stats([r for r in dataset if keep(r)])
     needs_raw = {"user_id", "min_price"} & set(params) or ("site_domain" in params and "enriched" in params)
-    needs_raw = needs_raw or params.get("end", "").endswith(".5Z")  # not on a whole minute
-    assert (response["X-Report-Source"] == "raw") == bool(needs_raw), response["X-Report-Source"]
+    source = response["X-Report-Source"]
+    assert (source == "raw") == bool(needs_raw), source
+    # An end between minutes: the rollups answer the whole buckets, the raw table the edge
+    # (the price rollups' finest grain is the hour: their edges are whatever is not a whole hour).
+    measures_source = source.split(";")[0]
+    assert ("raw edges" in measures_source) == (not needs_raw and params.get("end", "").endswith(".5Z")), source
 
 
 def test_daily_stats_across_days(dataset):
@@ -175,7 +179,8 @@ def test_percentiles_of_large_raw_sets_come_from_a_uniform_sample_within_their_b
     ``sample < k`` rows; each percentile's true rank must be within the reported DKW bound."""
     from django.db import connection
 
-    from outcomes import queries, writes
+    from outcomes import writes
+    from outcomes.queries import prices
     from tests.factories import parse_document
 
     rng = random.Random(11)
@@ -195,8 +200,8 @@ def test_percentiles_of_large_raw_sets_come_from_a_uniform_sample_within_their_b
         }
         batch.events.append((parse_document(document), writes.Position("t", 0, i)))
     assert writes.write_batch(batch, consumer_group="t").stored == 12_000
-    monkeypatch.setattr(queries, "RAW_PERCENTILE_LIMIT", 1_000)
-    monkeypatch.setattr(queries, "PERCENTILE_SAMPLE", 2_000)
+    monkeypatch.setattr(prices, "RAW_PERCENTILE_LIMIT", 1_000)
+    monkeypatch.setattr(prices, "PERCENTILE_SAMPLE", 2_000)
 
     body = APIClient().get("/api/outcomes/stats/", {"site_domain": "big.example"}).json()
     rows = [

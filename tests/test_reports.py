@@ -73,7 +73,8 @@ def test_hourly_series_fills_empty_buckets_with_zeros(outcome_factory):
         ("day", "Asia/Kolkata", "2025-03-07T12:00:00Z", "2025-03-11T12:00:00Z"),
         ("week", "Europe/Paris", "2025-03-01T00:00:00Z", "2025-03-20T00:00:00Z"),
         ("month", "UTC", "2025-02-15T00:00:00Z", "2025-04-02T00:00:00Z"),
-        ("hour", "UTC", "2025-03-08T10:17:30Z", "2025-03-08T20:00:00Z"),  # not on a minute: raw
+        ("hour", "UTC", "2025-03-08T10:17:30Z", "2025-03-08T20:00:00Z"),  # not on a minute: raw edges
+        ("day", "Europe/Paris", "2025-03-07T09:13:07.25Z", "2025-03-10T17:44:59Z"),
     ],
 )
 def test_series_match_an_independent_computation(rows, granularity, tz, start, end):
@@ -82,22 +83,43 @@ def test_series_match_an_independent_computation(rows, granularity, tz, start, e
     body = response.json()
     buckets = body["buckets"]
     lo, hi = datetime.fromisoformat(start), datetime.fromisoformat(end)
-    assert buckets[0]["bucket"] == start.replace("+00:00", "Z") and buckets[-1]["bucket_end"] == end
     zone = ZoneInfo(tz)
+    assert datetime.fromisoformat(body["start"]) == lo and datetime.fromisoformat(body["end"]) == hi
     for bucket in buckets:
         b_lo, b_hi = datetime.fromisoformat(bucket["bucket"]), datetime.fromisoformat(bucket["bucket_end"])
-        if bucket is not buckets[0]:  # inner boundaries are aligned in the zone
-            local = b_lo.astimezone(zone)
-            assert local.second == 0 and (granularity == "minute" or local.minute == 0)
-            if granularity in ("day", "week", "month"):
-                assert local.hour == 0
+        # Labels are in the zone's offset at that moment (Z for UTC), on its calendar.
+        assert b_lo.utcoffset() == b_lo.astimezone(zone).utcoffset()
+        assert bucket["bucket"].endswith("Z") == (tz == "UTC")
+        local = b_lo.astimezone(zone)
+        assert local.second == 0 and (granularity == "minute" or local.minute == 0)
+        if granularity in ("day", "week", "month"):
+            assert local.hour == 0
+        assert bucket["partial"] == (b_lo < lo or b_hi > hi)
         inside = [r for r in rows if b_lo <= r["auction_timestamp"] < b_hi and lo <= r["auction_timestamp"] < hi]
         wins = [r for r in inside if r["win_status"]]
         assert bucket["outcomes"] == len(inside)
         assert bucket["wins"] == len(wins)
         assert bucket["revenue"] == float(sum((r["win_price"] for r in wins), Decimal(0)))
+    assert datetime.fromisoformat(buckets[0]["bucket"]) <= lo < datetime.fromisoformat(buckets[0]["bucket_end"])
+    assert datetime.fromisoformat(buckets[-1]["bucket"]) < hi <= datetime.fromisoformat(buckets[-1]["bucket_end"])
     assert sum(b["outcomes"] for b in buckets) == sum(1 for r in rows if lo <= r["auction_timestamp"] < hi)
-    assert (response["X-Report-Source"] == "raw") == start.endswith(":30Z")
+    source = response["X-Report-Source"]
+    assert source.startswith("rollup:"), source
+    assert ("raw edges" in source) == (lo.second != 0 or lo.microsecond != 0 or hi.second != 0), source
+
+
+def test_series_label_buckets_in_the_zone_and_mark_partial_ones(outcome_factory):
+    outcome_factory(1, auction_timestamp=datetime(2026, 11, 3, 0, 30, tzinfo=ZoneInfo("Europe/Paris")))
+    params = {"granularity": "day", "tz": "Europe/Paris", "start": "2026-11-02T15:04:44.463202Z"}
+    body = get("timeseries/", {**params, "end": "2026-11-04T23:00:00Z"}).json()
+    assert [b["bucket"] for b in body["buckets"]] == [
+        "2026-11-02T00:00:00+01:00",
+        "2026-11-03T00:00:00+01:00",
+        "2026-11-04T00:00:00+01:00",
+    ]
+    assert [b["partial"] for b in body["buckets"]] == [True, False, False]
+    assert [b["outcomes"] for b in body["buckets"]] == [0, 1, 0]
+    assert body["start"] == "2026-11-02T16:04:44.463202+01:00" and body["end"] == "2026-11-05T00:00:00+01:00"
 
 
 def test_minute_series_without_filters_read_the_total_grain(rows):
@@ -118,7 +140,8 @@ def test_minute_series_without_filters_read_the_total_grain(rows):
 
 def _walk(granularity, start, end, tz):
     """Bucket boundaries the slow way: step through local time one bucket at a time."""
-    from outcomes.queries import _floor_local, _next_local
+    from outcomes.queries.calendar import floor_local as _floor_local
+    from outcomes.queries.calendar import next_local as _next_local
 
     out, moment = [start], _floor_local(start, granularity, tz)
     while (moment := _next_local(moment, granularity, tz)) < end:

@@ -17,6 +17,9 @@ from django.db import connection
 from outcomes import queries, rollups, writes
 from outcomes.ingest.messages import parse_outcome
 from outcomes.models import AuctionOutcome, DeadLetter, OutcomeRollupMinute
+from outcomes.queries import sql
+from outcomes.queries.prices import price_histogram
+from outcomes.queries.routing import plan_for
 from outcomes.simulation import OutcomeSimulator
 
 BASE = datetime(2025, 6, 1, tzinfo=UTC)
@@ -91,28 +94,28 @@ def assert_rollups_answer_like_raw():
     assert rollups.verify() == []
     for query in QUERIES:
         family = "domain" if query.site_domain else "outcomes"
-        plan = queries._plan(query, family_for=family, units=("day", "hour", "minute"))
+        plan = plan_for(query, family=family, units=("day", "hour", "minute"))
         assert plan is not None, query
         for group in ("one", "day"):
-            from_rollups = dict(queries._run_measures(plan, query, group=group))
-            from_raw = dict(queries._run_raw_measures(query, group=group))
-            assert {k: v for k, v in from_rollups.items() if v[0]} == from_raw, (query, group)
-        raw_hist = queries._price_histogram(dataclasses.replace(query, currency="x"))
+            from_rollups = dict(sql.run(sql.measures_sql(query, plan, group=group)))
+            from_raw = dict(sql.run(sql.measures_sql(query, None, group=group)))
+            assert {k: v for k, v in from_rollups.items() if v.outcomes} == from_raw, (query, group)
+        raw_hist = price_histogram(dataclasses.replace(query, currency="x"))
         assert raw_hist[1] == "raw"  # a filter the price rollup lacks forces the raw path
     everything = queries.OutcomeQuery()
     for by in ("site_domain", "currency", "enriched", "interest"):
         family = {"site_domain": "domain", "interest": "interest"}.get(by, "outcomes")
-        plan = queries._plan(everything, family_for=family, units=("day", "hour", "minute"))
-        rolled = queries._run_measures(plan, everything, group="dimension", dimension=by)
-        raw = dict(queries._run_raw_measures(everything, group="dimension", dimension=by))
-        assert {k: v for k, v in rolled if v[0]} == raw, by
+        plan = plan_for(everything, family=family, units=("day", "hour", "minute"))
+        rolled = sql.run(sql.measures_sql(everything, plan, group="dimension", dimension=by))
+        raw = dict(sql.run(sql.measures_sql(everything, None, group="dimension", dimension=by)))
+        assert {k: v for k, v in rolled if v.outcomes} == raw, by
     window = queries.OutcomeQuery(start=BASE + timedelta(hours=3), end=BASE + timedelta(days=3, hours=7))
-    rolled_prices, source, _sample = queries._price_histogram(window)
+    rolled_prices, source, _sample = price_histogram(window)
     assert source.startswith("rollup:price")
-    where, params = queries._raw_where(window)
+    where, params = sql.raw_where(window, alias="")
     with connection.cursor() as cursor:
         cursor.execute(
-            f"SELECT (win_price*100)::int, count(*) FROM {queries.RAW} WHERE {where} AND win_status GROUP BY 1", params
+            f"SELECT (win_price*100)::int, count(*) FROM {sql.RAW} WHERE {where} AND win_status GROUP BY 1", params
         )
         assert rolled_prices["win"] == dict(cursor.fetchall())
 

@@ -1,0 +1,168 @@
+"""The SQL of a plan: rollup rows for its whole buckets, raw rows for its edges (or the whole
+window when no rollup answers), summed into one ``Measures`` per key.
+
+Reads only; every statement runs on the read database (``analytics.dbrouting.read_db``).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from analytics.dbrouting import read_db
+from outcomes import rollups
+from outcomes.models import AuctionOutcome
+from outcomes.queries.measures import COLUMNS, SUMS, Measures
+from outcomes.queries.planner import Plan, Range
+from outcomes.queries.query import OutcomeQuery
+
+RAW = AuctionOutcome._meta.db_table
+
+# How each filter reads on the raw table: (filter, column, operator).
+RAW_CONDITIONS = (
+    *((name, name, "=") for name in ("bid_id", "user_id", "site_domain", "win_status", "enriched", "currency")),
+    ("min_price", "win_price", ">="),
+    ("max_price", "win_price", "<="),
+    ("start", "event_time", ">="),
+    ("end", "event_time", "<"),
+)
+
+# One raw group's measures, in ``Measures`` order (money in cents).
+_RAW_MEASURES = (
+    "count(*), count(*) FILTER (WHERE o.win_status), count(*) FILTER (WHERE o.enriched), "
+    "coalesce(sum(o.win_price) FILTER (WHERE o.win_status), 0) * 100, coalesce(sum(o.bid_price), 0) * 100, "
+    "coalesce(sum(o.bid_price) FILTER (WHERE o.win_status), 0) * 100"
+)
+
+
+def raw_where(query: OutcomeQuery, *, alias: str = "o", ranges: list[Range] | None = None) -> tuple[str, list]:
+    """The query's filters on the raw table. With ``ranges``, those event-time ranges (a plan's
+    edges) replace the window's ``start`` and ``end``."""
+    prefix = f"{alias}." if alias else ""
+    conds, params = ["true"], []
+    for name, column, operator in RAW_CONDITIONS:
+        if ranges is not None and name in ("start", "end"):
+            continue
+        value = getattr(query, name)
+        if value is not None:
+            conds.append(f"{prefix}{column} {operator} %s")
+            params.append(value)
+    if ranges is not None:
+        conds.append("(" + " OR ".join(f"({prefix}event_time >= %s AND {prefix}event_time < %s)" for _ in ranges) + ")")
+        params += [moment for piece in ranges for moment in piece]
+    return " AND ".join(conds), params
+
+
+def ranges_sql(ranges: list[Range]) -> tuple[str, list]:
+    return (
+        "(" + " OR ".join("(bucket >= %s AND bucket < %s)" for _ in ranges) + ")",
+        [moment for piece in ranges for moment in piece],
+    )
+
+
+def rollup_sources(plan: Plan):
+    """(unit, table, extra condition, ranges) for every table a plan reads: each grain's own,
+    and for a grain folded from a finer one, that grain's rows not folded yet."""
+    for unit, ranges in plan.segments.items():
+        if not ranges:
+            continue
+        grain = rollups.FAMILIES[plan.family][unit]
+        yield unit, grain.table, "", ranges
+        if grain.pending_source is not None:
+            yield unit, grain.pending_source.table, "pending AND ", ranges
+
+
+# ---------------------------------------------------------------------------- measures
+def _projection(win_status: bool | None) -> str:
+    """A rollup row's measures as ``Measures``, under a ``win_status`` filter (every family
+    stores wins and losses apart, so every family answers it)."""
+    if win_status is None:
+        return "outcomes, wins, enriched_outcomes, revenue_cents, bid_cents, won_bid_cents"
+    if win_status:
+        return "wins, wins, enriched_wins, revenue_cents, won_bid_cents, won_bid_cents"
+    return "outcomes - wins, 0, enriched_outcomes - enriched_wins, 0, bid_cents - won_bid_cents, 0"
+
+
+_ROLLUP_KEYS = {
+    "one": "1",
+    "day": "date_trunc('day', bucket, 'UTC')",
+    "row": "extract(epoch FROM bucket)::bigint",  # every rollup row of a series lies in one bucket
+}
+_RAW_KEYS = {
+    "one": "1",
+    "day": "date_trunc('day', o.event_time, 'UTC')",
+    "buckets": "width_bucket(o.event_time, %s::timestamptz[])",
+    "site_domain": "coalesce(o.site_domain, '')",
+    "interest": "coalesce(i.value, '')",
+    "currency": "o.currency",
+    "enriched": "o.enriched",
+}
+
+
+def measures_sql(
+    query: OutcomeQuery,
+    plan: Plan | None,
+    *,
+    group: str,
+    dimension: str | None = None,
+    boundaries: list[datetime] | None = None,
+    edges: bool = True,
+) -> tuple[str, list] | None:
+    """One row per key: (k, outcomes, wins, enriched, revenue_cents, bid_cents, won_bid_cents).
+
+    ``group``: ``one`` (a single row), ``day`` (UTC days), ``dimension`` (one row per value
+    of ``dimension``), ``row`` (per rollup bucket, as epoch seconds; rollups only) or
+    ``buckets`` (the index of the series bucket between ``boundaries``; raw only). Without a
+    plan, everything comes from the raw table; with one, its buckets from the rollups and
+    (unless ``edges=False``) its edges from the raw table. None when nothing is to be read.
+    """
+    parts, params = [], []
+    if plan is not None:
+        key = dimension if group == "dimension" else _ROLLUP_KEYS.get(group)
+        for _unit, table, pending, ranges in rollup_sources(plan):
+            cond, cond_params = ranges_sql(ranges)
+            conds = [pending + cond]
+            for name in sorted(rollups.FAMILY_FILTERS[plan.family]):
+                value = getattr(query, name)
+                if value is not None:
+                    conds.append(f"{name} = %s")
+                    cond_params.append(value)
+            parts.append(f"SELECT {key}, {_projection(query.win_status)} FROM {table} WHERE {' AND '.join(conds)}")
+            params += cond_params
+    raw_ranges = None if plan is None else plan.edges
+    if plan is None or (edges and raw_ranges):
+        built = raw_measures_sql(query, group=group, dimension=dimension, boundaries=boundaries, ranges=raw_ranges)
+        parts.append(built[0])
+        params += built[1]
+    if not parts:
+        return None
+    if len(parts) == 1 and plan is None:
+        return parts[0], params
+    columns = ", ".join(COLUMNS)
+    return f"SELECT k, {SUMS} FROM ({' UNION ALL '.join(parts)}) x(k, {columns}) GROUP BY k", params
+
+
+def raw_measures_sql(
+    query: OutcomeQuery,
+    *,
+    group: str,
+    dimension: str | None = None,
+    boundaries: list[datetime] | None = None,
+    ranges: list[Range] | None = None,
+) -> tuple[str, list]:
+    """The raw table's measures per key, over the query's window or over ``ranges``."""
+    where, params = raw_where(query, ranges=ranges)
+    source = f"{RAW} o"
+    key = _RAW_KEYS[dimension if group == "dimension" else group]
+    key_params = [boundaries] if group == "buckets" else []
+    if group == "dimension" and dimension == "interest":
+        source += " LEFT JOIN LATERAL jsonb_array_elements_text(o.user_interests) i(value) ON true"
+    return f"SELECT {key}, {_RAW_MEASURES} FROM {source} WHERE {where} GROUP BY 1", key_params + params
+
+
+def run(built: tuple[str, list] | None) -> list[tuple[object, Measures]]:
+    """Run a ``measures_sql`` statement: [(key, Measures)]."""
+    if built is None:
+        return []
+    with read_db().cursor() as cursor:
+        cursor.execute(*built)
+        return [(key, Measures(*(int(v) for v in vec))) for key, *vec in cursor.fetchall()]

@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import copy
 from datetime import UTC
-from decimal import Decimal
 
 from django import forms
 from django.core.exceptions import ValidationError
 from django_filters import rest_framework as filters
+
+from outcomes.validation import COLUMN_MAX_PRICE, currency_code
 
 _TRUE = {"true", "1", "yes"}
 _FALSE = {"false", "0", "no"}
@@ -37,22 +38,20 @@ class StrictBooleanFilter(filters.Filter):
     field_class = StrictBooleanField
 
 
-MAX_PRICE = Decimal("99999999.99")  # the price columns' range (numeric(10, 2))
+MAX_PRICE = COLUMN_MAX_PRICE
 
 
-class CurrencyField(forms.RegexField):
+class CurrencyField(forms.CharField):
     """Three letters, either case (codes are stored upper-case: ``usd`` means ``USD``)."""
-
-    def __init__(self, **kwargs):
-        super().__init__(
-            regex=r"^[A-Za-z]{3}$",
-            error_messages={"invalid": "Not a 3-letter ISO 4217 code such as USD."},
-            **kwargs,
-        )
 
     def clean(self, value):
         value = super().clean(value)
-        return value.upper() if value else value
+        if not value:
+            return value
+        try:
+            return currency_code(value)
+        except ValueError as exc:
+            raise ValidationError(f"{str(exc)[0].upper()}{str(exc)[1:]}.", code="invalid") from None
 
 
 class CurrencyFilter(filters.CharFilter):

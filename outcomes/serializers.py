@@ -17,6 +17,7 @@ from rest_framework import serializers
 
 from outcomes.models import AuctionOutcome
 from outcomes.queries import BREAKDOWN_DIMENSIONS, BREAKDOWN_ORDERS, GRANULARITIES, MAX_BUCKETS
+from outcomes.validation import CURRENCY_PATTERN, DEFAULT_CURRENCY
 
 # ---------------------------------------------------------------------------- write body (schema)
 # What the write service accepts (``outcomes.ingest.messages``' rules), written out for the
@@ -60,7 +61,7 @@ def _price_schema() -> dict:
 extend_schema_field(_price_schema())(_Price)
 
 
-@extend_schema_field({"type": "string", "pattern": "^[A-Z]{3}$", "default": "USD"})
+@extend_schema_field({"type": "string", "pattern": CURRENCY_PATTERN, "default": DEFAULT_CURRENCY})
 class _Currency(serializers.CharField):
     pass
 
@@ -92,7 +93,12 @@ class OutcomeWriteSerializer(serializers.Serializer):
         help_text="Required for a won auction, and at most bid_price; null or absent for a lost one: 0.00.",
     )
     bid_price = _Price(initial="0.80")
-    currency = _Currency(required=False, allow_null=True, initial="USD", help_text="null or absent: USD.")
+    currency = _Currency(
+        required=False,
+        allow_null=True,
+        initial=DEFAULT_CURRENCY,
+        help_text="ISO 4217 code in any case, stored upper-case (`eur` is stored as EUR); null or absent: USD.",
+    )
     enriched = serializers.BooleanField(
         required=False, allow_null=True, default=False, help_text="null or absent: false (as in a Kafka message)."
     )

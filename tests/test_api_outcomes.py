@@ -292,7 +292,7 @@ def test_staff_can_create_update_and_delete(staff_api):
     ("change", "field"),
     [
         ({"bid_price": "-1"}, "bid_price"),
-        ({"currency": "usd"}, "currency"),
+        ({"currency": "usdollar"}, "currency"),
         ({"win_price": "0.90"}, "win_price"),
         ({"bid_price": "5000", "win_price": "1"}, "bid_price"),
         ({"user_interests": "sports"}, "user_interests"),
@@ -305,11 +305,11 @@ def test_staff_writes_are_validated_like_messages(staff_api, change, field):
 
 
 def test_the_admin_example_is_refused_naming_the_field(staff_api):
-    """A won auction paying 5.00 on a 0.50 bid, in lower-case currency: the consumer's rules."""
+    """A won auction paying 5.00 on a 0.50 bid, a currency that is not a code: the consumer's rules."""
     bad = NEW | {"win_price": "5.00", "bid_price": "0.50", "currency": "USD"}
     response = staff_api.post(URL, bad, format="json")
     assert response.status_code == 400 and "win_price" in response.json()
-    response = staff_api.post(URL, NEW | {"currency": "usd"}, format="json")
+    response = staff_api.post(URL, NEW | {"currency": "dollars"}, format="json")
     assert response.status_code == 400 and "currency" in response.json()
     response = staff_api.post(URL, NEW | {"colour": "red"}, format="json")
     assert response.status_code == 400 and "colour" in response.json()
@@ -487,7 +487,24 @@ def test_currency_codes_in_either_case(api, outcome_factory):
     outcome_factory(1, currency="USD")
     assert api.get(URL, {"currency": "eur"}).json()["count"] == 2
     assert api.get(f"{URL}stats/", {"currency": "usd"}).json()["total_outcomes"] == 1
-    assert api.get(URL, {"currency": "euro"}).status_code == 400
+    refused = api.get(URL, {"currency": "euro"})
+    assert refused.status_code == 400
+    assert refused.json()["currency"] == [
+        "'euro' has 4 characters; an ISO 4217 currency code is 3 letters, such as USD."
+    ]
+
+
+def test_a_written_currency_in_any_case_is_stored_upper_case(staff_api):
+    created = staff_api.post(URL, NEW | {"currency": "gbp"}, format="json")
+    assert created.status_code == 201, created.json()
+    assert created.json()["currency"] == "GBP"
+    changed = staff_api.patch(f"{URL}{created.json()['id']}/", {"currency": "eur"}, format="json")
+    assert changed.status_code == 200 and changed.json()["currency"] == "EUR"
+    refused = staff_api.patch(f"{URL}{created.json()['id']}/", {"currency": "€UR"}, format="json")
+    assert refused.status_code == 400
+    assert refused.json()["currency"] == [
+        "currency '€UR' contains '€'; an ISO 4217 currency code is 3 letters A–Z, such as USD"
+    ]
 
 
 def test_an_empty_value_is_refused_not_ignored(api):

@@ -102,7 +102,7 @@ def test_timestamp_with_offset_is_converted_to_utc_and_naive_is_utc():
         (orjson.dumps(SPEC_MESSAGE | {"bid_price": -0.5}), None, "negative_price"),
         (orjson.dumps(SPEC_MESSAGE | {"win_status": False, "win_price": -1}), None, "negative_price"),
         (orjson.dumps(SPEC_MESSAGE | {"bid_price": 5000, "win_price": 1}), None, "price_above_bound"),
-        (orjson.dumps(SPEC_MESSAGE | {"currency": "usd"}), None, "invalid_currency"),
+        (orjson.dumps(SPEC_MESSAGE | {"currency": "U$D"}), None, "invalid_currency"),
         (orjson.dumps(SPEC_MESSAGE | {"currency": "US Dollar"}), None, "invalid_currency"),
         (orjson.dumps(SPEC_MESSAGE | {"auction_timestamp": "yesterday"}), None, "invalid_timestamp"),
         (orjson.dumps(SPEC_MESSAGE | {"auction_timestamp": "2025-13-45T00:00:00Z"}), None, "invalid_timestamp"),
@@ -118,6 +118,27 @@ def test_bad_messages_are_rejected_with_a_specific_reason(value, key, reason):
     assert isinstance(result, InvalidOutcome)
     assert result.reason == reason
     assert result.detail
+
+
+@pytest.mark.parametrize("code", ["eur", "Eur", "eUR", "EUR"])
+def test_a_currency_in_any_case_is_stored_upper_case(code):
+    assert parse(SPEC_MESSAGE | {"currency": code}).currency == "EUR"
+
+
+@pytest.mark.parametrize(
+    ("code", "detail"),
+    [
+        ("US Dollar", "currency 'US Dollar' has 9 characters; an ISO 4217 currency code is 3 letters, such as USD"),
+        ("EU", "currency 'EU' has 2 characters; an ISO 4217 currency code is 3 letters, such as USD"),
+        ("U$D", "currency 'U$D' contains '$'; an ISO 4217 currency code is 3 letters A–Z, such as USD"),
+        ("ÜSD", "currency 'ÜSD' contains 'Ü'; an ISO 4217 currency code is 3 letters A–Z, such as USD"),
+        ("E 1", "currency 'E 1' contains ' ', '1'; an ISO 4217 currency code is 3 letters A–Z, such as USD"),
+    ],
+)
+def test_a_refused_currency_says_what_is_wrong(code, detail):
+    result = parse(SPEC_MESSAGE | {"currency": code})
+    assert result.reason == "invalid_currency" and result.field == "currency"
+    assert result.detail == detail
 
 
 def test_detail_names_the_field():

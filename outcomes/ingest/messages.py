@@ -18,19 +18,15 @@ for a lost auction and is then 0.00. A timestamp without a UTC offset is taken a
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 
 import orjson
 
-CENT = Decimal("0.01")
-DEFAULT_MAX_PRICE = Decimal("1000.00")
+from outcomes.validation import CENT, DEFAULT_CURRENCY, DEFAULT_MAX_PRICE, MAX_INTERESTS, MAX_TEXT_LENGTH, currency_code
+
 DEFAULT_MAX_MESSAGE_BYTES = 65536
-MAX_TEXT_LENGTH = 255
-MAX_INTERESTS = 100
-_CURRENCY_RE = re.compile(r"[A-Z]{3}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,13 +119,14 @@ def _parse(value: bytes | None, key: bytes | None, max_bytes: int, max_price: De
         )
     currency = data.get("currency")
     if currency is None:
-        currency = "USD"
+        currency = DEFAULT_CURRENCY
     elif not isinstance(currency, str):
         raise _Reject("wrong_type", f"currency must be a string, got {_json_type(currency)}", "currency")
-    elif not _CURRENCY_RE.fullmatch(currency):
-        raise _Reject(
-            "invalid_currency", f"currency {currency[:20]!r} is not a 3-letter ISO 4217 code such as USD", "currency"
-        )
+    else:
+        try:
+            currency = currency_code(currency)
+        except ValueError as exc:
+            raise _Reject("invalid_currency", f"currency {exc}", "currency") from None
     enriched = _bool(data, "enriched", required=False)
     interests = _interests(data)
     auction_timestamp = _timestamp(data, "auction_timestamp")

@@ -1,0 +1,34 @@
+"""The domain rules: what a valid auction outcome is.
+
+Pure (no Django, no database, no Kafka). One home for every limit and pattern: the message
+parser (``outcomes.ingest.messages``), the write service, the API's filters and the OpenAPI
+schema import them from here, so they cannot disagree.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+MAX_TEXT_LENGTH = 255  # bid_id, user_id, site_domain (the columns' varchar(255))
+MAX_INTERESTS = 100
+CENT = Decimal("0.01")
+DEFAULT_MAX_PRICE = Decimal("1000.00")  # CONSUMER_MAX_PRICE's default: the sanity bound
+COLUMN_MAX_PRICE = Decimal("99999999.99")  # what the price columns hold (numeric(10, 2))
+DEFAULT_CURRENCY = "USD"
+CURRENCY_PATTERN = "^[A-Za-z]{3}$"  # any case in; stored upper-case
+_LETTERS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZ")
+
+
+def currency_code(value: str) -> str:
+    """An ISO 4217 code in any case (``eur``, ``Eur``), upper-cased. Raises ``ValueError``
+    saying what is wrong with anything else."""
+    code = value.upper()
+    if len(value) != 3:
+        raise ValueError(
+            f"{value[:20]!r} has {len(value)} characters; an ISO 4217 currency code is 3 letters, such as USD"
+        )
+    others = sorted({c for c in code if c not in _LETTERS})
+    if others:
+        shown = ", ".join(repr(c) for c in others)
+        raise ValueError(f"{value!r} contains {shown}; an ISO 4217 currency code is 3 letters A–Z, such as USD")
+    return code

@@ -29,7 +29,7 @@ from rest_framework_api_key.models import APIKey as UnusedLibraryAPIKey
 
 from outcomes import writes
 from outcomes.ingest.replay import dead_letters_replay
-from outcomes.models import APIKey, AuctionOutcome, ConsumerOffset, DeadLetter
+from outcomes.models import APIKey, AuctionOutcome, ConsumerOffset, DeadLetter, LostOffsets
 
 
 class EstimatedCountPaginator(Paginator):
@@ -236,6 +236,20 @@ class DeadLetterAdmin(admin.ModelAdmin):
 @admin.register(ConsumerOffset)
 class ConsumerOffsetAdmin(admin.ModelAdmin):
     list_display = ("consumer_group", "topic", "partition", "next_offset", "updated_at")
+    list_filter = ("consumer_group", "topic")
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(LostOffsets)
+class LostOffsetsAdmin(admin.ModelAdmin):
+    """Offsets Kafka deleted before the consumer stored them (a fact to investigate, not to edit)."""
+
+    list_display = ("detected_at", "consumer_group", "topic", "partition", "first_offset", "end_offset", "messages")
     list_filter = ("consumer_group", "topic")
 
     def has_add_permission(self, request):

@@ -25,13 +25,14 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from django.conf import settings as django_settings
-from django.db.models import Count, Max, Q
+from django.db.models import Count, F, Max, Q, Sum
 from django.utils import timezone
 from kafka import KafkaConsumer, TopicPartition
 from kafka.errors import KafkaError
 
 from analytics.consumer_settings import ConsumerSettings
-from outcomes.models import AuctionOutcome, ConsumerOffset, DeadLetter
+from outcomes.models import AuctionOutcome, ConsumerOffset, DeadLetter, LostOffsets
+from outcomes.offsets import BEYOND_END, LogRange, classify
 
 logger = logging.getLogger(__name__)
 
@@ -125,6 +126,7 @@ def ingestion_status(*, settings: ConsumerSettings | None = None, using: str = "
         for row in ConsumerOffset.objects.using(using).filter(consumer_group=settings.group, topic=settings.topic)
     }
     partitions = []
+    blocked: list[tuple[int, int, int]] = []  # (partition, stored offset, end) beyond the end
     total_lag: int | None = 0 if kafka.reachable else None
     for partition in sorted(set(stored) | set(kafka.end)):
         row = stored.get(partition)
@@ -134,12 +136,20 @@ def ingestion_status(*, settings: ConsumerSettings | None = None, using: str = "
         if end is not None:
             lag = max(0, end - (next_offset if next_offset is not None else kafka.beginning.get(partition, 0)))
             total_lag += lag
+        first = kafka.beginning.get(partition)
+        position = None
+        if next_offset is not None and end is not None and first is not None:
+            position = classify(next_offset, LogRange(first, end))
+            if position == BEYOND_END:
+                blocked.append((partition, next_offset, end))
         partitions.append(
             {
                 "partition": partition,
                 "stored_offset": next_offset,
+                "first_offset": first,
                 "end_offset": end,
                 "lag": lag,
+                "position": position or "ok",
                 "updated_at": _iso(row.updated_at) if row else None,
             }
         )
@@ -164,7 +174,17 @@ def ingestion_status(*, settings: ConsumerSettings | None = None, using: str = "
     reasons = [{**row, "label": labels.get(row["reason"], row["reason"])} for row in by_reason]
     newest_dead = dead.aggregate(at=Max("created_at"))["at"]
 
+    lost = LostOffsets.objects.using(using).filter(consumer_group=settings.group, topic=settings.topic)
+    lost_total = lost.aggregate(messages=Sum(F("end_offset") - F("first_offset")), at=Max("detected_at"))
+
     status, detail = _status(now, kafka, total_lag, last_progress, stored, newest[1] if newest else None)
+    if blocked:
+        status = "stalled"
+        detail = " ".join(
+            f"Partition {p}: the stored offset {o:,} is beyond its end {e:,} (was the topic recreated?); "
+            "the consumer waits for `manage.py reset_consumer_offsets`."
+            for p, o, e in blocked
+        )
     return {
         "status": status,
         "status_detail": detail,
@@ -184,6 +204,19 @@ def ingestion_status(*, settings: ConsumerSettings | None = None, using: str = "
             "last_hour": sum(r["last_hour"] for r in reasons),
             "last_at": _iso(newest_dead),
             "by_reason": reasons,
+        },
+        "lost_messages": {
+            "total": lost_total["messages"] or 0,
+            "last_at": _iso(lost_total["at"]),
+            "ranges": [
+                {
+                    "partition": r.partition,
+                    "first_offset": r.first_offset,
+                    "end_offset": r.end_offset,
+                    "detected_at": _iso(r.detected_at),
+                }
+                for r in lost[:10]
+            ],
         },
     }
 

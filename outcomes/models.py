@@ -198,6 +198,33 @@ class DeadLetter(models.Model):
         return f"{self.topic}[{self.partition}]@{self.offset}: {self.reason}"
 
 
+class LostOffsets(models.Model):
+    """Messages a consumer group never read because Kafka deleted them first: when a
+    partition was assigned, its stored next offset lay before the partition's first offset
+    (retention removed messages nobody had stored). Offsets ``[first_offset, end_offset)``
+    are lost; the stored offset moved to ``end_offset`` in the same transaction as this row.
+    """
+
+    consumer_group = models.CharField(max_length=255)
+    topic = models.CharField(max_length=255)
+    partition = models.IntegerField()
+    first_offset = models.BigIntegerField(help_text="The stored next offset, no longer in Kafka.")
+    end_offset = models.BigIntegerField(help_text="The partition's first offset: reading resumed here.")
+    detected_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-id"]
+        verbose_name = "lost offset range"
+        verbose_name_plural = "lost offset ranges"
+
+    @property
+    def messages(self) -> int:
+        return self.end_offset - self.first_offset
+
+    def __str__(self) -> str:
+        return f"{self.topic}[{self.partition}] offsets {self.first_offset}–{self.end_offset - 1} lost"
+
+
 # ---------------------------------------------------------------------------- rollups
 # Pre-aggregated outcomes, maintained by the write service (``outcomes.writes``) in the same
 # transaction as the raw rows, so they are exact at every commit. Each write appends its own

@@ -313,8 +313,17 @@ class ReachSerializer(serializers.Serializer):
 class IngestionPartitionSerializer(serializers.Serializer):
     partition = serializers.IntegerField()
     stored_offset = serializers.IntegerField(allow_null=True, help_text="Next offset the consumer will store.")
+    first_offset = serializers.IntegerField(
+        allow_null=True, help_text="The partition's first offset still in Kafka (null: unknown)."
+    )
     end_offset = serializers.IntegerField(allow_null=True, help_text="The partition's end in Kafka (null: unknown).")
     lag = serializers.IntegerField(allow_null=True, help_text="Messages in Kafka not yet stored (null: unknown).")
+    position = serializers.ChoiceField(
+        choices=["ok", "before_beginning", "beyond_end"],
+        help_text="Where the stored offset lies against the partition's log: beyond_end (the topic was recreated "
+        "or truncated: the consumer pauses the partition until `manage.py reset_consumer_offsets`), "
+        "before_beginning (retention deleted messages not yet stored: they are recorded as lost).",
+    )
     updated_at = serializers.DateTimeField(allow_null=True, help_text="When the consumer last moved this offset.")
 
 
@@ -337,6 +346,19 @@ class BrokerSerializer(serializers.Serializer):
     error = serializers.CharField(allow_blank=True)
 
 
+class LostRangeSerializer(serializers.Serializer):
+    partition = serializers.IntegerField()
+    first_offset = serializers.IntegerField()
+    end_offset = serializers.IntegerField(help_text="Exclusive: reading resumed here.")
+    detected_at = serializers.DateTimeField()
+
+
+class LostMessagesSerializer(serializers.Serializer):
+    total = serializers.IntegerField(help_text="Messages Kafka deleted before this consumer group stored them.")
+    last_at = serializers.DateTimeField(allow_null=True)
+    ranges = LostRangeSerializer(many=True, help_text="The 10 most recent lost offset ranges.")
+
+
 class IngestionSerializer(serializers.Serializer):
     status = serializers.ChoiceField(
         choices=["flowing", "idle", "stalled", "unknown"],
@@ -356,6 +378,7 @@ class IngestionSerializer(serializers.Serializer):
     stored_last_minute = serializers.IntegerField(help_text="Outcomes stored in the last 60 s (from the id sequence).")
     stored_per_second = serializers.FloatField()
     dead_letters = DeadLettersSerializer()
+    lost_messages = LostMessagesSerializer()
 
 
 # ---------------------------------------------------------------------------- report parameters

@@ -12,6 +12,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from kafka.errors import OffsetOutOfRangeError
 from kafka.structs import TopicPartition
 
 
@@ -26,13 +27,26 @@ class Record:
 
 
 class FakeTopic:
+    """Partitions as lists indexed by offset; ``starts`` are the log start offsets (what
+    retention or ``delete_records`` has removed lies before them)."""
+
     def __init__(self, name: str, partitions: int) -> None:
         self.name = name
         self.logs: list[list[Record]] = [[] for _ in range(partitions)]
+        self.starts = [0] * partitions
 
     def produce(self, partition: int, value: bytes, key: bytes | None = None) -> None:
         log = self.logs[partition]
         log.append(Record(self.name, partition, len(log), int(time.time() * 1000), key, value))
+
+    def delete_records(self, partition: int, before: int) -> None:
+        """Kafka's DeleteRecords (or retention): offsets below ``before`` are gone."""
+        self.starts[partition] = max(self.starts[partition], before)
+
+    def recreate(self) -> None:
+        """The topic deleted and created again: empty partitions, offsets from 0."""
+        self.logs = [[] for _ in self.logs]
+        self.starts = [0] * len(self.logs)
 
     def partitions(self) -> set[TopicPartition]:
         return {TopicPartition(self.name, p) for p in range(len(self.logs))}
@@ -47,6 +61,7 @@ class FakeKafka:
         self.assigned: set[TopicPartition] = set()
         self.positions: dict[TopicPartition, int] = {}
         self.committed: dict[TopicPartition, int] = {}
+        self.paused: set[TopicPartition] = set()
         self.closed = False
         self.polls = 0
         self.hooks: list[Callable[[FakeKafka], None]] = []  # run at the start of each poll
@@ -67,9 +82,12 @@ class FakeKafka:
         with self._lock:
             records: dict[TopicPartition, list[Record]] = {}
             budget = max_records or 500
-            for tp in sorted(self.assigned, key=lambda t: t.partition):
+            for tp in sorted(self.assigned - self.paused, key=lambda t: t.partition):
                 log = self.topic.logs[tp.partition]
                 start = self.positions.get(tp, 0)
+                if not self.topic.starts[tp.partition] <= start <= len(log):
+                    # kafka-python with auto_offset_reset="none" (as the service configures it)
+                    raise OffsetOutOfRangeError({tp: start})
                 taken = log[start : start + budget]
                 if taken:
                     records[tp] = taken
@@ -87,7 +105,7 @@ class FakeKafka:
 
     def seek_to_beginning(self, *tps: TopicPartition) -> None:
         for tp in tps:
-            self.seek(tp, 0)
+            self.seek(tp, self.topic.starts[tp.partition])
 
     def seek_to_end(self, *tps: TopicPartition) -> None:
         for tp in tps:
@@ -95,6 +113,20 @@ class FakeKafka:
 
     def highwater(self, tp: TopicPartition) -> int:
         return len(self.topic.logs[tp.partition])
+
+    def beginning_offsets(self, tps) -> dict[TopicPartition, int]:
+        return {tp: self.topic.starts[tp.partition] for tp in tps}
+
+    def end_offsets(self, tps) -> dict[TopicPartition, int]:
+        return {tp: len(self.topic.logs[tp.partition]) for tp in tps}
+
+    def pause(self, *tps: TopicPartition) -> None:
+        with self._lock:
+            self.paused |= set(tps)
+
+    def resume(self, *tps: TopicPartition) -> None:
+        with self._lock:
+            self.paused -= set(tps)
 
     def commit_async(self, offsets, callback=None) -> None:
         with self._lock:
@@ -112,6 +144,7 @@ class FakeKafka:
             self.listener.on_partitions_revoked(revoke)
             with self._lock:
                 self.assigned -= revoke
+                self.paused -= revoke
         assign = set(assign) - self.assigned
         if assign:
             with self._lock:

@@ -19,7 +19,7 @@ from outcomes.ingest import consumer as consumer_module
 from outcomes.ingest import writing
 from outcomes.ingest.consumer import OutcomeConsumer
 from outcomes.ingest.messages import parse_outcome
-from outcomes.models import AuctionOutcome, ConsumerOffset
+from outcomes.models import AuctionOutcome, ConsumerOffset, LostOffsets
 from outcomes.writes import Batch, PartitionProgress, Position, write_batch
 from tests.factories import encode, message, wait_until
 from tests.fake_kafka import FakeKafkaFactory, FakeTopic
@@ -220,3 +220,67 @@ def test_a_stop_mid_batch_writes_what_is_held_and_returns(topic, tmp_path):
     assert summary.consumed == 20 and summary.stored == 20 and summary.batches == 1
     assert_exactly_once(config, topic, bids)
     assert factory.made.closed
+
+
+def test_a_stored_offset_before_the_log_start_records_the_lost_messages_and_goes_on(topic, tmp_path, caplog):
+    bids = fill(topic, 10)
+    config = settings_for(topic, tmp_path)
+    stored_by_another_consumer(config, topic, 0, 3)
+    topic.delete_records(0, 7)  # retention removed offsets 3–6 before anyone stored them
+    with caplog.at_level("ERROR", logger="outcomes.consumer"):
+        consumer, summary = run(config, FakeKafkaFactory(topic), timeout_ms=500)
+    lost = LostOffsets.objects.get()
+    assert (lost.consumer_group, lost.topic, lost.partition, lost.first_offset, lost.end_offset) == (
+        config.group,
+        topic.name,
+        0,
+        3,
+        7,
+    )
+    assert summary.stored == 3 + 10  # offsets 7–9 of partition 0, all of partition 1
+    stored = set(AuctionOutcome.objects.values_list("bid_id", flat=True))
+    assert stored == set(bids[:3] + bids[7:])
+    offsets = dict(ConsumerOffset.objects.filter(consumer_group=config.group).values_list("partition", "next_offset"))
+    assert offsets == {0: 10, 1: 10}
+    [record] = [r for r in caplog.records if "deleted from Kafka before they were stored" in r.getMessage()]
+    assert (record.partition, record.stored_offset, record.first_offset, record.end_offset) == (0, 3, 7, 10)
+    assert record.lost_messages == 4
+    metrics = consumer.metrics
+    assert metrics.lost_messages.labels(topic.name, 0)._value.get() == 4
+    assert metrics.offset_out_of_range.labels(topic.name, 0, "before_beginning")._value.get() == 1
+
+
+def test_a_stored_offset_beyond_the_end_pauses_the_partition_until_an_operator_resets_it(
+    topic, tmp_path, monkeypatch, caplog
+):
+    from outcomes.ingest import positions
+    from outcomes.writes import offsets_reset
+
+    monkeypatch.setattr(positions, "RECHECK_SECONDS", 0.05)
+    old = fill(topic, 10)
+    config = settings_for(topic, tmp_path)
+    run(config, FakeKafkaFactory(topic), max_messages=20)
+    topic.recreate()  # deleted and created again: offsets restart at 0
+    new = fill(topic, 4)
+    factory = FakeKafkaFactory(topic)
+    consumer = OutcomeConsumer(config, idle_timeout_ms=None, install_signal_handlers=False, kafka_factory=factory)
+    worker = threading.Thread(target=consumer.run)
+    with caplog.at_level("ERROR", logger="outcomes.consumer"):
+        worker.start()
+        blocked = consumer.metrics.partition_blocked
+        assert wait_until(lambda: all(blocked.labels(topic.name, p)._value.get() == 1 for p in (0, 1)), timeout=5)
+        time.sleep(0.3)
+        # Nothing guessed: the new messages wait, the stored offsets stay.
+        assert set(AuctionOutcome.objects.values_list("bid_id", flat=True)) == set(old)
+        messages = [r for r in caplog.records if "beyond the end of the partition" in r.getMessage()]
+        assert {(r.partition, r.stored_offset, r.end_offset) for r in messages} == {(0, 10, 4), (1, 10, 4)}
+        # The operator decides partition 0 starts over (manage.py reset_consumer_offsets --to-earliest).
+        assert offsets_reset(consumer_group=config.group, topic=topic.name, partition=0, to=0, expected=10)
+        assert wait_until(lambda: AuctionOutcome.objects.count() == 24, timeout=5)
+        assert blocked.labels(topic.name, 0)._value.get() == 0 and blocked.labels(topic.name, 1)._value.get() == 1
+        consumer.request_stop()
+        worker.join(10)
+    assert not worker.is_alive()
+    assert set(AuctionOutcome.objects.values_list("bid_id", flat=True)) == set(old) | set(new[:4])
+    offsets = dict(ConsumerOffset.objects.filter(consumer_group=config.group).values_list("partition", "next_offset"))
+    assert offsets == {0: 4, 1: 10}

@@ -77,8 +77,10 @@ def test_lag_per_partition_and_a_stalled_consumer(ingestion_settings, produce):
     assert answer["partitions"][0] | {"updated_at": None} == {
         "partition": 0,
         "stored_offset": 2,
+        "first_offset": 0,
         "end_offset": 5,
         "lag": 3,
+        "position": "ok",
         "updated_at": None,
     }
     assert answer["partitions"][1]["stored_offset"] is None and answer["partitions"][1]["lag"] == 1

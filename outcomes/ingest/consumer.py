@@ -36,7 +36,7 @@ import time
 from collections.abc import Callable
 
 from kafka import ConsumerRebalanceListener
-from kafka.errors import KafkaError
+from kafka.errors import KafkaError, OffsetOutOfRangeError
 from kafka.structs import TopicPartition
 
 from analytics.consumer_settings import ConsumerSettings
@@ -49,6 +49,7 @@ from outcomes.ingest.kafka_client import Rebalance, connect, kafka_consumer
 from outcomes.ingest.limits import RunLimits
 from outcomes.ingest.metrics import ConsumerMetrics
 from outcomes.ingest.parsing import DeadLetterLimit, DeadLetterLimitExceeded, ParseStep
+from outcomes.ingest.positions import PositionGuard
 from outcomes.ingest.retry import Abandoned
 from outcomes.ingest.writing import WriteStep
 from outcomes.writes import PartitionProgress, PreparedBatch, WriteResult, prepare_batch, stored_offsets
@@ -89,6 +90,7 @@ class OutcomeConsumer:
         )
         self.writer = WriteStep(settings, self.metrics, self.health, self.stop_requested)
         self.compactor = Compactor(settings.rollup_compact_seconds, self.stop_requested)
+        self.positions = PositionGuard(settings, self.metrics, self.writer)
         self.kafka = None
         self.committer: CommitStep | None = None
         # Shared with the rebalance listener, guarded by _lock (held briefly):
@@ -97,6 +99,8 @@ class OutcomeConsumer:
         # assigned partition → next offset stored in PostgreSQL (None: nothing stored yet)
         self._stored: dict[TopicPartition, int | None] = {}
         self._generation = 0
+        self._unchecked: set[TopicPartition] = set()  # assigned, stored offset not yet checked against Kafka
+        self._refetch = False  # a fetch was out of range: re-seek to the stored offsets after the check
 
     # ------------------------------------------------------------------ lifecycle
     def request_stop(self, *_args) -> None:
@@ -167,12 +171,18 @@ class OutcomeConsumer:
             remaining = limits.remaining(self.summary.consumed)
             if remaining == 0:
                 break
+            self._check_positions()
             with self._lock:
                 generation = self._generation
                 room = self._builder.room()
                 wait_ms = self._builder.wait_ms(time.monotonic(), idle_ms=min(self.settings.batch_time_ms, 500))
             try:
                 records = self.kafka.poll(timeout_ms=wait_ms, max_records=max(1, min(room, remaining or room)))
+            except OffsetOutOfRangeError as exc:  # a log moved under a position (retention, a recreated topic)
+                with self._lock:
+                    self._unchecked |= set(exc.args[0]) if exc.args and isinstance(exc.args[0], dict) else set()
+                    self._refetch = True  # whatever the check finds, fetch again from what is stored
+                continue
             except KafkaError:
                 logger.warning("Kafka poll failed; retrying", exc_info=True)
                 self.stop_requested.wait(1.0)
@@ -250,6 +260,35 @@ class OutcomeConsumer:
                         commit[tp] = progress.next_offset
         self.committer.commit(commit)
 
+    # ------------------------------------------------------------------ positions
+    def _check_positions(self) -> None:
+        """Stored offsets of newly assigned (or out-of-range) partitions against Kafka's logs,
+        and blocked partitions an operator may have reset meanwhile (``positions``)."""
+        for tp, offset in self.positions.recheck(self.kafka, time.monotonic(), self._read_offsets).items():
+            with self._lock:
+                if tp in self._stored:
+                    self._stored[tp] = offset
+                    self._seek({tp})
+                    self._unchecked.add(tp)
+                    self._generation += 1
+        with self._lock:
+            if not self._unchecked:
+                return
+            partitions, self._unchecked = self._unchecked, set()
+            refetch, self._refetch = self._refetch, False
+            stored = {tp: self._stored[tp] for tp in partitions if tp in self._stored}
+        try:
+            moved = self.positions.check(self.kafka, stored, before_write=self._finish_write)
+        except KafkaError:
+            logger.warning("cannot read the partitions' offset ranges from Kafka; retrying", exc_info=True)
+            with self._lock:
+                self._unchecked |= partitions
+                self._refetch = self._refetch or refetch
+            self.stop_requested.wait(1.0)
+            return
+        if moved or refetch:
+            self._resync()
+
     # ------------------------------------------------------------------ rebalancing
     # on_partitions_revoked/assigned run on kafka-python's I/O thread (see the module docstring).
     def _on_revoked(self, revoked: set[TopicPartition]) -> None:
@@ -258,6 +297,8 @@ class OutcomeConsumer:
             # Unwritten messages of these partitions will be read again by their next owner.
             dropped = self._builder.drop(revoked)
             self.summary.consumed -= dropped
+            self._unchecked -= revoked
+            self.positions.forget(revoked)
             for tp in revoked:
                 self._stored.pop(tp, None)
                 if self.committer is not None:
@@ -278,6 +319,7 @@ class OutcomeConsumer:
             for tp in assigned:
                 self._stored[tp] = offsets.get(tp.partition)
             self._seek(assigned)
+            self._unchecked |= assigned
             self._generation += 1
         logger.info(
             "partitions assigned",

@@ -57,7 +57,10 @@ def kafka_consumer(settings: ConsumerSettings, listener: ConsumerRebalanceListen
         group_id=settings.group,
         client_id=f"analytics-consumer-{os.getpid()}",
         enable_auto_commit=False,
-        auto_offset_reset=settings.auto_offset_reset,
+        # Never reset a position silently: the loop seeks every assigned partition itself
+        # (to its stored offset, or by CONSUMER_AUTO_OFFSET_RESET when none is stored), and an
+        # out-of-range fetch raises for ``positions`` to handle.
+        auto_offset_reset="none",
         max_poll_records=settings.batch_size,
         session_timeout_ms=settings.session_timeout_ms,
         heartbeat_interval_ms=max(300, settings.session_timeout_ms // 4),

@@ -45,5 +45,25 @@ class ConsumerMetrics:
             registry=r,
         )
 
+        self.offset_out_of_range = Counter(
+            "analytics_consumer_offset_out_of_range",
+            "Stored offsets found outside their partition's log in Kafka (kind: before_beginning, beyond_end).",
+            ["topic", "partition", "kind"],
+            registry=r,
+        )
+        self.lost_messages = Counter(
+            "analytics_consumer_lost_messages",
+            "Messages Kafka deleted before they were stored (offsets before the partition's first offset).",
+            ["topic", "partition"],
+            registry=r,
+        )
+        self.partition_blocked = Gauge(
+            "analytics_consumer_partition_blocked",
+            "1 while a partition is paused because its stored offset is beyond the partition's end "
+            "(manage.py reset_consumer_offsets decides where to resume).",
+            ["topic", "partition"],
+            registry=r,
+        )
+
     def serve(self, port: int, addr: str) -> None:
         start_http_server(port, addr=addr, registry=self.registry)

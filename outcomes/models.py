@@ -248,13 +248,17 @@ class RollupMeasures(models.Model):
         abstract = True
 
 
-def _rollup_meta(table: str, keys: list[str], *, pending_index: bool = False):
+def _rollup_meta(table: str, keys: list[str], *, pending_index: bool = False, by_bucket: bool = False):
     """Meta for a rollup table: one (keys…) index, for reads and compaction. Every index is
     paid for on each appended row; compaction finds new partial rows by primary key. A grain
     that a coarser one is folded from also indexes its pending rows, which readers of the
-    coarser grain add in (the index stays small: compaction empties it)."""
+    coarser grain add in (the index stays small: compaction empties it). ``by_bucket``: a grain
+    keyed by its dimension first also indexes the bucket alone, for reports over a window
+    with no filter on that dimension (a breakdown of the last 24 h)."""
     short = table.removeprefix("outcomes_rollup_")
     indexes = [models.Index(fields=keys, name=f"rollup_{short}_key")]
+    if by_bucket:
+        indexes.append(models.Index(fields=["bucket"], name=f"rollup_{short}_bucket"))
     if pending_index:
         indexes.append(
             models.Index(fields=["bucket"], name=f"rollup_{short}_pending", condition=models.Q(pending=True))
@@ -289,12 +293,12 @@ class OutcomeRollupDay(RollupMeasures):
 
 class DomainRollupHour(RollupMeasures):
     site_domain = models.CharField(max_length=255, help_text="'' for outcomes without a site domain.")
-    Meta = _rollup_meta("outcomes_rollup_domain_hour", ["site_domain", "bucket"], pending_index=True)
+    Meta = _rollup_meta("outcomes_rollup_domain_hour", ["site_domain", "bucket"], pending_index=True, by_bucket=True)
 
 
 class DomainRollupDay(RollupMeasures):
     site_domain = models.CharField(max_length=255, help_text="'' for outcomes without a site domain.")
-    Meta = _rollup_meta("outcomes_rollup_domain_day", ["site_domain", "bucket"])
+    Meta = _rollup_meta("outcomes_rollup_domain_day", ["site_domain", "bucket"], by_bucket=True)
 
 
 class DomainRollupTotal(RollupMeasures):

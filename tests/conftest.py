@@ -25,6 +25,15 @@ from tests.factories import BROKERS, ROOT, SPEC_MESSAGE, encode, message, parse_
 
 
 # ---------------------------------------------------------------------------- database
+@pytest.fixture(autouse=True)
+def _fresh_planner_extent():
+    """The planner caches where the stored outcomes begin and end (a cost hint, per process):
+    each test starts without another test's data in that cache."""
+    from outcomes.queries import routing
+
+    routing.forget_extent()
+
+
 @pytest.fixture
 def outcome_factory(db):
     """Store outcomes through the write service (rollups included), as the consumer would:

@@ -93,16 +93,19 @@ def price_histogram(
 
 def _from_plan(query: OutcomeQuery, plan) -> dict[str, dict[int, int]]:
     parts, params = [], []
-    for _unit, table, pending, ranges in sql.rollup_sources(plan):
+    for sign, table, pending, ranges in sql.rollup_sources(plan):
         cond, cond_params = sql.ranges_sql(ranges)
-        parts.append(
-            f"SELECT cents, won_at_win_price, won_at_bid_price, lost_at_bid_price FROM {table} WHERE {pending}{cond}"
-        )
+        minus = "" if sign > 0 else "-"
+        counts = f"{minus}won_at_win_price, {minus}won_at_bid_price, {minus}lost_at_bid_price"
+        parts.append(f"SELECT cents, {counts} FROM {table} WHERE {pending}{cond}")
         params += cond_params
-    if plan.edges:
-        where, edge_params = sql.raw_where(query, ranges=plan.edges)
-        parts.append(f"SELECT v.c, v.ww, v.wb, v.lb FROM {sql.RAW} o {_RAW_PRICE_COUNTS} WHERE {where}")
-        params += edge_params
+    for ranges, sign in ((plan.edges, ""), (plan.trims, "-")):  # edges added, trims subtracted
+        if ranges:
+            where, raw_params = sql.raw_where(query, ranges=ranges)
+            parts.append(
+                f"SELECT v.c, {sign}v.ww, {sign}v.wb, {sign}v.lb FROM {sql.RAW} o {_RAW_PRICE_COUNTS} WHERE {where}"
+            )
+            params += raw_params
     with read_db().cursor() as cursor:
         cursor.execute(
             f"SELECT c, sum(ww)::bigint, sum(wb)::bigint, sum(lb)::bigint FROM ({' UNION ALL '.join(parts)}) "

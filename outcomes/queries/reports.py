@@ -71,14 +71,20 @@ def outcome_timeseries(
         # One row per rollup bucket, each inside one series bucket: placed here by bisection
         # (cheaper than width_bucket() over a long array). Buckets come as epoch seconds.
         cuts = [moment.timestamp() for moment in boundaries]
-        for epoch, vec in sql.run(sql.measures_sql(windowed, plan, group="row", edges=False)):
+        for epoch, vec in sql.run(sql.measures_sql(windowed, plan, group="row", read_raw=False)):
             index = bisect_right(cuts, epoch)
             by_index[index] = measures.total((by_index[index], vec)) if index in by_index else vec
-    if plan is None or plan.edges:
-        ranges = plan.edges if plan is not None else None
-        built = sql.raw_measures_sql(windowed, group="buckets", boundaries=boundaries, ranges=ranges)
+    if plan is None or plan.edges or plan.trims:
+        built = sql.measures_sql(windowed, plan, group="buckets", boundaries=boundaries, read_rollups=False)
         for index, vec in sql.run(built):
             by_index[index] = measures.total((by_index[index], vec)) if index in by_index else vec
+    # A bucket read whole for the window's first or last edge starts before the window (or its
+    # trimmed rest lies after it): those rows belong to the first and last series buckets.
+    last = len(boundaries) - 1
+    for outside, inside in ((0, 1), (last + 1, last)):
+        if outside in by_index:
+            vec = by_index.pop(outside)
+            by_index[inside] = measures.total((by_index[inside], vec)) if inside in by_index else vec
     label = calendar.labeller(tz)
     first = calendar.bucket_start(boundaries, granularity, tz)
     last = calendar.bucket_end(boundaries, granularity, tz)

@@ -26,11 +26,13 @@ RAW_CONDITIONS = (
     ("end", "event_time", "<"),
 )
 
-# One raw group's measures, in ``Measures`` order (money in cents).
+# One raw group's measures, in ``Measures`` order (money in cents), as bigint like the rollups'
+# columns: a union with rollup rows then sums bigints, not numerics (several times faster).
 _RAW_MEASURES = (
     "count(*), count(*) FILTER (WHERE o.win_status), count(*) FILTER (WHERE o.enriched), "
-    "coalesce(sum(o.win_price) FILTER (WHERE o.win_status), 0) * 100, coalesce(sum(o.bid_price), 0) * 100, "
-    "coalesce(sum(o.bid_price) FILTER (WHERE o.win_status), 0) * 100"
+    "(coalesce(sum(o.win_price) FILTER (WHERE o.win_status), 0) * 100)::bigint, "
+    "(coalesce(sum(o.bid_price), 0) * 100)::bigint, "
+    "(coalesce(sum(o.bid_price) FILTER (WHERE o.win_status), 0) * 100)::bigint"
 )
 
 
@@ -60,26 +62,28 @@ def ranges_sql(ranges: list[Range]) -> tuple[str, list]:
 
 
 def rollup_sources(plan: Plan):
-    """(unit, table, extra condition, ranges) for every table a plan reads: each grain's own,
-    and for a grain folded from a finer one, that grain's rows not folded yet."""
-    for unit, ranges in plan.segments.items():
-        if not ranges:
-            continue
-        grain = rollups.FAMILIES[plan.family][unit]
-        yield unit, grain.table, "", ranges
-        if grain.pending_source is not None:
-            yield unit, grain.pending_source.table, "pending AND ", ranges
+    """(sign, table, extra condition, ranges) for every table a plan reads, added (1) or
+    subtracted (-1): each grain's own, and for a grain folded from a finer one, that grain's
+    rows not folded yet."""
+    for sign, by_unit in ((1, plan.cover.segments), (-1, plan.cover.subtracted)):
+        for unit, ranges in by_unit.items():
+            grain = rollups.FAMILIES[plan.family][unit]
+            yield sign, grain.table, "", ranges
+            if grain.pending_source is not None:
+                yield sign, grain.pending_source.table, "pending AND ", ranges
 
 
 # ---------------------------------------------------------------------------- measures
-def _projection(win_status: bool | None) -> str:
-    """A rollup row's measures as ``Measures``, under a ``win_status`` filter (every family
-    stores wins and losses apart, so every family answers it)."""
+def _projection(win_status: bool | None, sign: int = 1) -> str:
+    """A rollup row's measures as ``Measures`` (negated for a subtracted bucket), under a
+    ``win_status`` filter (every family stores wins and losses apart, so every family answers it)."""
     if win_status is None:
-        return "outcomes, wins, enriched_outcomes, revenue_cents, bid_cents, won_bid_cents"
-    if win_status:
-        return "wins, wins, enriched_wins, revenue_cents, won_bid_cents, won_bid_cents"
-    return "outcomes - wins, 0, enriched_outcomes - enriched_wins, 0, bid_cents - won_bid_cents, 0"
+        columns = ("outcomes", "wins", "enriched_outcomes", "revenue_cents", "bid_cents", "won_bid_cents")
+    elif win_status:
+        columns = ("wins", "wins", "enriched_wins", "revenue_cents", "won_bid_cents", "won_bid_cents")
+    else:
+        columns = ("outcomes - wins", "0", "enriched_outcomes - enriched_wins", "0", "bid_cents - won_bid_cents", "0")
+    return ", ".join(columns if sign > 0 else (f"-({c})" for c in columns))
 
 
 _ROLLUP_KEYS = {
@@ -105,20 +109,22 @@ def measures_sql(
     group: str,
     dimension: str | None = None,
     boundaries: list[datetime] | None = None,
-    edges: bool = True,
+    read_rollups: bool = True,
+    read_raw: bool = True,
 ) -> tuple[str, list] | None:
     """One row per key: (k, outcomes, wins, enriched, revenue_cents, bid_cents, won_bid_cents).
 
     ``group``: ``one`` (a single row), ``day`` (UTC days), ``dimension`` (one row per value
     of ``dimension``), ``row`` (per rollup bucket, as epoch seconds; rollups only) or
     ``buckets`` (the index of the series bucket between ``boundaries``; raw only). Without a
-    plan, everything comes from the raw table; with one, its buckets from the rollups and
-    (unless ``edges=False``) its edges from the raw table. None when nothing is to be read.
+    plan, everything comes from the raw table; with one, its buckets from the rollups
+    (``read_rollups``) and its edges added and trims subtracted from the raw table
+    (``read_raw``). None when nothing is to be read.
     """
     parts, params = [], []
-    if plan is not None:
+    if plan is not None and read_rollups:
         key = dimension if group == "dimension" else _ROLLUP_KEYS.get(group)
-        for _unit, table, pending, ranges in rollup_sources(plan):
+        for sign, table, pending, ranges in rollup_sources(plan):
             cond, cond_params = ranges_sql(ranges)
             conds = [pending + cond]
             for name in sorted(rollups.FAMILY_FILTERS[plan.family]):
@@ -126,12 +132,19 @@ def measures_sql(
                 if value is not None:
                     conds.append(f"{name} = %s")
                     cond_params.append(value)
-            parts.append(f"SELECT {key}, {_projection(query.win_status)} FROM {table} WHERE {' AND '.join(conds)}")
+            parts.append(
+                f"SELECT {key}, {_projection(query.win_status, sign)} FROM {table} WHERE {' AND '.join(conds)}"
+            )
             params += cond_params
     raw_ranges = None if plan is None else plan.edges
-    if plan is None or (edges and raw_ranges):
+    if plan is None or (read_raw and raw_ranges):
         built = raw_measures_sql(query, group=group, dimension=dimension, boundaries=boundaries, ranges=raw_ranges)
         parts.append(built[0])
+        params += built[1]
+    if plan is not None and read_raw and plan.trims:
+        built = raw_measures_sql(query, group=group, dimension=dimension, boundaries=boundaries, ranges=plan.trims)
+        negated = ", ".join(f"-{c}" for c in COLUMNS)
+        parts.append(f"SELECT k, {negated} FROM ({built[0]}) t(k, {', '.join(COLUMNS)})")
         params += built[1]
     if not parts:
         return None

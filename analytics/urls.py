@@ -1,4 +1,5 @@
 from django.contrib import admin
+from django.templatetags.static import static
 from django.urls import include, path
 from django.views.generic import RedirectView
 from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
@@ -17,6 +18,16 @@ DOCS_CSP = (
     "default-src 'self'; script-src 'self' 'unsafe-inline'; style-src 'self' 'unsafe-inline'; "
     "img-src 'self' data:; font-src 'self' data:; worker-src 'self' blob:; connect-src 'self'"
 )
+
+
+class FaviconView(RedirectView):
+    """``/favicon.ico``, which browsers ask every page for (the admin's too): the dashboard's
+    icon, resolved at request time (the static files' manifest may not exist at import)."""
+
+    permanent = False
+
+    def get_redirect_url(self, *args, **kwargs):
+        return static("outcomes/favicon.svg")
 
 
 def _self_contained(view):
@@ -40,6 +51,7 @@ urlpatterns = [
         name="redoc",
     ),
     path("dashboard/", dashboard, name="dashboard"),
+    path("favicon.ico", FaviconView.as_view(), name="favicon"),
     path("", RedirectView.as_view(pattern_name="dashboard"), name="home"),
     path("admin/", admin.site.urls),
     path("healthz", healthz, name="healthz"),

@@ -216,6 +216,103 @@ def test_every_chart_is_drawn_and_the_numbers_are_the_apis(logged_in, live_serve
     shot(page, "dashboard-phone")
 
 
+def seed_busy_hour(count: int = 110_000) -> None:
+    """``count`` outcomes in one hour of the last day, through the write service in one batch."""
+    from outcomes import writes
+    from tests.factories import parse_document
+
+    hour = (datetime.now(UTC) - timedelta(hours=3)).replace(minute=0, second=0, microsecond=0)
+    batch = writes.Batch()
+    for i in range(count):
+        document = {
+            "bid_id": f"busy-{i}",
+            "user_id": f"u{i % 5000}",
+            "site_domain": f"site-{i % 40}.example",
+            "win_status": i % 3 != 0,
+            "bid_price": "1.00",
+            "win_price": "0.70" if i % 3 else "0",
+            "auction_timestamp": (hour + timedelta(seconds=i * 3600 / count)).isoformat(),
+        }
+        batch.events.append((parse_document(document), writes.Position("busy", 0, i)))
+    assert writes.write_batch(batch, consumer_group="busy").stored == count
+
+
+def test_axis_labels_stay_readable_with_100000_outcomes_per_bucket(logged_in, live_server):
+    page = logged_in
+    seed_busy_hour()
+    page.goto(f"{live_server.url}/dashboard/")
+    wait_refresh(page, after=0)
+    assert card(page, "outcomes") == 110_000
+    labels = page.get_attribute("#chart-counts", "data-y-labels").split("|")
+    assert "100K" in labels, labels  # compact, not "100,000" cut to "0,000"
+    widest = page.evaluate(
+        """(labels) => {
+            const ctx = document.createElement("canvas").getContext("2d");
+            ctx.font = "12px system-ui, -apple-system, 'Segoe UI', Roboto, sans-serif";
+            return Math.max(...labels.map((l) => ctx.measureText(l).width));
+        }""",
+        labels,
+    )
+    assert float(page.get_attribute("#chart-counts", "data-y-axis-width")) >= widest + 10
+    shot(page, "dashboard-100k-per-bucket", full_page=False)
+
+
+def test_custom_window_guides_without_an_error_and_an_empty_match_says_so(logged_in, live_server, outcome_factory):
+    page = logged_in
+    seed(outcome_factory, n_batches=10)
+    page.goto(f"{live_server.url}/dashboard/")
+    wait_refresh(page, after=0)
+    assert "on whole minutes" in page.inner_text("#window-note")
+    # Custom, before any date is typed: guidance, not a red error; the figures stay bright.
+    page.click("label:has(input[value='custom'])")
+    page.wait_for_selector("#hint", state="visible")
+    assert "Pick a start" in page.inner_text("#hint")
+    assert not page.is_visible("#error") and "stale" not in (page.get_attribute("#main", "class") or "")
+    shot(page, "dashboard-custom-untyped", full_page=False)
+    page.click("label:has(input[value='24h'])")
+    page.wait_for_selector("#hint", state="hidden")
+    # A filter nothing matches: a line says so (and offers to clear the filters).
+    page.fill("input[name=site_domain]", "no-such-domain.example")
+    page.wait_for_selector("#nomatch", state="visible", timeout=15_000)
+    assert page.inner_text("#nomatch-text") == "No outcomes match these filters in this window."
+    shot(page, "dashboard-no-match", full_page=False)
+    page.click("#nomatch-clear")
+    page.wait_for_selector("#nomatch", state="hidden", timeout=15_000)
+    assert card(page, "outcomes") > 0 and page.input_value("input[name=site_domain]") == ""
+
+
+def test_layout_names_whole_and_ingestion_across_the_row(logged_in, live_server, outcome_factory):
+    page = logged_in
+    seed(outcome_factory, n_batches=10)
+    outcome_factory(  # the top domain by revenue, with a long name
+        20,
+        site_domain="a-very-long-subdomain-name.of-a-publisher-with-a-long-name.example",
+        bid_price=Decimal("9.00"),
+        win_price=Decimal("9.00"),
+        auction_timestamp=datetime.now(UTC) - timedelta(hours=1),
+    )
+    page.goto(f"{live_server.url}/dashboard/")
+    wait_refresh(page, after=0)
+    main = page.locator("main").bounding_box()
+    ingestion = page.locator("#ingestion").bounding_box()
+    assert ingestion["width"] > 0.9 * (main["width"] - 32)  # the whole row, not a third of it
+    page.set_viewport_size({"width": 390, "height": 844})
+    page.wait_for_timeout(300)
+    name = page.locator("#domains td.name", has_text="a-very-long").first
+    style = name.evaluate("(td) => [getComputedStyle(td).whiteSpace, getComputedStyle(td).textOverflow]")
+    assert style == ["nowrap", "ellipsis"]  # cut with an ellipsis, never broken mid-word
+    assert name.get_attribute("title").startswith("a-very-long-subdomain-name")
+    box = name.bounding_box()
+    assert box["height"] < 40  # one line
+    assert page.evaluate("document.documentElement.scrollWidth") <= 390
+    shot(page, "dashboard-phone-long-domain")
+
+
+def test_every_page_has_an_icon(page, live_server):
+    response = page.request.get(f"{live_server.url}/favicon.ico")
+    assert response.ok and response.headers["content-type"].startswith("image/svg+xml")
+
+
 @pytest.mark.kafka
 def test_an_outcome_from_kafka_appears_without_a_reload(
     logged_in, live_server, outcome_factory, make_topic, produce, consumer_process

@@ -10,6 +10,7 @@
   const form = $("#controls");
   const number = new Intl.NumberFormat("en-US");
   const money = new Intl.NumberFormat("en-US", { minimumFractionDigits: 2, maximumFractionDigits: 2 });
+  const compact = new Intl.NumberFormat("en-US", { notation: "compact", maximumFractionDigits: 1 });
   const charts = {};
   let timer = null;
   let generation = 0;
@@ -61,14 +62,18 @@
   function range(state) {
     if (state.window === "custom") {
       const start = utc(state.start);
-      const end = state.end ? utc(state.end) : Date.now();
-      if (start === null || end === null) throw new InputError("Custom window: give a start (and an end, or it ends now).");
-      if (start >= end) throw new InputError("Custom window: the start must be before the end.");
+      const end = state.end ? utc(state.end) : Math.ceil(Date.now() / 60e3) * 60e3;
+      if (start === null || end === null) throw new InputError("Pick a start (UTC), and an end or none: the window then ends now.");
+      if (start >= end) throw new InputError("The start must be before the end.");
       return { start, end };
     }
-    const end = Math.ceil(Date.now() / 1000) * 1000;
+    // Whole minutes, ending at the next one: the rollups answer every minute of the window,
+    // and the minute under way (everything stored so far) is in it.
+    const end = Math.ceil(Date.now() / 60e3) * 60e3;
     return { start: end - WINDOWS[state.window], end };
   }
+
+  const minuteText = (time) => new Date(time).toISOString().slice(0, 16).replace("T", " ");
 
   function granularity(length) {
     if (length <= 3 * 3600e3) return "minute";
@@ -131,9 +136,11 @@
     try {
       span = range(state);
     } catch (error) {
-      if (error instanceof InputError) return showError(error.message, false);
+      if (error instanceof InputError) return showHint(error.message);
       throw error;
     }
+    showHint("");
+    $("#window-note").textContent = `${minuteText(span.start)} → ${minuteText(span.end)} UTC, on whole minutes`;
     const length = span.end - span.start;
     const filters = {};
     for (const name of FILTERS) filters[name] = state[name];
@@ -169,6 +176,12 @@
     const nothingStored = ingestion.last_stored_at === null && stats.total_outcomes === 0;
     $("#empty").hidden = !nothingStored;
     $("#main").hidden = nothingStored;
+    const filtered = FILTERS.some((name) => state[name]);
+    $("#nomatch").hidden = nothingStored || stats.total_outcomes > 0;
+    $("#nomatch-text").textContent = filtered
+      ? "No outcomes match these filters in this window."
+      : "No outcomes in this window: widen it, or pick another.";
+    $("#nomatch-clear").hidden = !filtered;
     document.body.dataset.state = nothingStored ? "empty" : "data";
     $("#empty-topic").textContent = config.topic;
     const label = `vs previous ${duration(length)}`;
@@ -192,6 +205,13 @@
     banner.hidden = false;
     document.body.dataset.state = "error";
     $("#main").classList.add("stale");
+  }
+
+  function showHint(message) {
+    // Guidance while a custom window is being typed: not an error, and the figures stay.
+    const hint = $("#hint");
+    hint.textContent = message;
+    hint.hidden = !message;
   }
 
   function hideError() {
@@ -238,7 +258,13 @@
     const element = document.getElementById(id);
     const width = Math.max(240, element.clientWidth);
     if (!charts[id]) {
-      charts[id] = new uPlot({ width, height: 220, ...options }, data, element);
+      // After each draw, the y axis' labels and width are on the element (tests and people
+      // inspecting the page can see that no label is cut off).
+      const described = (u) => {
+        element.dataset.yLabels = (u.axes[1]._values || []).join("|");
+        element.dataset.yAxisWidth = String(u.axes[1]._size || 0);
+      };
+      charts[id] = new uPlot({ width, height: 220, ...options, hooks: { draw: [described] } }, data, element);
       new ResizeObserver(() => charts[id].setSize({ width: Math.max(240, element.clientWidth), height: 220 })).observe(element);
     } else {
       charts[id].setData(data);
@@ -247,6 +273,14 @@
   }
 
   const utcDate = (seconds) => uPlot.tzDate(new Date(seconds * 1e3), "Etc/UTC");
+  // Counts and money on the y axis: compact ("120K", "1.5M") and the axis as wide as its
+  // widest label, so large buckets are never cut off at the left edge.
+  const ruler = document.createElement("canvas").getContext("2d");
+  ruler.font = "12px system-ui, -apple-system, 'Segoe UI', Roboto, sans-serif"; // uPlot's axis font
+  const yAxis = {
+    values: (u, ticks) => ticks.map((t) => compact.format(t)),
+    size: (u, values) => (values ? Math.ceil(Math.max(...values.map((v) => ruler.measureText(v).width))) + 24 : 50),
+  };
   // 24-hour UTC labels: the time, or the date (MM-DD) at midnight and when ticks are days apart.
   const timeAxis = {
     values: (u, ticks) => {
@@ -266,7 +300,7 @@
       "chart-counts",
       {
         tzDate: utcDate,
-        axes: [timeAxis, {}],
+        axes: [timeAxis, yAxis],
         series: [{}, { label: "Outcomes", stroke: "#2563eb", width: 2 }, { label: "Wins", stroke: "#16a34a", width: 2 }],
         scales: { y: { range: (u, min, max) => [0, Math.max(1, max * 1.1)] } },
       },
@@ -276,7 +310,7 @@
       "chart-revenue",
       {
         tzDate: utcDate,
-        axes: [timeAxis, {}],
+        axes: [timeAxis, yAxis],
         series: [{}, { label: "Revenue", stroke: "#9333ea", fill: "rgba(147, 51, 234, 0.12)", width: 2, value: (u, v) => (v === null ? "–" : money.format(v)) }],
         scales: { y: { range: (u, min, max) => [0, Math.max(1, max * 1.1)] } },
       },
@@ -292,7 +326,7 @@
       "chart-histogram",
       {
         scales: { x: { time: false }, y: { range: (u, min, max) => [0, Math.max(1, max * 1.1)] } },
-        axes: [{ values: (u, ticks) => ticks.map((t) => money.format(t)) }, {}],
+        axes: [{ values: (u, ticks) => ticks.map((t) => money.format(t)) }, yAxis],
         series: [
           { label: "Win price", value: (u, v) => (v === null ? "–" : `≥ ${money.format(v)}`) },
           { label: "Wins", fill: "rgba(234, 88, 12, 0.55)", stroke: "#ea580c", paths: uPlot.paths.bars({ size: [0.9, 80] }) },
@@ -319,6 +353,7 @@
     for (const [name, values] of rows) {
       const tr = body.insertRow();
       const first = cell(tr, name, "name");
+      first.title = name; // long names are cut with an ellipsis, whole on hover
       first.style.setProperty("--share", `${(values.revenue / top) * 100}%`);
       for (const text of columns(values)) cell(tr, text, "num");
     }
@@ -360,9 +395,9 @@
     body.replaceChildren();
     for (const row of rows) {
       const tr = body.insertRow();
-      cell(tr, (row.auction_timestamp || row.timestamp).replace("T", " ").slice(0, 19));
+      cell(tr, (row.auction_timestamp || row.timestamp).replace("T", " ").slice(0, 19), "time");
       cell(tr, row.bid_id, "id");
-      cell(tr, row.site_domain || "(none)");
+      cell(tr, row.site_domain || "(none)", "name").title = row.site_domain || "";
       cell(tr, row.win_status ? "won" : "lost");
       cell(tr, row.win_status ? row.win_price : "–", "num");
       cell(tr, row.currency);
@@ -411,10 +446,12 @@
     event.preventDefault();
     changed();
   });
-  $("#clear").addEventListener("click", () => {
+  const clearFilters = () => {
     for (const name of FILTERS) form.elements[name].value = "";
     changed();
-  });
+  };
+  $("#clear").addEventListener("click", clearFilters);
+  $("#nomatch-clear").addEventListener("click", clearFilters);
   document.addEventListener("visibilitychange", () => (document.hidden ? schedule() : tick()));
   window.addEventListener("popstate", () => {
     showState(readState());

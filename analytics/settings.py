@@ -130,6 +130,7 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 # ---------------------------------------------------------------- i18n / static
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"
+FORMAT_MODULE_PATH = ["analytics.formats"]  # one date-time format in the admin, to the second
 USE_I18N = True
 USE_TZ = True
 

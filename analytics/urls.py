@@ -10,6 +10,9 @@ from analytics.metrics import metrics_view
 from outcomes.dashboard import dashboard
 
 admin.site.site_url = "/dashboard/"  # the admin's "View site" link
+# No app list down the left of every page: the lists of outcomes and dead letters need the
+# width (the index and the breadcrumbs lead everywhere the sidebar did).
+admin.site.enable_nav_sidebar = False
 
 # The API docs load nothing from elsewhere: their files come from drf-spectacular-sidecar,
 # and this policy stops the browser from fetching what the bundles would still ask a third

@@ -15,15 +15,17 @@
 from __future__ import annotations
 
 import json
-from datetime import UTC
 
 from django.conf import settings
 from django.contrib import admin, messages
+from django.contrib.admin.views.main import ChangeList
 from django.core.paginator import Paginator
 from django.db import connection
 from django.db.models import Q
+from django.utils.formats import date_format
 from django.utils.functional import cached_property
 from django.utils.html import format_html
+from django.utils.timezone import localtime
 from rest_framework_api_key.admin import APIKeyModelAdmin
 from rest_framework_api_key.models import APIKey as UnusedLibraryAPIKey
 
@@ -33,10 +35,12 @@ from outcomes.models import APIKey, AuctionOutcome, ConsumerOffset, DeadLetter, 
 
 
 class EstimatedCountPaginator(Paginator):
-    """Uses the planner's row estimate when the queryset is the whole table."""
+    """Uses the planner's row estimate when the queryset is the whole table, and says so
+    (``count_is_estimate``: the list's footer reads "about 270,874 … (estimate)")."""
 
     # Below this many rows an exact COUNT(*) is cheap, and exact is nicer.
     estimate_threshold = 10_000
+    count_is_estimate = False
 
     @cached_property
     def count(self):
@@ -48,8 +52,30 @@ class EstimatedCountPaginator(Paginator):
                 row = cursor.fetchone()
             estimate = row[0] if row else -1
             if estimate is not None and estimate > self.estimate_threshold:
+                self.count_is_estimate = True
                 return estimate
         return super().count
+
+
+class EstimatedChangeList(ChangeList):
+    """The search bar says "N results" only for a search or a filter; the whole table's
+    count (an estimate on a big table) is shown once, labelled, under the list
+    (``admin/outcomes/pagination.html``)."""
+
+    def get_results(self, request):
+        super().get_results(request)
+        if not self.queryset.query.where:
+            self.full_result_count = self.result_count  # nothing filtered: no "N results (Show all)"
+
+
+class EstimatedCount:
+    """For the admins of tables of millions of rows: no full count, and an estimate labelled."""
+
+    paginator = EstimatedCountPaginator
+    show_full_result_count = False
+
+    def get_changelist(self, request, **kwargs):
+        return EstimatedChangeList
 
 
 class CurrencyFilter(admin.SimpleListFilter):
@@ -98,26 +124,25 @@ def _pretty_json(value) -> str:
 
 
 def _seconds(moment) -> str:
-    """A time to the second, in UTC (at hundreds of outcomes a second, minutes say nothing)."""
+    """A time to the second with its zone, as every admin page shows times (DATETIME_FORMAT,
+    analytics/formats): at hundreds of outcomes a second, minutes say nothing."""
     if moment is None:
         return "–"
-    return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S")
+    return date_format(localtime(moment), "DATETIME_FORMAT")
 
 
 @admin.register(AuctionOutcome)
-class AuctionOutcomeAdmin(admin.ModelAdmin):
-    # The key columns first and compact (a UUID bid id on one line), so both times stay on
-    # screen at 1400 px.
+class AuctionOutcomeAdmin(EstimatedCount, admin.ModelAdmin):
+    # Compact columns (a UUID bid id on one line, the result and its price in one column,
+    # enriched as a filter), so every column stays on screen at 1280 px and up.
     list_display = (
         "short_bid_id",
         "auction_time",
         "user_id",
         "site_domain",
-        "win_status",
-        "win_price",
+        "result",
         "bid_price",
         "currency",
-        "enriched",
         "stored_at",
     )
     list_filter = ("win_status", "enriched", CurrencyFilter, ("event_time", admin.DateFieldListFilter))
@@ -125,8 +150,6 @@ class AuctionOutcomeAdmin(admin.ModelAdmin):
     search_help_text = "Exact bid id, user id or site domain."
     readonly_fields = ("raw_data_pretty", "timestamp", "created_at", "updated_at")
     exclude = ("raw_data",)
-    paginator = EstimatedCountPaginator
-    show_full_result_count = False
     list_per_page = 100
     ordering = ("-timestamp", "-id")
 
@@ -136,16 +159,28 @@ class AuctionOutcomeAdmin(admin.ModelAdmin):
 
     @admin.display(description="bid id", ordering="bid_id")
     def short_bid_id(self, obj):
-        # One line, small monospace: a UUID takes ~250 px instead of wrapping over four lines.
-        return format_html('<span style="font: 0.85em monospace; white-space: nowrap">{}</span>', obj.bid_id)
+        # One line, small monospace, cut with an ellipsis after ~16 characters (whole on hover
+        # and on the outcome's page): a UUID would take 250 px or wrap over four lines.
+        return format_html(
+            '<span title="{}" style="font: 0.85em monospace; white-space: nowrap; display: inline-block; '
+            'max-width: 16ch; overflow: hidden; text-overflow: ellipsis; vertical-align: bottom">{}</span>',
+            obj.bid_id,
+            obj.bid_id,
+        )
 
-    @admin.display(description="auction time (UTC)", ordering="event_time")
+    @admin.display(description="auction time", ordering="event_time")
     def auction_time(self, obj):
         return format_html(
             '<span style="white-space: nowrap">{}</span>', _seconds(obj.auction_timestamp or obj.timestamp)
         )
 
-    @admin.display(description="stored (UTC)", ordering="timestamp")
+    @admin.display(description="result", ordering="win_price")
+    def result(self, obj):
+        return format_html(
+            '<span style="white-space: nowrap">{}</span>', f"won at {obj.win_price}" if obj.win_status else "lost"
+        )
+
+    @admin.display(description="stored", ordering="timestamp")
     def stored_at(self, obj):
         return format_html('<span style="white-space: nowrap">{}</span>', _seconds(obj.timestamp))
 
@@ -171,13 +206,11 @@ class AuctionOutcomeAdmin(admin.ModelAdmin):
 
 
 @admin.register(DeadLetter)
-class DeadLetterAdmin(admin.ModelAdmin):
+class DeadLetterAdmin(EstimatedCount, admin.ModelAdmin):
     list_display = ("id", "reason_code", "topic", "partition", "offset", "short_detail", "created_at", "replayed_at")
     list_filter = (ReasonFilter, ReplayedFilter, "topic")
     actions = ["replay_selected"]
     search_fields = ("detail",)
-    paginator = EstimatedCountPaginator
-    show_full_result_count = False
     readonly_fields = (
         "topic",
         "partition",

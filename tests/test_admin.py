@@ -20,8 +20,9 @@ def test_outcome_changelist_filters_and_exact_search(admin_client, outcome_facto
     page = admin_client.get("/admin/outcomes/auctionoutcome/")
     assert page.status_code == 200
     content = page.content.decode()
-    for column in ("Bid id", "Auction time (UTC)", "User id", "Site domain", "Win status", "Win price", "Stored (UTC)"):
+    for column in ("Bid id", "Auction time", "User id", "Site domain", "Result", "Bid price", "Currency", "Stored"):
         assert column in content
+    assert "won at 0.80" in content and "lost" in content
     assert admin_client.get("/admin/outcomes/auctionoutcome/?q=alice").context["cl"].result_count == 3
     assert admin_client.get("/admin/outcomes/auctionoutcome/?q=ali").context["cl"].result_count == 0  # exact only
     assert admin_client.get("/admin/outcomes/auctionoutcome/?win_status__exact=0").context["cl"].result_count == 2
@@ -78,8 +79,37 @@ def test_unfiltered_count_uses_the_estimate_on_big_tables(admin_client, outcome_
     sql = " ".join(q["sql"] for q in queries.captured_queries)
     assert "reltuples" in sql
     assert "COUNT(*)" not in sql.upper()
+    # Said to be an estimate, once (the search bar does not repeat it as "30 results").
+    content = page.content.decode()
+    assert "about 30 auction outcomes (estimate)" in content
+    assert "30 results" not in content
     # A filtered list counts for real.
     assert admin_client.get("/admin/outcomes/auctionoutcome/?q=user-1").context["cl"].result_count == 30
+
+
+def test_an_exact_count_is_shown_with_thousands_separators(admin_client, outcome_factory, monkeypatch):
+    from outcomes.admin import EstimatedCountPaginator
+
+    monkeypatch.setattr(EstimatedCountPaginator, "estimate_threshold", 10**9)
+    outcome_factory(1)
+    content = admin_client.get("/admin/outcomes/auctionoutcome/").content.decode()
+    assert "1 auction outcome<" in content and "(estimate)" not in content
+    from django.template.defaultfilters import floatformat
+
+    assert floatformat(1234567, "0g") == "1,234,567"
+
+
+def test_times_read_the_same_on_lists_and_detail_pages(admin_client, outcome_factory):
+    from datetime import UTC, datetime
+
+    (row,) = outcome_factory(1, auction_timestamp=datetime(2026, 12, 2, 14, 25, 7, tzinfo=UTC))
+    listed = admin_client.get("/admin/outcomes/auctionoutcome/").content.decode()
+    assert "2026-12-02 14:25:07 UTC" in listed
+    stored = row.timestamp.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+    assert stored in listed
+    detail = admin_client.get(f"/admin/outcomes/auctionoutcome/{row.id}/change/").content.decode()
+    assert stored in detail  # the stored time, as the list shows it (not "Dec. 2, 2026, 2:25 p.m.")
+    assert "p.m." not in detail and "a.m." not in detail
 
 
 def test_outcomes_are_read_only_and_deleting_keeps_the_rollups_exact(admin_client, outcome_factory):

@@ -414,6 +414,13 @@ def test_the_admin_login_outcomes_search_and_a_dead_letter(page, live_server, ou
 
     page.goto(f"{live_server.url}/admin/outcomes/auctionoutcome/")
     assert page.locator("#result_list tbody tr").count() == 3
+    # Every column on screen at 1440 px (and at 1280), nothing to scroll sideways.
+    for width in (1440, 1280):
+        page.set_viewport_size({"width": width, "height": 900})
+        right = page.evaluate("document.querySelector('#result_list').getBoundingClientRect().right")
+        assert right <= width and page.evaluate("document.documentElement.scrollWidth") <= width
+    shot(page, "admin-outcomes-1280", full_page=False)
+    page.set_viewport_size({"width": 1400, "height": 1000})
     page.fill("#searchbar", target.bid_id)
     page.press("#searchbar", "Enter")
     page.wait_for_load_state()

@@ -72,6 +72,12 @@ def total_ordering(ordering: list[str]) -> list[str]:
     return [*ordering, "-id" if ordering and ordering[-1].startswith("-") else "id"]
 
 
+# What a time parameter takes, said when one is refused (``start=yesterday``).
+DATETIME_FORMAT_HELP = (
+    "Not an ISO 8601 date-time. Use e.g. 2026-12-02T14:00:00Z, 2026-12-02T15:00:00+01:00 or 2026-12-02 "
+    "(midnight UTC); without an offset the time is UTC."
+)
+
 ORDERING_FIELDS = ("timestamp", "event_time", "win_price", "bid_price", "user_id", "site_domain", "id")
 
 
@@ -112,12 +118,14 @@ class OutcomeFilter(filters.FilterSet):
         field_name="event_time",
         label="start",
         lookup_expr="gte",
+        error_messages={"invalid": DATETIME_FORMAT_HELP},
         help_text="Outcomes at or after this ISO 8601 time (event time: auction time, else storage time).",
     )
     end = filters.IsoDateTimeFilter(
         field_name="event_time",
         label="end",
         lookup_expr="lt",
+        error_messages={"invalid": DATETIME_FORMAT_HELP},
         help_text="Outcomes before this ISO 8601 time (event time: auction time, else storage time).",
     )
     ordering = StableOrderingFilter(

@@ -507,6 +507,14 @@ def test_a_written_currency_in_any_case_is_stored_upper_case(staff_api):
     ]
 
 
+@pytest.mark.parametrize("path", ["", "stats/", "timeseries/", "export/"])
+def test_a_time_that_does_not_parse_names_the_format_taken(api, path):
+    response = api.get(f"{URL}{path}", {"start": "yesterday"})
+    assert response.status_code == 400
+    message = response.json()["start"][0]
+    assert message.startswith("Not an ISO 8601 date-time.") and "2026-12-02T14:00:00Z" in message
+
+
 def test_an_empty_value_is_refused_not_ignored(api):
     response = api.get(URL, {"site_domain": ""})
     assert response.status_code == 400 and "Empty value" in response.json()["site_domain"][0]

@@ -9,14 +9,20 @@ STAMP := $(VENV)/.installed
 # Local development runs with DEBUG on (a development secret key, browsable API);
 # production settings are checked by `make lint` and enforced at start-up.
 export DEBUG ?= true
-export DB_NAME ?= helios_analytics
+# Each checkout has a database, topic and consumer group of its own on the shared local
+# services: a fresh clone starts empty, and two checkouts never see each other's outcomes
+# or stored offsets (`make env` prints them; `make clean-data` empties this checkout's).
+CHECKOUT := $(shell basename "$(CURDIR)" | tr 'A-Z' 'a-z' | tr -c 'a-z0-9\n' '-' | cut -c1-20)-$(shell printf '%s' "$(CURDIR)" | sha1sum | cut -c1-6)
+export DB_NAME ?= analytics_$(subst -,_,$(CHECKOUT))
+export KAFKA_TOPIC_AUCTION_OUTCOMES ?= auction-outcomes-$(CHECKOUT)
+export KAFKA_CONSUMER_GROUP ?= analytics-$(CHECKOUT)
 export DB_USER ?= helios
 export DB_PASSWORD ?= helios
 export DB_HOST ?= 127.0.0.1
 export KAFKA_BROKERS ?= 127.0.0.1:9092
 export REDIS_URL ?= redis://127.0.0.1:6379/0
 
-.PHONY: run test test-fast bench lint venv assets services services-down status clean
+.PHONY: run test test-fast bench lint venv assets services services-down status clean clean-data env
 
 venv: $(STAMP)
 $(STAMP): requirements.txt requirements-dev.txt
@@ -42,6 +48,15 @@ services-down:
 
 status:
 	scripts/services.sh status
+
+## env: this checkout's local settings, to paste into a shell: eval "$$(make -s env)"
+env:
+	@printf 'export DEBUG=%s DB_NAME=%s KAFKA_TOPIC_AUCTION_OUTCOMES=%s KAFKA_CONSUMER_GROUP=%s REDIS_URL=%s\n' \
+	  "$$DEBUG" "$$DB_NAME" "$$KAFKA_TOPIC_AUCTION_OUTCOMES" "$$KAFKA_CONSUMER_GROUP" "$$REDIS_URL"
+
+## clean-data: this checkout's database and topic, dropped (the next `make run` starts empty)
+clean-data: venv
+	scripts/services.sh drop-data
 
 ## run: services, migrations, producer, consumer and API in the foreground (Ctrl-C stops them)
 run: services assets

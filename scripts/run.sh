@@ -72,7 +72,12 @@ cat <<MSG
   Admin           http://$GUNICORN_BIND/admin/   (admin / admin)
   Consumer metrics http://127.0.0.1:$CONSUMER_METRICS_PORT/metrics
 
-  Logs: $LOGS/{producer,consumer,api}.log — Ctrl-C stops everything.
+  Data            database ${DB_NAME}, topic ${KAFKA_TOPIC_AUCTION_OUTCOMES}, group ${KAFKA_CONSUMER_GROUP}
+                  (this checkout's own: \`make clean-data\` empties them; \`eval "\$(make -s env)"\` for a shell)
+
+  Logs: $LOGS/{producer,consumer,api}.log
+  Ctrl-C stops the producer, consumer and API; PostgreSQL, Kafka and Redis keep running
+  (\`make services-down\` stops them).
 
 MSG
 

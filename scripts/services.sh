@@ -301,6 +301,35 @@ status() {
   fi
 }
 
+# ---------------------------------------------------------------- this checkout's data
+# DB_NAME's database and KAFKA_TOPIC_AUCTION_OUTCOMES's topic, dropped: the next `make run`
+# starts empty. Refuses the service's production defaults, which are never a checkout's.
+drop_data() {
+  local topic="${KAFKA_TOPIC_AUCTION_OUTCOMES:-}"
+  case "$DB_NAME" in helios_analytics|"") die "DB_NAME=$DB_NAME is not a checkout's own database; run this through 'make clean-data'" ;; esac
+  if as_postgres pg_isready -q -h 127.0.0.1 -p "$PG_PORT"; then
+    PGOPTIONS="-c client_min_messages=warning" as_postgres psql -q -p "$PG_PORT" -d postgres -v ON_ERROR_STOP=1 \
+      -v db="$DB_NAME" >/dev/null <<'SQL'
+SELECT format('DROP DATABASE IF EXISTS %I WITH (FORCE)', :'db') \gexec
+SQL
+    log "dropped database $DB_NAME"
+  fi
+  if [ -n "$topic" ] && [ "$topic" != "auction_outcomes" ] && port_open "$KAFKA_PORT"; then
+    "$ROOT/.venv/bin/python" - "$topic" "127.0.0.1:$KAFKA_PORT" <<'PY'
+import sys
+from kafka import KafkaAdminClient
+from kafka.errors import UnknownTopicOrPartitionError
+admin = KafkaAdminClient(bootstrap_servers=sys.argv[2])
+try:
+    admin.delete_topics([sys.argv[1]])
+except UnknownTopicOrPartitionError:
+    pass
+admin.close()
+PY
+    log "deleted topic $topic"
+  fi
+}
+
 mkdir -p "$STATE"
 case "${1:-}" in
   up) pg_up; kafka_up; redis_up; tools_up ;;
@@ -315,5 +344,6 @@ case "${1:-}" in
   kafka-stop) kafka_down ;;
   kafka-start) kafka_start; kafka_wait ;;
   pg-restart) pg_restart ;;
-  *) echo "usage: $0 up|down|status|pg-up|kafka-restart|kafka-stop|kafka-start|pg-restart|replica-up|replica-down|replica-pause|replica-resume" >&2; exit 2 ;;
+  drop-data) drop_data ;;
+  *) echo "usage: $0 up|down|status|pg-up|drop-data|kafka-restart|kafka-stop|kafka-start|pg-restart|replica-up|replica-down|replica-pause|replica-resume" >&2; exit 2 ;;
 esac

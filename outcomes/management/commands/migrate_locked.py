@@ -3,6 +3,11 @@
 Every API replica and the consumer run migrations on start (the specification's
 entrypoint does); the lock makes concurrent starts take turns, so the first applies the
 migrations and the others find nothing left to do.
+
+The others wait by trying the lock every ``POLL_S`` rather than blocking on it: a blocked
+``pg_advisory_lock`` is a statement in progress, and an index built ``CONCURRENTLY`` by the
+migration that holds the lock waits for every statement in progress — they would wait for
+each other for ever.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ logger = logging.getLogger("outcomes.migrations")
 
 # Any constant shared by all replicas; "analytcs" in ASCII.
 MIGRATION_LOCK_ID = 0x616E616C79746373
+POLL_S = 0.5
 
 
 class Command(BaseCommand):
@@ -33,7 +39,11 @@ class Command(BaseCommand):
         person = self.stdout.isatty()
         started = time.monotonic()
         with connection.cursor() as cursor:
-            cursor.execute("SELECT pg_advisory_lock(%s)", [MIGRATION_LOCK_ID])
+            while True:
+                cursor.execute("SELECT pg_try_advisory_lock(%s)", [MIGRATION_LOCK_ID])
+                if cursor.fetchone()[0]:
+                    break
+                time.sleep(POLL_S)
             try:
                 waited = time.monotonic() - started
                 if waited > 1 and person:

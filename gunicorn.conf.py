@@ -17,6 +17,14 @@ bind = os.environ.get("GUNICORN_BIND", "0.0.0.0:8000")
 workers = int(os.environ.get("GUNICORN_WORKERS", "2"))
 threads = int(os.environ.get("GUNICORN_THREADS", "4"))
 worker_class = "gthread"
+# Exports hold a thread each for as long as they stream: capped per process (outcomes/
+# export_session.py) below the threads, so probes and ordinary requests always find one.
+_exports = int(os.environ.get("API_EXPORT_CONCURRENCY", "2"))
+if _exports >= threads:
+    raise SystemExit(
+        f"API_EXPORT_CONCURRENCY={_exports} must be below GUNICORN_THREADS={threads}: "
+        "exports would take every thread, and the health probes would time out."
+    )
 timeout = int(os.environ.get("GUNICORN_TIMEOUT", "30"))
 graceful_timeout = int(os.environ.get("GUNICORN_GRACEFUL_TIMEOUT", "20"))
 keepalive = int(os.environ.get("GUNICORN_KEEPALIVE", "5"))

@@ -179,6 +179,10 @@ API_CACHE_ENTRIES = env_int("API_CACHE_ENTRIES", 256, minimum=0)
 # cancelled query is a 503. Request bodies above API_MAX_BODY_BYTES are a 413 (analytics/guards.py).
 API_STATEMENT_TIMEOUT_MS = env_int("API_STATEMENT_TIMEOUT_MS", 5000, minimum=0)
 API_MAX_BODY_BYTES = env_int("API_MAX_BODY_BYTES", 1_048_576, minimum=1024)
+# Exports: at most this many at once per API process (fewer than its threads: gunicorn.conf.py
+# checks), each one statement under its own timeout (outcomes/export_session.py).
+API_EXPORT_CONCURRENCY = env_int("API_EXPORT_CONCURRENCY", 2, minimum=1)
+API_EXPORT_STATEMENT_TIMEOUT_MS = env_int("API_EXPORT_STATEMENT_TIMEOUT_MS", 900_000, minimum=1000)
 # /metrics needs "Authorization: Bearer <API_METRICS_TOKEN>"; without one, loopback only.
 API_METRICS_TOKEN = env_str("API_METRICS_TOKEN", "")
 # A verified API key is trusted this long per process (revocations take up to this long).

@@ -235,7 +235,9 @@ class DeadLetterAdmin(EstimatedCount, admin.ModelAdmin):
         """The code, as logs and ``replay_dead_letters --reason`` spell it; the label as help."""
         return format_html('<code title="{}">{}</code>', obj.get_reason_display(), obj.reason)
 
-    @admin.action(description="Replay selected dead letters (parse again, store what is valid now)")
+    @admin.action(
+        description="Replay selected dead letters (parse again, store what is valid now)", permissions=["replay"]
+    )
     def replay_selected(self, request, queryset):
         consumer = settings.CONSUMER
         report = dead_letters_replay(
@@ -250,6 +252,10 @@ class DeadLetterAdmin(EstimatedCount, admin.ModelAdmin):
             f"{report.conflicting} conflicting" + (f"; still invalid (kept) — {still}" if still else "") + ".",
             messages.SUCCESS if not report.still_invalid else messages.WARNING,
         )
+
+    def has_replay_permission(self, request) -> bool:
+        """Replaying stores outcomes: a permission of its own, never implied by viewing."""
+        return request.user.has_perm("outcomes.replay_deadletter")
 
     @admin.display(description="key (UTF-8, undecodable bytes shown as \\x..)")
     def key_text(self, obj):

@@ -6,8 +6,14 @@ Python only passes the bytes on, a few chunks at a time (``_CopyStream``). The f
 leave at once: the default order (``event_time``, ``id``) is an index's, so no sort has to
 finish first.
 
-A client that disconnects ends the response: the WSGI server closes the stream, which
-cancels the query on the server at once.
+How an export is bounded, watched and audited as an HTTP response is ``export_session``'s.
+
+Spreadsheets run a CSV cell that starts with ``=``, ``+``, ``-``, ``@``, a tab or a carriage
+return as a formula (``=HYPERLINK(…)`` in a user id would be a live link). By default the
+text columns a message sets (bid id, user id, site domain, currency) are written with a
+leading ``'`` in front of such a character (OWASP's guidance on CSV injection); programs
+that want the values as stored ask for ``escape_formulas=false``. NDJSON is JSON: never
+escaped.
 """
 
 from __future__ import annotations
@@ -15,7 +21,6 @@ from __future__ import annotations
 import contextlib
 import queue
 import threading
-from collections.abc import Iterator
 from dataclasses import dataclass
 
 from django.db import connections
@@ -40,6 +45,13 @@ COLUMNS: tuple[str, ...] = (
     "timestamp",
 )
 DEFAULT_ORDERING = ("event_time", "id")
+# Orderings an index serves in full (``outcomes.models``): an export streams in index order
+# from its first row; any other order would make PostgreSQL sort every matching row first.
+ORDERINGS = tuple(
+    f"{sign}{name}" for name in ("event_time", "timestamp", "win_price", "bid_price", "id") for sign in ("", "-")
+)
+# Text columns a message sets: a leading formula character is escaped in CSV by default.
+FORMULA_COLUMNS = ("bid_id", "user_id", "site_domain", "currency")
 
 
 @dataclass(frozen=True)
@@ -73,8 +85,21 @@ def _as_text(name: str):
     return Cast(name, TextField())
 
 
-def _csv_values(queryset: QuerySet) -> QuerySet:
-    return queryset.values_list(*(_as_text(name) for name in COLUMNS))
+class _FormulaSafe(Func):
+    """The text with a ``'`` in front when it starts like a spreadsheet formula."""
+
+    # The expression once (its parameters are bound once): a ' before a leading =, +, -, @,
+    # tab or carriage return.
+    template = r"regexp_replace(%(expressions)s, '^([-=+@\t\r])', '''\1')"
+    output_field = TextField()
+
+
+def _csv_values(queryset: QuerySet, *, escape_formulas: bool) -> QuerySet:
+    def cell(name: str):
+        text = _as_text(name)
+        return _FormulaSafe(text) if escape_formulas and name in FORMULA_COLUMNS else text
+
+    return queryset.values_list(*(cell(name) for name in COLUMNS))
 
 
 def _ndjson_line_sql(table: str) -> str:
@@ -114,15 +139,24 @@ def _ndjson_values(queryset: QuerySet) -> QuerySet:
     return queryset.values_list(line)
 
 
-def stream(queryset: QuerySet, export_format: ExportFormat, *, using: str) -> Iterator[bytes]:
-    """The export's bytes, chunk by chunk, from PostgreSQL's ``COPY … TO STDOUT``.
-
-    Read the first chunk in the view: a connection or query error is then an ordinary error
-    response rather than a cut stream. ``close()`` (the WSGI server calls it when the client
-    leaves) cancels the query at once."""
-    values = _csv_values(queryset) if export_format.name == "csv" else _ndjson_values(queryset)
+def stream(
+    queryset: QuerySet,
+    export_format: ExportFormat,
+    *,
+    using: str,
+    statement_timeout_ms: int,
+    escape_formulas: bool = True,
+) -> _CopyStream:
+    """The export's bytes, chunk by chunk, from PostgreSQL's ``COPY … TO STDOUT``, under its
+    own ``statement_timeout`` (0: none). ``close()`` cancels the query at once."""
+    if export_format.name == "csv":
+        values = _csv_values(queryset, escape_formulas=escape_formulas)
+    else:
+        values = _ndjson_values(queryset)
     sql, params = values.query.get_compiler(using=using).as_sql()
-    return _CopyStream(connections[using], sql, params, header=export_format.name == "csv")
+    return _CopyStream(
+        connections[using], sql, params, header=export_format.name == "csv", statement_timeout_ms=statement_timeout_ms
+    )
 
 
 _END = object()
@@ -138,8 +172,8 @@ class _CopyStream:
     only passes them on, and memory stays at a few chunks whatever the size.
 
     The session streams in index order (``enable_sort`` off: the first bytes never wait for a
-    sort of every matching row) and has no ``statement_timeout`` (an export is one statement
-    as long as the data);
+    sort of every matching row) under the export's own ``statement_timeout`` (an export is one
+    statement as long as the data: ``API_EXPORT_STATEMENT_TIMEOUT_MS``, not the requests');
     it ends when the copy does, when the client leaves, or after ``STALL_S`` without a reader.
     NDJSON lines come out as CSV of one column with separators JSON text never holds raw
     (PostgreSQL escapes control characters in JSON), so nothing is ever quoted."""
@@ -149,12 +183,13 @@ class _CopyStream:
     QUEUE_CHUNKS = 8
     STALL_S = 300
 
-    def __init__(self, wrapper, sql: str, params, *, header: bool) -> None:
+    def __init__(self, wrapper, sql: str, params, *, header: bool, statement_timeout_ms: int) -> None:
         self._conn = wrapper.get_new_connection(wrapper.get_connection_params())
         try:
             self._conn.autocommit = True
             with self._conn.cursor() as cursor:
                 statement = cursor.mogrify(sql, params).decode()
+                cursor.execute("SELECT set_config('statement_timeout', %s, false)", [str(int(statement_timeout_ms))])
                 # Stream in index order rather than sort first: every ordering has an index, and
                 # a plan that sorts would read every matching row before sending the first.
                 cursor.execute("SET enable_sort = off")
@@ -178,9 +213,14 @@ class _CopyStream:
         return self
 
     def __next__(self) -> bytes:
+        return self.next_chunk()
+
+    def next_chunk(self, timeout: float | None = None) -> bytes:
+        """The next chunk; ``StopIteration`` at the end, the copy's error if it failed, and
+        ``queue.Empty`` if none came within ``timeout`` seconds (the caller may look around)."""
         if self._done:
             raise StopIteration
-        item = self._queue.get()
+        item = self._queue.get(timeout=timeout)
         if item is _END:
             self._done = True
             raise StopIteration

@@ -84,6 +84,7 @@ class AuctionOutcome(models.Model):
 
     class Meta:
         ordering = ["-timestamp", "-id"]
+        permissions = [("export_auctionoutcome", "Can export auction outcomes (every row, user ids included)")]
         constraints = [
             models.UniqueConstraint(fields=["bid_id"], name="outcome_bid_id_uniq"),
         ]
@@ -189,6 +190,7 @@ class DeadLetter(models.Model):
 
     class Meta:
         ordering = ["-id"]
+        permissions = [("replay_deadletter", "Can replay dead letters (store the ones valid now)")]
         constraints = [
             models.UniqueConstraint(fields=["topic", "partition", "offset"], name="dead_letter_position_uniq"),
         ]
@@ -369,12 +371,13 @@ class APIKey(AbstractAPIKey):
     ``scopes`` say what the key may do; see ``outcomes.permissions``.
     """
 
-    SCOPES = ("read", "write", "admin")
+    SCOPES = ("read", "export", "write", "admin")
 
     scopes = ArrayField(
         models.CharField(max_length=10, choices=[(s, s) for s in SCOPES]),
         default=list,
-        help_text="read: every GET; write: create and update outcomes; admin: delete them, and everything else.",
+        help_text="read: every GET but the export; export: the bulk export (every row, user ids included); "
+        "write: create and update outcomes; admin: delete them, and everything else.",
     )
 
     class Meta(AbstractAPIKey.Meta):

@@ -5,9 +5,12 @@
   endpoint, and so is any other scheme (Basic): a wrong credential is never silently
   treated as none.
 * ``ScopedAccess`` then asks for the scope the request needs: ``read`` for GET/HEAD/OPTIONS
-  (nothing at all when ``API_READ_ACCESS=public``), ``write`` to create or update outcomes,
-  ``admin`` to delete them; ``admin`` includes the other two. People logged in to the admin
-  (session) may read if staff or allowed to view outcomes there, and staff may also write, through the browsable API.
+  (nothing at all when ``API_READ_ACCESS=public``), ``export`` for the bulk export (every
+  row, user ids included: a ``read`` key cannot), ``write`` to create or update outcomes,
+  ``admin`` to delete them; ``admin`` includes the others. People logged in to the admin
+  (session) need the same rights as Django model permissions: staff or "view auction
+  outcome" to read, "export auction outcomes" to export, "add"/"change"/"delete auction
+  outcome" to create, update and delete (staff status alone writes nothing).
 * No credentials where some are needed is a 401 with ``WWW-Authenticate: Api-Key``;
   valid credentials without the scope are a 403 naming it.
 
@@ -113,13 +116,23 @@ class APIKeyAuthentication(BaseAuthentication):
         return f'{self.keyword} realm="api"'
 
 
-def required_scope(method: str) -> str:
+def required_scope(method: str, action: str | None = None) -> str:
+    if action == "export":
+        return "export"
     if method in SAFE_METHODS:
         return "read"
     return "admin" if method == "DELETE" else "write"
 
 
 READ_PERMISSION = "outcomes.view_auctionoutcome"
+EXPORT_PERMISSION = "outcomes.export_auctionoutcome"
+# What a person needs for each change, as the admin grants it.
+WRITE_PERMISSIONS = {
+    "POST": "outcomes.add_auctionoutcome",
+    "PUT": "outcomes.change_auctionoutcome",
+    "PATCH": "outcomes.change_auctionoutcome",
+    "DELETE": "outcomes.delete_auctionoutcome",
+}
 
 
 def user_may_read(user) -> bool:
@@ -131,7 +144,7 @@ def user_may_read(user) -> bool:
 
 class ScopedAccess(BasePermission):
     def has_permission(self, request, view) -> bool:
-        scope = required_scope(request.method)
+        scope = required_scope(request.method, getattr(view, "action", None))
         if isinstance(request.auth, APIKey):
             if request.auth.allows(scope):
                 return True
@@ -144,9 +157,29 @@ class ScopedAccess(BasePermission):
             if user and user.is_authenticated:
                 self.message = "Reading outcomes needs staff status or the 'view auction outcome' permission."
             return False
-        if user and user.is_authenticated and not user.is_staff:
-            self.message = "Changing outcomes needs an API key with the write scope (or a staff login)."
-        return bool(user and user.is_authenticated and user.is_staff)
+        if scope == "export":
+            # Public reads (development, or a deployment that chose them) export publicly too:
+            # the list already shows every row, user ids included.
+            if settings.API_READ_ACCESS == "public" or _has(user, EXPORT_PERMISSION):
+                return True
+            if user and user.is_authenticated:
+                self.message = "Exporting outcomes needs the 'export auction outcomes' permission."
+            return False
+        needed = WRITE_PERMISSIONS.get(request.method, WRITE_PERMISSIONS["PUT"])
+        if _has(user, needed):
+            return True
+        if user and user.is_authenticated:
+            self.message = (
+                f"This needs the '{needed.split('.')[1].replace('_', ' ')}' permission "
+                f"(or an API key with the '{scope}' scope)."
+            )
+        return False
+
+
+def _has(user, permission: str) -> bool:
+    if not (user and user.is_authenticated and user.is_active) or isinstance(user, KeyHolder):
+        return False
+    return bool(user.has_perm(permission))
 
 
 class APIKeyScheme(OpenApiAuthenticationExtension):

@@ -14,7 +14,8 @@ from __future__ import annotations
 from dataclasses import replace
 from zoneinfo import ZoneInfo
 
-from django.http import StreamingHttpResponse
+from django.conf import settings
+from django.http import HttpResponse, StreamingHttpResponse
 from django.utils import timezone
 from django_filters import rest_framework as filters
 from drf_spectacular.types import OpenApiTypes
@@ -27,7 +28,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from analytics.dbrouting import read_alias
-from outcomes import cache, exports, ingestion, queries, writes
+from outcomes import cache, export_session, exports, ingestion, queries, writes
 from outcomes.filters import FILTER_PARAMS, OutcomeFilter
 from outcomes.pagination import OutcomePagination
 from outcomes.renderers import StrictJSONParser
@@ -60,7 +61,7 @@ _ALLOWED_PARAMS = {
     "timeseries": _REPORT_FILTERS | set(TimeseriesParams().fields) | _ALWAYS,
     "breakdown": _REPORT_FILTERS | set(BreakdownParams().fields) | _ALWAYS,
     "histogram": _REPORT_FILTERS | set(HistogramParams().fields) | _ALWAYS,
-    "export": FILTER_PARAMS | _ALWAYS,
+    "export": FILTER_PARAMS | {"escape_formulas"} | _ALWAYS,
 }
 
 
@@ -114,6 +115,30 @@ def _cached(request, respond, *, cacheable: bool = True) -> Response:
     else:
         (data, code, headers), how = compute(), cache.BYPASS
     return Response(data, status=code, headers={**headers, "X-Cache": how})
+
+
+class TooManyExports(APIException):
+    status_code = status.HTTP_429_TOO_MANY_REQUESTS
+    default_code = "too_many_exports"
+
+    def __init__(self) -> None:
+        super().__init__(
+            f"{settings.API_EXPORT_CONCURRENCY} exports are running in this API process already "
+            "(API_EXPORT_CONCURRENCY); retry in a few seconds."
+        )
+        self.wait = EXPORT_RETRY_AFTER_S
+
+
+EXPORT_RETRY_AFTER_S = 10
+
+
+def _boolean(value: str, name: str) -> bool:
+    lowered = value.strip().lower()
+    if lowered in ("true", "1", "yes"):
+        return True
+    if lowered in ("false", "0", "no"):
+        return False
+    raise ValidationError({name: [f"'{value[:20]}' is not a boolean; use true or false."]})
 
 
 class Conflict(APIException):
@@ -292,6 +317,21 @@ class AuctionOutcomeViewSet(viewsets.ModelViewSet):
             OpenApiParameter(
                 "format", OpenApiTypes.STR, enum=sorted(exports.FORMATS), default="csv", description="File format."
             ),
+            OpenApiParameter(
+                "ordering",
+                OpenApiTypes.STR,
+                enum=[*exports.ORDERINGS],
+                description="One field an index serves in full (default event_time): an export streams in that "
+                "order from its first row.",
+            ),
+            OpenApiParameter(
+                "escape_formulas",
+                OpenApiTypes.BOOL,
+                default=True,
+                description="CSV: a ' before a text cell (bid id, user id, site domain, currency) that starts "
+                "with =, +, -, @, a tab or a carriage return, so a spreadsheet never runs it as a formula. false: "
+                "values as stored (for programs). NDJSON is never escaped.",
+            ),
         ],
         responses={
             (200, "text/csv"): OpenApiTypes.STR,
@@ -304,12 +344,48 @@ class AuctionOutcomeViewSet(viewsets.ModelViewSet):
         export_format = exports.FORMATS.get(name)
         if export_format is None:
             raise ValidationError({"format": [f"Unknown export format {name[:20]!r}: use csv or ndjson."]})
+        ordering = request.query_params.get("ordering")
+        if ordering is not None and ordering not in exports.ORDERINGS:
+            raise ValidationError(
+                {
+                    "ordering": [
+                        f"An export streams in the order of an index; {ordering[:60]!r} is none. Use one of: "
+                        + ", ".join(exports.ORDERINGS)
+                        + "."
+                    ]
+                }
+            )
+        escape = _boolean(request.query_params.get("escape_formulas", "true"), "escape_formulas")
         queryset = self._filterset().qs
         if not queryset.query.order_by:
             queryset = queryset.order_by(*exports.DEFAULT_ORDERING)
-        chunks = exports.stream(queryset, export_format, using=read_alias())
-        first = next(chunks, b"")  # the first chunk: a database error is still a plain error response
-        response = StreamingHttpResponse(_chained(first, chunks), content_type=export_format.content_type)
+        body = export_session.ExportBody(
+            peer=request.META.get("gunicorn.socket"),
+            who=str(request.user) if request.user.is_authenticated else f"anonymous:{request.META.get('REMOTE_ADDR')}",
+            export_format=name,
+            params=request.query_params,
+            header_rows=1 if export_format.name == "csv" else 0,
+        )
+        if not export_session.slots.try_take(body):
+            raise TooManyExports()
+        try:
+            body.start(
+                exports.stream(
+                    queryset,
+                    export_format,
+                    using=read_alias(),
+                    statement_timeout_ms=settings.API_EXPORT_STATEMENT_TIMEOUT_MS,
+                    escape_formulas=escape,
+                )
+            )
+            first = body.first()  # a database error before any byte is still a plain error response
+        except export_session.ClientGone:
+            body.close()
+            return HttpResponse(status=499, reason="Client Closed Request")
+        except BaseException:
+            body.close()
+            raise
+        response = StreamingHttpResponse(_chained(first, body), content_type=export_format.content_type)
         stamp = timezone.now().strftime("%Y%m%dT%H%M%SZ")
         response["Content-Disposition"] = f'attachment; filename="outcomes-{stamp}.{export_format.extension}"'
         response["Cache-Control"] = "no-store"

@@ -35,6 +35,32 @@ def _fresh_planner_extent():
 
 
 @pytest.fixture
+def person(db):
+    """``person("add_auctionoutcome", …, staff=True)``: a user with those model permissions
+    (codenames), as the admin grants them; ``person.client(user)`` logs them in to the API."""
+    from django.contrib.auth.models import Permission, User
+    from rest_framework.test import APIClient
+
+    made = iter(range(10**6))
+
+    def make(*codenames: str, staff: bool = False, superuser: bool = False):
+        user = User.objects.create_user(
+            f"person-{next(made)}", password="a-long-password-1", is_staff=staff or superuser, is_superuser=superuser
+        )
+        if codenames:
+            user.user_permissions.add(*Permission.objects.filter(codename__in=codenames))
+        return user
+
+    def client(user):
+        api = APIClient()
+        api.force_login(user)
+        return api
+
+    make.client = client
+    return make
+
+
+@pytest.fixture
 def outcome_factory(db):
     """Store outcomes through the write service (rollups included), as the consumer would:
     ``outcome_factory(n=3, win_status=False, ...)``. ``raw_data`` adds fields to the stored

@@ -27,6 +27,10 @@ SPEC_MESSAGE = {
 }
 
 
+# The model permissions of a person who may read and change outcomes (as the admin grants them).
+WRITER_PERMISSIONS = ("view_auctionoutcome", "add_auctionoutcome", "change_auctionoutcome", "delete_auctionoutcome")
+
+
 def message(**overrides) -> dict:
     """The spec's example message with a fresh bid id, and any field changed."""
     data = dict(SPEC_MESSAGE)
@@ -58,3 +62,20 @@ def parse_document(document: dict):
     parsed = parse_outcome(orjson.dumps(document), max_price=settings.CONSUMER.max_price)
     assert not isinstance(parsed, InvalidOutcome), parsed
     return parsed
+
+
+def raw_outcomes(rows: int) -> None:
+    """``rows`` outcomes inserted straight into the table, no rollups (for what reads raw rows
+    only: exports, lists). Event times one second apart, back from now."""
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute(
+            """INSERT INTO outcomes_auctionoutcome (bid_id, user_id, site_domain, win_status, win_price, bid_price,
+                    currency, enriched, user_interests, auction_timestamp, raw_data)
+               SELECT 'raw-' || n, 'user-' || (n %% 1000), 'site-' || (n %% 50) || '.example', n %% 3 > 0,
+                      CASE WHEN n %% 3 > 0 THEN 0.5 ELSE 0 END, 0.9, 'USD', true, '["sports", "news"]',
+                      now() - n * interval '1 second', '{}'
+               FROM generate_series(1, %s) AS n""",
+            [rows],
+        )

@@ -67,3 +67,14 @@ def stop(process: subprocess.Popen) -> tuple[str, str]:
     """Stop gracefully; returns (stdout, stderr)."""
     process.terminate()
     return process.communicate(timeout=30)
+
+
+def exports_in_progress() -> int:
+    """Sessions of the test database running an export's COPY."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            """SELECT count(*) FROM pg_stat_activity
+               WHERE datname = current_database() AND pid <> pg_backend_pid()
+                 AND state = 'active' AND query LIKE 'COPY (SELECT%%'"""
+        )
+        return cursor.fetchone()[0]

@@ -1,9 +1,10 @@
 """Who may do what: every API operation × every kind of credential, against the real database.
 
 The operations are taken from the OpenAPI schema itself, so an endpoint added later is
-walked too. Expected: reads need ``read`` (unless API_READ_ACCESS=public), creates and
-updates ``write``, deletes ``admin``; a missing, malformed, unknown, revoked or expired key
-is a 401 with ``WWW-Authenticate``, a valid key without the scope a 403, and nothing changes.
+walked too. Expected: reads need ``read`` (unless API_READ_ACCESS=public), the bulk export
+``export`` (likewise), creates and updates ``write``, deletes ``admin``; a missing,
+malformed, unknown, revoked or expired key is a 401 with ``WWW-Authenticate``, a valid key
+without the scope a 403, and nothing changes.
 """
 
 from __future__ import annotations
@@ -76,6 +77,7 @@ def credentials():
         "expired": "Api-Key " + new_key("read", "write", "admin", expiry_date=timezone.now() - timedelta(seconds=1)),
         "revoked": "Api-Key " + _revoked(),
         "read": "Api-Key " + new_key("read"),
+        "export": "Api-Key " + new_key("export"),
         "write": "Api-Key " + new_key("write"),
         "admin": "Api-Key " + new_key("admin"),
     }
@@ -88,12 +90,14 @@ def _revoked() -> str:
     return key
 
 
-def expected_status(method: str, credential: str, read_access: str) -> int:
+def expected_status(method: str, path: str, credential: str, read_access: str) -> int:
     needed = {"GET": "read", "DELETE": "admin"}.get(method, "write")
+    if path.endswith("/export/"):
+        needed = "export"
     if credential in ("unknown key", "malformed key", "basic", "basic with NUL", "expired", "revoked"):
         return 401
     if credential == "no key":
-        return 200 if needed == "read" and read_access == "public" else 401
+        return 200 if needed in ("read", "export") and read_access == "public" else 401
     return 200 if credential == needed or credential == "admin" else 403
 
 
@@ -115,7 +119,7 @@ def test_every_operation_with_every_credential(settings, outcome_factory, creden
     for (method, path), (name, credential) in itertools.product(operations(), credentials.items()):
         before = AuctionOutcome.objects.count() + (1 if "{id}" in path and method != "GET" else 0)
         response, bid_id = call(client, method, path, credential, outcome_factory)
-        want = expected_status(method, name, read_access)
+        want = expected_status(method, path, name, read_access)
         got = response.status_code
         ok = (200 <= got < 300) if want == 200 else got == want
         if ok and want == 401:
@@ -166,13 +170,20 @@ def test_people_use_the_session(settings, outcome_factory):
     reader_user = User.objects.create_user("reader", password="pw")
     reader_user.user_permissions.add(Permission.objects.get(codename="view_auctionoutcome"))
     reader.force_login(reader_user)
-    staff.force_login(User.objects.create_user("staff", password="pw", is_staff=True))
+    staff_user = User.objects.create_user("staff", password="pw", is_staff=True)
+    staff.force_login(staff_user)
     # A login alone is not enough to read: staff, or the permission to view outcomes in the admin.
     refused = person.get("/api/outcomes/")
     assert refused.status_code == 403 and "view auction outcome" in refused.json()["detail"]
     assert reader.get("/api/outcomes/").status_code == 200
     assert staff.get("/api/outcomes/").status_code == 200
+    # Writing needs the model permission for it, staff or not.
     assert reader.patch(f"/api/outcomes/{row.id}/", {"user_id": "x"}, format="json").status_code == 403
+    refused = staff.patch(f"/api/outcomes/{row.id}/", {"user_id": "x"}, format="json")
+    assert refused.status_code == 403 and "change auctionoutcome" in refused.json()["detail"]
+    staff_user.user_permissions.add(Permission.objects.get(codename="change_auctionoutcome"))
+    staff = APIClient()
+    staff.force_login(User.objects.get(pk=staff_user.pk))
     assert staff.patch(f"/api/outcomes/{row.id}/", {"user_id": "x"}, format="json").status_code == 200
 
 

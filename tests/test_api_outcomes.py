@@ -5,11 +5,10 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 import pytest
-from django.contrib.auth.models import User
 from rest_framework.test import APIClient
 
 from outcomes.models import AuctionOutcome
-from tests.factories import SPEC_MESSAGE
+from tests.factories import SPEC_MESSAGE, WRITER_PERMISSIONS
 
 pytestmark = pytest.mark.django_db
 URL = "/api/outcomes/"
@@ -21,10 +20,9 @@ def api():
 
 
 @pytest.fixture
-def staff_api():
-    client = APIClient()
-    client.force_authenticate(User.objects.create_user("staff", password="pw", is_staff=True))
-    return client
+def staff_api(person):
+    """A person allowed to write outcomes (the model permissions, as the admin grants them)."""
+    return person.client(person(*WRITER_PERMISSIONS, staff=True))
 
 
 @pytest.fixture
@@ -539,9 +537,7 @@ def test_the_browsable_api_labels_and_form(staff_api):
     page = staff_api.get(URL, HTTP_ACCEPT="text/html").content.decode()
     assert "[invalid name]" not in page
     # The raw form is a valid outcome as shown: posting it unchanged stores one.
-    staff = User.objects.get(username="staff")
-    client = APIClient()
-    client.force_login(staff)
+    client = staff_api
     form_page = client.get(URL, HTTP_ACCEPT="text/html")
     initial = form_page.context["raw_data_post_form"].fields["_content"].initial
     assert '"user_interests": []' in initial

@@ -10,13 +10,11 @@ from datetime import UTC, datetime
 from decimal import Decimal
 
 import pytest
-from django.db import connection
 from rest_framework.test import APIClient
 
 from outcomes import exports
-from outcomes.writes import OUTCOME_TABLE
-from tests.factories import wait_until
-from tests.servers import free_port, start_api, stop
+from tests.factories import raw_outcomes, wait_until
+from tests.servers import exports_in_progress, free_port, start_api, stop
 
 # The export reads on a connection of its own: the rows must be committed (transactional tests).
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -109,16 +107,7 @@ def test_a_bad_parameter_is_a_400_before_any_row(params, named):
 
 @pytest.mark.slow
 def test_a_client_that_leaves_frees_the_cursor_at_once():
-    rows = 150_000  # ~25 MB of CSV: far more than the socket buffers hold
-    with connection.cursor() as cursor:
-        cursor.execute(
-            f"""INSERT INTO {OUTCOME_TABLE} (bid_id, user_id, site_domain, win_status, win_price, bid_price,
-                    currency, enriched, user_interests, auction_timestamp, raw_data)
-                SELECT 'export-' || n, 'user-' || (n %% 1000), 'site.example', n %% 2 = 0, 0.5, 0.9, 'USD', true,
-                       '["sports", "news"]', now() - n * interval '1 second', '{{}}'
-                FROM generate_series(1, %s) AS n""",
-            [rows],
-        )
+    raw_outcomes(150_000)  # ~25 MB of CSV: far more than the socket buffers hold
     port = free_port()
     server = start_api(port)
     try:
@@ -137,17 +126,6 @@ def test_a_client_that_leaves_frees_the_cursor_at_once():
         check.close()
     finally:
         stop(server)
-
-
-def exports_in_progress() -> int:
-    """Sessions of the test database running an export's COPY."""
-    with connection.cursor() as cursor:
-        cursor.execute(
-            """SELECT count(*) FROM pg_stat_activity
-               WHERE datname = current_database() AND pid <> pg_backend_pid()
-                 AND state = 'active' AND query LIKE 'COPY (SELECT%%'"""
-        )
-        return cursor.fetchone()[0]
 
 
 def test_an_exported_line_is_the_list_apis_outcome_less_its_computed_and_bookkeeping_fields(outcome_factory):
@@ -180,3 +158,54 @@ def test_an_exported_line_is_the_list_apis_outcome_less_its_computed_and_bookkee
         }
 
     assert [instants(line) for line in exported] == [instants(outcome) for outcome in listed]
+
+
+def test_cells_that_would_run_as_spreadsheet_formulas_are_escaped_by_default(outcome_factory):
+    outcome_factory(1, user_id='=HYPERLINK("http://x.invalid","y")', site_domain="@sum.example", bid_id="+1-bid")
+    outcome_factory(1, user_id="-neg", site_domain="plain.example", bid_id="\tbid")
+    rows = list(csv.DictReader(io.StringIO(body(APIClient().get("/api/outcomes/export/", {"format": "csv"})))))
+    by_domain = {row["site_domain"]: row for row in rows}
+    risky = by_domain["'@sum.example"]
+    assert risky["user_id"] == "'=HYPERLINK(\"http://x.invalid\",\"y\")" and risky["bid_id"] == "'+1-bid"
+    assert by_domain["plain.example"]["user_id"] == "'-neg" and by_domain["plain.example"]["bid_id"] == "'\tbid"
+    # Programs ask for the values as stored; NDJSON is never escaped.
+    raw = body(APIClient().get("/api/outcomes/export/", {"format": "csv", "escape_formulas": "false"}))
+    assert {row["site_domain"] for row in csv.DictReader(io.StringIO(raw))} == {"@sum.example", "plain.example"}
+    lines = body(APIClient().get("/api/outcomes/export/", {"format": "ndjson"})).splitlines()
+    assert {json.loads(line)["user_id"] for line in lines} == {'=HYPERLINK("http://x.invalid","y")', "-neg"}
+    refused = APIClient().get("/api/outcomes/export/", {"escape_formulas": "maybe"})
+    assert refused.status_code == 400 and "escape_formulas" in refused.json()
+
+
+def test_only_orderings_an_index_serves_are_taken(outcome_factory):
+    outcome_factory(2)
+    refused = APIClient().get("/api/outcomes/export/", {"ordering": "site_domain,-bid_price,user_id"})
+    assert refused.status_code == 400
+    message = refused.json()["ordering"][0]
+    assert "event_time, -event_time, timestamp" in message and "-bid_price" in message
+    for ordering in exports.ORDERINGS:
+        response = APIClient().get("/api/outcomes/export/", {"ordering": ordering})
+        assert response.status_code == 200 and len(body(response).splitlines()) == 3
+
+
+def test_the_export_needs_its_own_scope_or_permission(settings, outcome_factory, person):
+    from outcomes.models import APIKey
+
+    settings.API_READ_ACCESS = "authenticated"
+    outcome_factory(1)
+
+    def key(*scopes: str) -> dict:
+        return {"HTTP_AUTHORIZATION": "Api-Key " + APIKey.objects.create_key(name="t", scopes=list(scopes))[1]}
+
+    reader = APIClient().get("/api/outcomes/export/", **key("read"))
+    assert reader.status_code == 403 and reader.json() == {"detail": "This API key lacks the 'export' scope."}
+    assert APIClient().get("/api/outcomes/", **key("read")).status_code == 200
+    for scopes in (("export",), ("admin",)):
+        response = APIClient().get("/api/outcomes/export/", **key(*scopes))
+        assert response.status_code == 200
+        body(response)
+    viewer = person.client(person("view_auctionoutcome", staff=True))
+    refused = viewer.get("/api/outcomes/export/")
+    assert refused.status_code == 403 and "export auction outcomes" in refused.json()["detail"]
+    exporter = person.client(person("export_auctionoutcome"))
+    assert body(exporter.get("/api/outcomes/export/")).startswith("id,bid_id")

@@ -46,12 +46,9 @@ def test_a_replacement_character_sent_as_utf8_is_an_ordinary_value():
 
 
 @pytest.mark.django_db
-def test_a_body_above_the_limit_is_a_413_before_it_is_read(settings):
+def test_a_body_above_the_limit_is_a_413_before_it_is_read(settings, person):
     settings.API_MAX_BODY_BYTES = 2048
-    staff = APIClient()
-    from django.contrib.auth.models import User
-
-    staff.force_authenticate(User.objects.create_user("staff", is_staff=True))
+    staff = person.client(person("add_auctionoutcome"))
     document = {"bid_id": "b", "user_id": "u" * 3000, "win_status": False, "win_price": "0", "bid_price": "1"}
     response = staff.post(URL, json.dumps(document), content_type="application/json")
     assert response.status_code == 413
@@ -98,11 +95,8 @@ def test_a_query_over_the_statement_timeout_is_a_503_and_the_next_request_works(
         b"[" * 100_000,  # deep nesting
     ],
 )
-def test_hostile_bodies_are_a_4xx(body):
-    from django.contrib.auth.models import User
-
-    staff = APIClient()
-    staff.force_authenticate(User.objects.create_user("staff", is_staff=True))
+def test_hostile_bodies_are_a_4xx(body, person):
+    staff = person.client(person("add_auctionoutcome"))
     response = staff.post(URL, body, content_type="application/json")
     assert 400 <= response.status_code < 500, response.content[:300]
 

@@ -24,7 +24,15 @@ from django.conf import settings
 from django.db import connections
 from django.http import HttpResponse, JsonResponse
 from django.utils.crypto import constant_time_compare
-from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    REGISTRY,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+)
 
 REQUESTS = Counter(
     "analytics_api_requests_total",
@@ -40,6 +48,13 @@ DURATION = Histogram(
 DB_QUERIES = Counter("analytics_api_db_queries_total", "SQL statements run by requests, by route.", ["route"])
 DB_SECONDS = Counter("analytics_api_db_query_seconds_total", "Time in SQL statements, by route.", ["route"])
 CACHE = Counter("analytics_api_cache_answers_total", "Snapshot-cache answers (X-Cache).", ["result"])
+# 0 as soon as any live process finds the store down (its limits let everything through
+# then). Each worker asks the store when it starts (gunicorn.conf.py), then at each lease.
+STORE_UP = Gauge(
+    "analytics_api_rate_limit_store_up",
+    "1 while the rate-limit store (Redis) answers, 0 while it does not (limits then let requests through).",
+    multiprocess_mode="livemin",
+)
 
 _GROUP = re.compile(r"\(\?P<(\w+)>[^)]*\)")
 _route_names: dict[str, str] = {}

@@ -11,12 +11,17 @@ left in the window. Counters live in Redis, not PostgreSQL, on purpose: a write
 per request would move the database snapshot on every request and defeat the snapshot
 cache (``outcomes/cache.py``).
 
-If the store cannot be reached, requests are let through (and logged): an outage of the
-limiter must not become an outage of the API.
+If the store cannot be reached, requests are let through: an outage of the limiter must
+not become an outage of the API, nor slow it down. So the store is asked with short
+timeouts and no retries, and after a failure it is not asked again for ``STORE_PAUSE_S``
+(a circuit breaker): with Redis down a request costs nothing extra, and the outage is logged
+once when it starts and once when it ends, not per request. ``analytics_api_rate_limit_store_up``
+says whether the store answers (alert ``AnalyticsRateLimitStoreDown``).
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
@@ -25,25 +30,91 @@ from django.conf import settings
 from rest_framework.throttling import BaseThrottle
 
 from analytics.env import parse_rate
+from analytics.metrics import STORE_UP
 from outcomes.models import APIKey
 
 logger = logging.getLogger(__name__)
 
 
+STORE_TIMEOUT_S = 0.05  # a store on the local network answers in well under a millisecond
+STORE_PAUSE_S = 5.0  # after a failure, the store is not asked again for this long
+
+
+class StoreUnavailable(Exception):
+    """The limit store did not answer (or is paused after failing): let the request through."""
+
+
 class RedisCounters:
-    """Window counters in Redis: one INCR per request (keys name their window, so a key
-    that missed its EXPIRE is merely never read again)."""
+    """Window counters in Redis: one INCRBY per lease (keys name their window, so a key
+    that missed its EXPIRE is merely never read again). Fails fast: short timeouts, no
+    retries (redis-py retries connects and commands with backoff by default), and a pause
+    of ``STORE_PAUSE_S`` after a failure during which it is not asked at all."""
 
     def __init__(self, url: str) -> None:
         import redis
+        from redis.backoff import NoBackoff
+        from redis.retry import Retry
 
-        self.client = redis.Redis.from_url(url, socket_timeout=0.5, socket_connect_timeout=0.5)
+        self.url = url
+        self.client = redis.Redis.from_url(
+            url,
+            socket_timeout=STORE_TIMEOUT_S,
+            socket_connect_timeout=STORE_TIMEOUT_S,
+            retry=Retry(NoBackoff(), 0),
+            retry_on_timeout=False,
+        )
+        self._paused_until = 0.0
+        self._down = False
+        self._lock = threading.Lock()
 
     def hit(self, key: str, ttl: int, amount: int = 1) -> int:
-        count = int(self.client.incrby(key, amount))
-        if count == amount:  # the window's first lease sets its expiry (one round trip otherwise)
-            self.client.expire(key, ttl)
+        if time.monotonic() < self._paused_until:
+            raise StoreUnavailable
+        try:
+            count = int(self.client.incrby(key, amount))
+            if count == amount:  # the window's first lease sets its expiry (one round trip otherwise)
+                self.client.expire(key, ttl)
+        except Exception as exc:  # noqa: BLE001 - any store failure: pause, and say so once
+            self._failed(exc)
+            raise StoreUnavailable from exc
+        self._answered()
         return count
+
+    def ping(self) -> None:
+        try:
+            self.client.ping()
+        except Exception as exc:  # noqa: BLE001
+            self._failed(exc)
+            raise StoreUnavailable from exc
+        self._answered()
+
+    def _failed(self, exc: Exception) -> None:
+        with self._lock:
+            self._paused_until = time.monotonic() + STORE_PAUSE_S
+            first = not self._down
+            self._down = True
+        STORE_UP.set(0)
+        if first:
+            logger.warning(
+                "rate-limit store unavailable: requests are let through unlimited until it answers again",
+                extra={"error": f"{type(exc).__name__}: {str(exc)[:200]}", "retry_every_s": STORE_PAUSE_S},
+            )
+
+    def _answered(self) -> None:
+        if self._down:
+            with self._lock:
+                recovered, self._down = self._down, False
+            if recovered:
+                logger.warning("rate-limit store answers again: limits apply")
+        STORE_UP.set(1)
+
+
+def check_store() -> None:
+    """Ask the store once (a worker starting): sets ``analytics_api_rate_limit_store_up``."""
+    store = counters()
+    if isinstance(store, RedisCounters):
+        with contextlib.suppress(StoreUnavailable):  # recorded in the metric and the log
+            store.ping()
 
 
 class LocalCounters:
@@ -133,8 +204,7 @@ class SharedRateThrottle(BaseThrottle):
         lease = lease_size(limit)
         try:
             count = counters().hit(key, period + 1, lease)
-        except Exception:  # noqa: BLE001 - any store failure: fail open, loudly
-            logger.warning("rate-limit store unavailable; request allowed", exc_info=True)
+        except StoreUnavailable:  # fail open (logged once per outage by the store)
             return True
         granted = min(lease, limit - (count - lease))  # the part of this lease under the limit
         if granted <= 0:

@@ -49,11 +49,13 @@ def start_api(port: int, **env: str) -> subprocess.Popen:
     )
 
     def listening() -> bool:
+        """A worker answers (the master accepts connections before its workers are up)."""
         if process.poll() is not None:
             raise AssertionError(f"gunicorn exited: {process.stderr.read()[-2000:]}")
         try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                return True
+            with socket.create_connection(("127.0.0.1", port), timeout=2) as sock:
+                sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
+                return sock.recv(12).startswith(b"HTTP/1.1 200")
         except OSError:
             return False
 

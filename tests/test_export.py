@@ -166,7 +166,7 @@ def test_cells_that_would_run_as_spreadsheet_formulas_are_escaped_by_default(out
     rows = list(csv.DictReader(io.StringIO(body(APIClient().get("/api/outcomes/export/", {"format": "csv"})))))
     by_domain = {row["site_domain"]: row for row in rows}
     risky = by_domain["'@sum.example"]
-    assert risky["user_id"] == "'=HYPERLINK(\"http://x.invalid\",\"y\")" and risky["bid_id"] == "'+1-bid"
+    assert risky["user_id"] == '\'=HYPERLINK("http://x.invalid","y")' and risky["bid_id"] == "'+1-bid"
     assert by_domain["plain.example"]["user_id"] == "'-neg" and by_domain["plain.example"]["bid_id"] == "'\tbid"
     # Programs ask for the values as stored; NDJSON is never escaped.
     raw = body(APIClient().get("/api/outcomes/export/", {"format": "csv", "escape_formulas": "false"}))

@@ -98,6 +98,60 @@ def test_an_unreachable_store_lets_requests_through(settings):
     assert [client.get("/api/outcomes/stats/").status_code for _ in range(3)] == [200, 200, 200]
 
 
+@pytest.mark.django_db(transaction=True)
+def test_with_redis_refused_every_request_is_still_fast_and_the_outage_is_said_once(outcome_factory):
+    """gunicorn as shipped, REDIS_URL at a closed local port: 20 report requests in a row, each
+    under 100 ms (redis-py's default retries took seconds), one warning for the outage, and
+    the store's metric at 0."""
+    import http.client
+
+    from tests.servers import free_port as closed_port
+
+    outcome_factory(3)
+    port = free_port()
+    server = start_api(
+        port,
+        DEBUG="false",
+        DJANGO_SECRET_KEY="k" * 50,
+        ALLOWED_HOSTS="127.0.0.1",
+        API_READ_ACCESS="public",
+        REDIS_URL=f"redis://127.0.0.1:{closed_port()}/0",
+        LOG_LEVEL="INFO",
+    )
+    try:
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+        timings = []
+        for i in range(20):
+            started = time.perf_counter()
+            conn.request("GET", f"/api/outcomes/stats/?site_domain=d{i}.example")  # never cached: computed each time
+            response = conn.getresponse()
+            response.read()
+            timings.append((time.perf_counter() - started) * 1000)
+            assert response.status == 200
+        assert max(timings) < 100, timings
+        metrics = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+        metrics.request("GET", "/metrics")
+        text = metrics.getresponse().read().decode()
+        assert "analytics_api_rate_limit_store_up 0.0" in text
+    finally:
+        out, _err = stop(server)
+    assert out.count("rate-limit store unavailable") == 1, out.count("rate-limit store unavailable")
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_store_metric_is_1_while_redis_answers(outcome_factory):
+    import http.client
+
+    port = free_port()
+    server = start_api(port, REDIS_URL=REDIS_URL)
+    try:
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+        conn.request("GET", "/metrics")
+        assert "analytics_api_rate_limit_store_up 1.0" in conn.getresponse().read().decode()
+    finally:
+        stop(server)
+
+
 def _status(port: int) -> int:
     try:
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/outcomes/stats/", timeout=10) as response:

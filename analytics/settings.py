@@ -174,7 +174,7 @@ if API_PAGE_SIZE > API_MAX_PAGE_SIZE:
 # Page-number pages may not reach past this row (OFFSET cost grows with depth); cursors can.
 API_MAX_PAGE_OFFSET = env_int("API_MAX_PAGE_OFFSET", 10_000, minimum=0)
 # Read answers kept per API process, keyed by URL and database snapshot (outcomes/cache.py).
-API_CACHE_ENTRIES = env_int("API_CACHE_ENTRIES", 256, minimum=0)
+API_CACHE_BYTES = env_int("API_CACHE_BYTES", 32 * 1024 * 1024, minimum=0)
 # Every HTTP request's queries run under this PostgreSQL statement_timeout (0: none); a
 # cancelled query is a 503. Request bodies above API_MAX_BODY_BYTES are a 413 (analytics/guards.py).
 API_STATEMENT_TIMEOUT_MS = env_int("API_STATEMENT_TIMEOUT_MS", 5000, minimum=0)

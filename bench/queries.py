@@ -116,7 +116,7 @@ def main() -> None:
                 # Latencies are of answers computed afresh: the snapshot cache is off here
                 # (it would answer every repeated request from memory); the load phase runs
                 # the API as shipped, cache on.
-                server = start_api(port, {**env, "API_CACHE_ENTRIES": "0"})
+                server = start_api(port, {**env, "API_CACHE_BYTES": "0"})
             last = stage == len(sizes) - 1
             if not args.load_only:
                 stage_results = {"size": size, "load": load_stats, **measure(port, targets, args.requests, naive=last)}

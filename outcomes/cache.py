@@ -9,8 +9,10 @@ served only while nothing has committed since; the first request after a commit 
 afresh. This is Druid's result cache keyed by segment version, with the version PostgreSQL
 already keeps.
 
-The cache lives in each process (no shared store to keep coherent) and holds at most
-``API_CACHE_ENTRIES`` answers, least recently used out first; 0 turns it off. It is
+The cache lives in each process (no shared store to keep coherent) and keeps answers as
+the bytes sent (rendered JSON, not the objects that made them), at most ``API_CACHE_BYTES``
+of them, least recently used out first; an answer larger than an eighth of that is not kept,
+and 0 turns the cache off. So its memory is what it says, whatever the answers. It is
 bypassed inside a transaction (own uncommitted writes do not change the snapshot) and for
 answers that depend on the clock (the caller decides: e.g. a time series without ``end``).
 """
@@ -31,15 +33,19 @@ HIT, MISS, BYPASS = "HIT", "MISS", "BYPASS"
 
 
 class SnapshotCache:
-    def __init__(self, entries: int) -> None:
-        self.entries = entries
-        self._answers: OrderedDict[tuple, Any] = OrderedDict()
+    """Answers (a ``bytes`` body and what goes with it) by key and snapshot, within a budget
+    of ``max_bytes`` (the bodies' sizes; the keys and headers are small beside them)."""
+
+    def __init__(self, max_bytes: int) -> None:
+        self.max_bytes = max_bytes
+        self.size = 0
+        self._answers: OrderedDict[tuple, tuple[bytes, Any]] = OrderedDict()
         self._lock = threading.Lock()
 
-    def get_or_compute(self, key: Hashable, compute: Callable[[], Any]) -> tuple[Any, str]:
-        """(answer, HIT | MISS | BYPASS): ``compute()``'s answer, or the one stored for ``key``
-        at the current snapshot."""
-        if self.entries <= 0 or read_db().in_atomic_block:
+    def get_or_compute(self, key: Hashable, compute: Callable[[], tuple[bytes, Any]]) -> tuple[tuple[bytes, Any], str]:
+        """((body, extra), HIT | MISS | BYPASS): ``compute()``'s answer, or the one stored for
+        ``key`` at the current snapshot."""
+        if self.max_bytes <= 0 or read_db().in_atomic_block:
             return compute(), BYPASS
         full_key = (key, read_alias(), current_snapshot())
         with self._lock:
@@ -47,15 +53,21 @@ class SnapshotCache:
                 self._answers.move_to_end(full_key)
                 return self._answers[full_key], HIT
         answer = compute()
-        with self._lock:
-            self._answers[full_key] = answer
-            while len(self._answers) > self.entries:
-                self._answers.popitem(last=False)
+        body = answer[0]
+        if len(body) <= self.max_bytes // 8:
+            with self._lock:
+                if full_key not in self._answers:
+                    self._answers[full_key] = answer
+                    self.size += len(body)
+                while self.size > self.max_bytes:
+                    _key, (old, _extra) = self._answers.popitem(last=False)
+                    self.size -= len(old)
         return answer, MISS
 
     def clear(self) -> None:
         with self._lock:
             self._answers.clear()
+            self.size = 0
 
 
 def current_snapshot() -> str:
@@ -77,4 +89,4 @@ def current_snapshot() -> str:
     raise AssertionError("unreachable")
 
 
-answers = SnapshotCache(settings.API_CACHE_ENTRIES)
+answers = SnapshotCache(settings.API_CACHE_BYTES)

@@ -102,19 +102,31 @@ def _report(data, source: str) -> Response:
     return Response(data, headers={"X-Report-Source": source})
 
 
-def _cached(request, respond, *, cacheable: bool = True) -> Response:
+def _cached(request, respond, *, cacheable: bool = True) -> HttpResponse | Response:
     """``respond()``'s response, or the one given to the same URL at the current database
-    snapshot (``outcomes.cache``); ``cacheable=False`` for answers that depend on the clock."""
+    snapshot (``outcomes.cache``); ``cacheable=False`` for answers that depend on the clock.
+
+    JSON answers are kept as the bytes sent (the cache's budget is in bytes); another media
+    type (the browsable API's HTML) is computed each time."""
+    if not isinstance(request.accepted_renderer, JSONRenderer):
+        response = respond()
+        response["X-Cache"] = cache.BYPASS
+        return response
 
     def compute():
         response = respond()
-        return response.data, response.status_code, dict(response.items())
+        headers = {name: value for name, value in response.items() if name.lower() != "content-type"}
+        return JSONRenderer().render(response.data), (response.status_code, headers)
 
     if cacheable:
-        (data, code, headers), how = cache.answers.get_or_compute(request.build_absolute_uri(), compute)
+        (body, (code, headers)), how = cache.answers.get_or_compute(request.build_absolute_uri(), compute)
     else:
-        (data, code, headers), how = compute(), cache.BYPASS
-    return Response(data, status=code, headers={**headers, "X-Cache": how})
+        (body, (code, headers)), how = compute(), cache.BYPASS
+    response = HttpResponse(body, status=code, content_type="application/json")
+    for name, value in headers.items():
+        response[name] = value
+    response["X-Cache"] = how
+    return response
 
 
 class TooManyExports(APIException):

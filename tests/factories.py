@@ -64,9 +64,10 @@ def parse_document(document: dict):
     return parsed
 
 
-def raw_outcomes(rows: int) -> None:
+def raw_outcomes(rows: int, *, raw_bytes: int = 0) -> None:
     """``rows`` outcomes inserted straight into the table, no rollups (for what reads raw rows
-    only: exports, lists). Event times one second apart, back from now."""
+    only: exports, lists). Event times one second apart, back from now; ``raw_bytes``: the
+    size of each stored message (``raw_data``), padded."""
     from django.db import connection
 
     with connection.cursor() as cursor:
@@ -75,7 +76,7 @@ def raw_outcomes(rows: int) -> None:
                     currency, enriched, user_interests, auction_timestamp, raw_data)
                SELECT 'raw-' || n, 'user-' || (n %% 1000), 'site-' || (n %% 50) || '.example', n %% 3 > 0,
                       CASE WHEN n %% 3 > 0 THEN 0.5 ELSE 0 END, 0.9, 'USD', true, '["sports", "news"]',
-                      now() - n * interval '1 second', '{}'
+                      now() - n * interval '1 second', jsonb_build_object('pad', md5(n::text) || repeat('x', %s))
                FROM generate_series(1, %s) AS n""",
-            [rows],
+            [raw_bytes, rows],
         )

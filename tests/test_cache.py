@@ -102,19 +102,31 @@ def test_inside_a_transaction_the_cache_is_bypassed(outcome_factory):
 
 
 @pytest.mark.django_db(transaction=True)
-def test_the_cache_holds_at_most_its_size(outcome_factory, monkeypatch):
+def test_the_cache_holds_at_most_its_bytes(outcome_factory, monkeypatch):
     outcome_factory()
-    monkeypatch.setattr(cache.answers, "entries", 2)
+    one = len(get("stats/", {"site_domain": "x.example"}).content)
+    monkeypatch.setattr(cache.answers, "max_bytes", 8 * one + 4)  # room for 8 answers of that size
     cache.answers.clear()
-    for domain in ("a.example", "b.example", "c.example"):
-        assert get("stats/", {"site_domain": domain}).status_code == 200
-    assert len(cache.answers._answers) == 2
+    for i in range(10):  # same-length domains: same-length answers
+        assert get("stats/", {"site_domain": f"{i}.example"}).status_code == 200
+    assert len(cache.answers._answers) == 8 and cache.answers.size <= cache.answers.max_bytes
+    assert get("stats/", {"site_domain": "0.example"})["X-Cache"] == "MISS"  # the oldest went first
+    assert get("stats/", {"site_domain": "9.example"})["X-Cache"] == "HIT"
+    monkeypatch.setattr(cache.answers, "max_bytes", 2 * one + 1)  # an answer over an eighth: not kept
+    cache.answers.clear()
+    assert get("stats/", {"site_domain": "d.example"})["X-Cache"] == "MISS"
+    assert cache.answers.size == 0
+    # What is kept is the bytes sent: a hit is the same body.
+    monkeypatch.setattr(cache.answers, "max_bytes", 10**6)
+    first, second = (get("stats/", {"site_domain": "e.example"}) for _ in range(2))
+    assert second["X-Cache"] == "HIT" and first.content == second.content
+    assert second["Content-Type"] == "application/json" and second["X-Report-Source"] == first["X-Report-Source"]
 
 
 @pytest.mark.django_db(transaction=True)
 def test_size_zero_turns_it_off(outcome_factory, monkeypatch):
     outcome_factory()
-    monkeypatch.setattr(cache.answers, "entries", 0)
+    monkeypatch.setattr(cache.answers, "max_bytes", 0)
     assert [get("stats/")["X-Cache"] for _ in range(2)] == ["BYPASS", "BYPASS"]
 
 

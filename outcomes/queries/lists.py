@@ -22,7 +22,9 @@ COUNT_CAP = 10_000
 
 
 def outcome_list(*, winners_only: bool = False) -> QuerySet[AuctionOutcome]:
-    queryset = AuctionOutcome.objects.all()
+    """The outcomes a list pages through, without ``raw_data`` (up to 64 KB a row, never in
+    an answer: a 1,000-row page would hold megabytes of it)."""
+    queryset = AuctionOutcome.objects.defer("raw_data")
     if winners_only:
         queryset = queryset.filter(win_status=True)
     return queryset

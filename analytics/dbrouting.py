@@ -6,7 +6,9 @@
   ``ReplicaRouter``; raw SQL asks ``read_db()``.
 * If the replica cannot be reached, the request is answered again from the primary and the
   replica is left alone for ``DB_REPLICA_RETRY_SECONDS`` (a warning is logged once each
-  time): reads keep working, on the primary, while the replica is down.
+  time): reads keep working, on the primary, while the replica is down. A query the
+  replica cancelled for running past ``API_STATEMENT_TIMEOUT_MS`` is a slow query, not a
+  dead replica: it is the request's 503, and the replica keeps serving reads.
 * A replica lags its primary (usually by milliseconds): a client that writes then reads at
   once may not see its write yet. Answers are cached per replica snapshot, so they stay exact
   for the state the replica has.
@@ -20,6 +22,7 @@ import time
 
 from django.conf import settings
 from django.db import InterfaceError, OperationalError, connections
+from psycopg2.errors import QueryCanceled
 
 logger = logging.getLogger(__name__)
 _read_alias: contextvars.ContextVar[str] = contextvars.ContextVar("read_alias", default="default")
@@ -72,6 +75,8 @@ class ReadReplicaMiddleware:
         """The replica failed this read: mark it down and answer from the primary."""
         if _read_alias.get() != "replica" or not isinstance(exception, OperationalError | InterfaceError):
             return None
+        if isinstance(exception.__cause__, QueryCanceled):
+            return None  # a statement timeout: the request's own 503 (analytics/guards.py)
         _replica_down_until[0] = time.monotonic() + settings.DB_REPLICA_RETRY_SECONDS
         logger.warning(
             "read replica unavailable; reading from the primary",

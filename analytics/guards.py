@@ -26,13 +26,13 @@ from django.conf import settings
 from django.db import DatabaseError, DataError, InterfaceError, OperationalError, connection
 from django.db.backends.signals import connection_created
 from django.http import JsonResponse
+from psycopg2.errors import QueryCanceled
 
 logger = logging.getLogger(__name__)
 # Refused in query parameters (tab, LF and CR are left to the filters); the OpenAPI schema
 # states the same set (outcomes.schema).
 CONTROL_CHARACTERS = r"\x00-\x08\x0b\x0c\x0e-\x1f\x7f"
 _CONTROL = re.compile(f"[{CONTROL_CHARACTERS}]")
-_QUERY_CANCELED = "57014"
 # True while this thread answers an HTTP request: connections made then get the timeout,
 # those of other threads (an in-process consumer, commands) do not.
 _in_request: contextvars.ContextVar[bool] = contextvars.ContextVar("in_request", default=False)
@@ -122,7 +122,7 @@ class RequestGuardMiddleware:
         if not isinstance(exception, OperationalError | InterfaceError):
             return None
         cause = exception.__cause__
-        if getattr(cause, "pgcode", None) == _QUERY_CANCELED:
+        if isinstance(cause, QueryCanceled):
             detail = (
                 f"The query ran longer than API_STATEMENT_TIMEOUT_MS ({settings.API_STATEMENT_TIMEOUT_MS:,} ms) "
                 "and was cancelled. Narrow the filters or the window, or try again."

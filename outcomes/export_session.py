@@ -29,6 +29,7 @@ import time
 import weakref
 
 from django.conf import settings
+from psycopg2.errors import QueryCanceled
 
 from outcomes.privacy import redacted_params
 
@@ -185,9 +186,9 @@ class ExportBody:
 
 
 def _cancelled(exc: BaseException) -> bool:
-    """A statement timeout (PostgreSQL's query_canceled, 57014), however it is wrapped."""
+    """A statement timeout (PostgreSQL's query_canceled), however it is wrapped."""
     while exc is not None:
-        if getattr(exc, "pgcode", None) == "57014":
+        if isinstance(exc, QueryCanceled):
             return True
         exc = exc.__cause__ or exc.__context__
     return False

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import subprocess
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 
@@ -101,3 +102,36 @@ def primary_count() -> int:
     with connection.cursor() as cursor:
         cursor.execute("SELECT count(*) FROM outcomes_auctionoutcome")
         return cursor.fetchone()[0]
+
+
+def test_a_statement_timeout_on_the_replica_is_a_503_and_the_replica_keeps_serving(outcome_factory):
+    from tests.factories import raw_outcomes
+
+    services("replica-up")
+    outcome_factory(3)
+    raw_outcomes(300_000)  # a report with a filter the rollups lack scans these: slow
+    wait_for_replica(300_003)
+    port = free_port()
+    server = start_api(
+        port,
+        DB_REPLICA_HOST="127.0.0.1",
+        DB_REPLICA_PORT=str(REPLICA_PORT),
+        API_STATEMENT_TIMEOUT_MS="30",
+        API_CACHE_BYTES="0",
+        LOG_LEVEL="WARNING",
+    )
+    try:
+        slow = f"http://127.0.0.1:{port}/api/outcomes/stats/?min_price=0.10"
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(slow, timeout=30)
+        assert refused.value.code == 503 and "API_STATEMENT_TIMEOUT_MS" in refused.value.read().decode()
+        # Still the replica: frozen, it does not see what the primary stores next.
+        services("replica-pause")
+        try:
+            outcome_factory(2)
+            assert total(port) == 3, "reads moved to the primary after a slow query"
+        finally:
+            services("replica-resume")
+    finally:
+        out, err = stop(server)
+    assert "read replica unavailable" not in out + err

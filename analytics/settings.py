@@ -7,6 +7,7 @@ starts serving. Names follow the service specification (DJANGO_SECRET_KEY, DB_*,
 
 from __future__ import annotations
 
+from datetime import timedelta
 from pathlib import Path
 
 from django.core.exceptions import ImproperlyConfigured
@@ -53,6 +54,7 @@ INSTALLED_APPS = [
     "drf_spectacular",
     "drf_spectacular_sidecar",
     "rest_framework_api_key",
+    "axes",
     "outcomes",
 ]
 
@@ -70,7 +72,23 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "axes.middleware.AxesMiddleware",  # last: answers a locked-out login with a 429
 ]
+
+# ---------------------------------------------------------------- failed logins
+# Repeated wrong passwords lock out the client address and the account (django-axes), each
+# for AUTH_LOCKOUT_MINUTES after AUTH_FAILURE_LIMIT failures; a right password meanwhile is
+# refused too. `manage.py axes_reset` (or the admin's Axes pages) lifts a lockout. Bad API
+# keys from one address are limited the same way (outcomes/permissions.py).
+AUTHENTICATION_BACKENDS = ["axes.backends.AxesStandaloneBackend", "django.contrib.auth.backends.ModelBackend"]
+AUTH_FAILURE_LIMIT = env_int("AUTH_FAILURE_LIMIT", 5, minimum=1)
+AUTH_LOCKOUT_MINUTES = env_int("AUTH_LOCKOUT_MINUTES", 15, minimum=1)
+AXES_FAILURE_LIMIT = AUTH_FAILURE_LIMIT
+AXES_COOLOFF_TIME = timedelta(minutes=AUTH_LOCKOUT_MINUTES)
+AXES_LOCKOUT_PARAMETERS = ["ip_address", "username"]
+AXES_RESET_ON_SUCCESS = True
+AXES_CLIENT_IP_CALLABLE = "outcomes.throttling.client_address"  # as the rate limits see it (API_NUM_PROXIES)
+AXES_VERBOSE = False  # failures are logged by the handler below, as JSON lines
 
 ROOT_URLCONF = "analytics.urls"
 WSGI_APPLICATION = "analytics.wsgi.application"

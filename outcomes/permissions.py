@@ -26,11 +26,12 @@ import time
 from django.conf import settings
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from rest_framework.authentication import BaseAuthentication
-from rest_framework.exceptions import AuthenticationFailed
+from rest_framework.exceptions import AuthenticationFailed, Throttled
 from rest_framework.permissions import SAFE_METHODS, BasePermission
 from rest_framework_api_key.permissions import KeyParser
 
 from outcomes.models import APIKey
+from outcomes.throttling import client_address, failed_keys
 
 # What the library generates: an 8-character prefix, a dot, a 32-character secret. Checked
 # before any database look-up, so hostile bytes in the header never reach a query.
@@ -98,14 +99,23 @@ class APIKeyAuthentication(BaseAuthentication):
             # at once that it is not accepted (the header itself is never echoed).
             raise AuthenticationFailed(f"Unsupported authorization scheme: send 'Authorization: {self.keyword} <key>'.")
         key = key.strip()
-        if not _KEY.fullmatch(key):
-            raise AuthenticationFailed("Invalid API key.")
-        api_key = verified_keys.get(key)
+        api_key = verified_keys.get(key) if _KEY.fullmatch(key) else None
         if api_key is None:
+            address = client_address(request)
+            wait = failed_keys.retry_after(address)
+            if wait is not None:
+                raise Throttled(
+                    wait=wait,
+                    detail=f"Too many invalid API keys from this address; retry in {int(wait) + 1} s.",
+                )
+            if not _KEY.fullmatch(key):
+                failed_keys.record(address)
+                raise AuthenticationFailed("Invalid API key.")
             try:
                 api_key = APIKey.objects.get_from_key(key)
             except APIKey.DoesNotExist:
                 # Unknown prefix, wrong secret, or revoked (the library only looks among usable keys).
+                failed_keys.record(address)
                 raise AuthenticationFailed("Invalid or revoked API key.") from None
             verified_keys.put(key, api_key)
         if api_key.has_expired:

@@ -173,6 +173,43 @@ class _Leases:
 _leases = _Leases()
 
 
+def client_address(request) -> str:
+    """The client's address as the limits see it: the socket's, or behind ``API_NUM_PROXIES``
+    trusted proxies the entry they added to ``X-Forwarded-For`` (DRF's rule): a client
+    cannot pick its own. Also django-axes' (AXES_CLIENT_IP_CALLABLE) for failed logins."""
+    return BaseThrottle().get_ident(request)
+
+
+class FailedKeys:
+    """Invalid API keys sent from one address, counted in the limit store per window of
+    ``AUTH_LOCKOUT_MINUTES``: from ``AUTH_FAILURE_LIMIT`` on, that address is refused (429)
+    until the window ends, whatever key it sends (no guessing keys at request speed)."""
+
+    def retry_after(self, address: str) -> float | None:
+        key, period, now = self._key(address)
+        try:
+            count = counters().hit(key, period + 1, 0)
+        except StoreUnavailable:
+            return None
+        if count >= settings.AUTH_FAILURE_LIMIT:
+            return (int(now // period) + 1) * period - now
+        return None
+
+    def record(self, address: str) -> None:
+        key, period, _now = self._key(address)
+        with contextlib.suppress(StoreUnavailable):
+            counters().hit(key, period + 1, 1)
+
+    @staticmethod
+    def _key(address: str) -> tuple[str, int, float]:
+        period = settings.AUTH_LOCKOUT_MINUTES * 60
+        now = time.time()
+        return f"badkey:{address}:{period}:{int(now // period)}", period, now
+
+
+failed_keys = FailedKeys()
+
+
 def lease_size(limit: int) -> int:
     """1 (exact) for limits under 400 per window; 1/200 of larger ones, at most 50."""
     return max(1, min(50, limit // 200))

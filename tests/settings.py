@@ -12,5 +12,8 @@ os.environ.setdefault("CONSUMER_METRICS_PORT", "0")
 # turns them on (tests/test_throttling.py).
 os.environ.setdefault("API_RATE_LIMIT_KEY", "off")
 os.environ.setdefault("API_RATE_LIMIT_ANON", "off")
+# Likewise bad credentials: many tests send wrong keys and passwords on purpose. The tests of
+# the lockouts set a limit of their own (tests/test_admin.py, tests/test_api_access.py).
+os.environ.setdefault("AUTH_FAILURE_LIMIT", "1000000")
 
 from analytics.settings import *  # noqa: E402,F403

@@ -175,3 +175,42 @@ def test_replay_selected_runs_the_replay_service(admin_client):
     assert not AuctionOutcome.objects.filter(bid_id="not-selected").exists()
     fixed.refresh_from_db(), broken.refresh_from_db(), untouched.refresh_from_db()
     assert fixed.replayed_at is not None and broken.replayed_at is None and untouched.replayed_at is None
+
+
+def test_repeated_wrong_passwords_lock_the_login_out(client, settings):
+    from django.core.management import call_command
+
+    settings.AUTH_FAILURE_LIMIT = settings.AXES_FAILURE_LIMIT = 5  # the shipped default
+    User.objects.create_superuser("root", "root@example.com", "the-right-password-1")
+    codes = []
+    started = __import__("time").monotonic()
+    for _ in range(30):
+        response = client.post("/admin/login/", {"username": "root", "password": "wrong"}, REMOTE_ADDR="10.1.2.3")
+        codes.append(response.status_code)
+    assert codes[: settings.AUTH_FAILURE_LIMIT - 1] == [200] * (settings.AUTH_FAILURE_LIMIT - 1)  # form again
+    assert set(codes[settings.AUTH_FAILURE_LIMIT :]) == {429}  # then locked out
+    assert __import__("time").monotonic() - started < 30
+    # The right password during the lockout is refused too (from this address, and for this account).
+    locked = client.post(
+        "/admin/login/", {"username": "root", "password": "the-right-password-1"}, REMOTE_ADDR="10.1.2.3"
+    )
+    assert locked.status_code == 429 and b"locked" in locked.content.lower()
+    elsewhere = client.post(
+        "/admin/login/", {"username": "root", "password": "the-right-password-1"}, REMOTE_ADDR="10.9.9.9"
+    )
+    assert elsewhere.status_code == 429  # the account is locked wherever its password is tried
+    # An operator lifts it; then the right password logs in.
+    call_command("axes_reset")
+    ok = client.post("/admin/login/", {"username": "root", "password": "the-right-password-1"}, REMOTE_ADDR="10.1.2.3")
+    assert ok.status_code == 302
+
+
+def test_replaying_dead_letters_needs_its_own_permission(client, person):
+    DeadLetter.objects.create(topic="t", partition=0, offset=1, value=b"x", reason="invalid_json", detail="d")
+    viewer = person("view_deadletter", staff=True)
+    client.force_login(viewer)
+    page = client.get("/admin/outcomes/deadletter/")
+    assert page.status_code == 200 and "replay_selected" not in page.content.decode()
+    replayer = person("view_deadletter", "replay_deadletter", staff=True)
+    client.force_login(replayer)
+    assert "replay_selected" in client.get("/admin/outcomes/deadletter/").content.decode()

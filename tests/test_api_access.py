@@ -281,3 +281,24 @@ def test_the_schema_declares_who_may_call_each_operation(settings, read_access):
             anonymous = {} in operation["security"]
             assert {"ApiKeyAuth": []} in operation["security"], (method, path)
             assert anonymous == (method == "get" and read_access == "public"), (method, path)
+
+
+def test_repeated_invalid_keys_from_one_address_are_refused_for_a_while(settings):
+    import redis
+
+    settings.API_READ_ACCESS = "authenticated"
+    settings.AUTH_FAILURE_LIMIT = 5  # the shipped default
+    settings.REDIS_URL = "redis://127.0.0.1:6379/15"  # a database the tests own
+    redis.Redis.from_url(settings.REDIS_URL).flushdb()
+    client = APIClient()
+    wrong = "Api-Key abcdefgh.abcdefghabcdefghabcdefghabcdefgh"
+    codes = [
+        client.get("/api/outcomes/", HTTP_AUTHORIZATION=wrong, REMOTE_ADDR="10.4.4.4").status_code for _ in range(8)
+    ]
+    limit = settings.AUTH_FAILURE_LIMIT
+    assert codes == [401] * limit + [429] * (8 - limit)
+    refused = client.get("/api/outcomes/", HTTP_AUTHORIZATION="Api-Key " + new_key("read"), REMOTE_ADDR="10.4.4.4")
+    assert refused.status_code == 429 and "invalid API keys from this address" in refused.json()["detail"]
+    assert 1 <= int(refused["Retry-After"]) <= settings.AUTH_LOCKOUT_MINUTES * 60
+    # Another address is not concerned.
+    assert client.get("/api/outcomes/", HTTP_AUTHORIZATION=wrong, REMOTE_ADDR="10.5.5.5").status_code == 401

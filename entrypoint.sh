@@ -1,10 +1,14 @@
 #!/usr/bin/env bash
 # Container entrypoint: one image, two roles.
 #
-#   ./entrypoint.sh api        migrations (safe with concurrent replicas), then gunicorn
-#   ./entrypoint.sh consumer   migrations, then the Kafka consumer (process_outcomes)
+#   ./entrypoint.sh api        the api role's settings checked, migrations (safe with concurrent
+#                              replicas), static files collected if missing, then gunicorn
+#   ./entrypoint.sh consumer   the consumer's settings checked, migrations, then the Kafka
+#                              consumer (process_outcomes)
 #   ./entrypoint.sh manage …   any management command
 #
+# A role stops before it migrates when a setting it needs is missing or unsafe, naming it
+# (manage.py check_role; analytics/roles.py).
 # `exec` replaces this shell so SIGTERM from Kubernetes reaches gunicorn / the consumer.
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -24,10 +28,13 @@ migrate() {
 
 case "$role" in
   api)
+    "$PYTHON" manage.py check_role api
     migrate
+    "$PYTHON" manage.py ensure_static
     exec "$PYTHON" -m gunicorn --config gunicorn.conf.py analytics.wsgi:application "$@"
     ;;
   consumer)
+    "$PYTHON" manage.py check_role consumer
     migrate
     exec "$PYTHON" manage.py process_outcomes "$@"
     ;;

@@ -41,6 +41,30 @@ logconfig_dict = gunicorn_logconfig(loglevel.upper(), access=_access)
 forwarded_allow_ips = os.environ.get("GUNICORN_FORWARDED_ALLOW_IPS", "127.0.0.1")
 
 
+def on_starting(server):
+    """The api role's checks (analytics/roles.py), once, before any worker starts: a missing
+    or unsafe setting stops the server with a message naming it. Settings only, no apps: the
+    master must not create metrics of its own (they would outlive its workers)."""
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "analytics.settings")
+    from django.core.exceptions import ImproperlyConfigured
+
+    from analytics import roles
+
+    try:
+        roles.require("api")
+    except ImproperlyConfigured as exc:
+        server.log.error(str(exc))
+        raise SystemExit(1) from None
+    from django.conf import settings
+
+    if not settings.DEBUG and not os.path.exists(os.path.join(settings.STATIC_ROOT, "staticfiles.json")):
+        server.log.warning(
+            "static files are not collected (%s has no staticfiles.json): admin and dashboard pages fail "
+            "until `manage.py collectstatic` runs (./entrypoint.sh api runs it when needed)",
+            settings.STATIC_ROOT,
+        )
+
+
 def post_worker_init(worker):
     """Ready before the first request: the URLconf imported (every view module: ~0.35 s that
     the first request of each worker paid otherwise, again after every recycling), and the

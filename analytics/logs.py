@@ -7,7 +7,9 @@ request's lines carrying its request id.
 * ``RequestIdFilter`` (on the handler) adds ``request_id`` to every record logged meanwhile.
 * ``JsonLineFormatter`` turns gunicorn's access records (a format string and a dict of
   atoms) into fields, so an access line is JSON with ``status``, ``duration_ms``… rather
-  than JSON inside a string.
+  than JSON inside a string. User ids never reach a line: the access line's ``query`` and
+  the request Django attaches to its 4xx/5xx lines are written with them redacted
+  (``analytics.privacy``).
 
 Nothing here imports Django settings: gunicorn's configuration loads it before Django.
 """
@@ -20,6 +22,8 @@ import re
 import uuid
 
 from pythonjsonlogger.json import JsonFormatter
+
+from analytics.privacy import redacted_query
 
 request_id: contextvars.ContextVar[str | None] = contextvars.ContextVar("request_id", default=None)
 _SANE = re.compile(r"[A-Za-z0-9._-]{1,128}")
@@ -87,6 +91,12 @@ class JsonLineFormatter(JsonFormatter):
                 value = atoms[atom]  # gunicorn's atoms give "-" for what is missing
                 if value not in (None, "-", ""):
                     log_record[field] = int(value) if field in ("status", "bytes", "duration_ms") else value
+            if "query" in log_record:
+                log_record["query"] = redacted_query(log_record["query"])
+        request = getattr(record, "request", None)
+        if request is not None and hasattr(request, "META"):  # Django's request on its 4xx/5xx lines
+            query = redacted_query(request.META.get("QUERY_STRING", ""))
+            log_record["request"] = f"{request.method} {request.path}" + (f"?{query}" if query else "")
 
 
 def json_logging(level: str, loggers: dict) -> dict:

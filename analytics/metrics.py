@@ -63,7 +63,7 @@ _route_names: dict[str, str] = {}
 def route_of(request) -> str:
     match = getattr(request, "resolver_match", None)
     if match is None:
-        return "unmatched"
+        return getattr(request, "probe_route", "unmatched")  # analytics.health.ProbeMiddleware
     route = _route_names.get(match.route)
     if route is None:
         route = "/" + _GROUP.sub(r"{\1}", match.route).replace("^", "").replace("$", "").replace("\\.", ".")

@@ -1,8 +1,11 @@
 """Settings for the analytics service, all read from the environment.
 
-Fails fast: with DEBUG=False a missing or unsafe value (secret key, database password,
-allowed hosts) raises ImproperlyConfigured naming the variable, so a bad deployment never
-starts serving. Names follow the service specification (DJANGO_SECRET_KEY, DB_*, KAFKA_*).
+Fails fast: a value that does not parse, or a database password missing with DEBUG=False,
+raises ImproperlyConfigured naming the variable. What only one role uses (the API's secret
+key, host names and Redis; the privacy key of the roles that write) is demanded by that
+role at its start (analytics/roles.py), so a migration job or a consumer-only host never
+fails for a setting it does not read. Names follow the service specification
+(DJANGO_SECRET_KEY, DB_*, KAFKA_*).
 """
 
 from __future__ import annotations
@@ -10,36 +13,28 @@ from __future__ import annotations
 from datetime import timedelta
 from pathlib import Path
 
+from csp import constants as csp
 from django.core.exceptions import ImproperlyConfigured
 
 from analytics.consumer_settings import ConsumerSettings
-from analytics.env import env_bool, env_int, env_list, env_str, parse_rate
+from analytics.env import env_bool, env_choice, env_int, env_list, env_str, parse_rate
 from analytics.logs import json_logging
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
 DEBUG = env_bool("DEBUG", False)
 
-# Placeholders that appear in the specification and manifests; never acceptable in production.
-_PLACEHOLDER_SECRETS = {"production-secret-key", "your-secret-key", "changeme", "change-me", "secret"}
 _DEV_SECRET_KEY = "django-insecure-local-development-key-do-not-use-in-production"  # noqa: S105 - DEBUG only
 
-if DEBUG:
-    SECRET_KEY = env_str("DJANGO_SECRET_KEY", _DEV_SECRET_KEY)
-else:
-    SECRET_KEY = env_str("DJANGO_SECRET_KEY")
-    if SECRET_KEY in _PLACEHOLDER_SECRETS or SECRET_KEY.startswith("django-insecure") or len(SECRET_KEY) < 32:
-        raise ImproperlyConfigured(
-            "DJANGO_SECRET_KEY is unsafe for DEBUG=False: use a random value of at least 32 characters "
-            "(python -c 'import secrets; print(secrets.token_urlsafe(50))')."
-        )
+# Each role's start-up checks (analytics/roles.py): on unless DEBUG was set (read here, once:
+# test runners turn settings.DEBUG off while keeping development defaults).
+ROLE_CHECKS = not DEBUG
 
-if DEBUG:
-    ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", ["127.0.0.1", "localhost", "[::1]", "testserver"])
-else:
-    ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", [])
-    if not ALLOWED_HOSTS:
-        raise ImproperlyConfigured("ALLOWED_HOSTS is required when DEBUG=False (comma-separated host names).")
+# The API's (sessions, CSRF tokens): required and checked by the api role.
+SECRET_KEY = env_str("DJANGO_SECRET_KEY", _DEV_SECRET_KEY if DEBUG else "")
+ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", ["127.0.0.1", "localhost", "[::1]", "testserver"] if DEBUG else [])
+# Origins a browser's admin login may post from, e.g. https://analytics.example.com (behind a
+# TLS ingress Django sees http and would refuse the https Origin otherwise).
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", [])
 
 INSTALLED_APPS = [
@@ -55,12 +50,15 @@ INSTALLED_APPS = [
     "drf_spectacular_sidecar",
     "rest_framework_api_key",
     "axes",
+    "csp",
     "outcomes",
 ]
 
 MIDDLEWARE = [
     "analytics.metrics.MetricsMiddleware",
+    "analytics.health.ProbeMiddleware",  # before anything reads the Host header: probes come by pod IP
     "django.middleware.security.SecurityMiddleware",
+    "csp.middleware.CSPMiddleware",
     "analytics.logs.RequestIdMiddleware",
     "analytics.guards.RequestGuardMiddleware",
     "analytics.dbrouting.ReadReplicaMiddleware",
@@ -88,7 +86,13 @@ AXES_COOLOFF_TIME = timedelta(minutes=AUTH_LOCKOUT_MINUTES)
 AXES_LOCKOUT_PARAMETERS = ["ip_address", "username"]
 AXES_RESET_ON_SUCCESS = True
 AXES_CLIENT_IP_CALLABLE = "outcomes.throttling.client_address"  # as the rate limits see it (API_NUM_PROXIES)
-AXES_VERBOSE = False  # failures are logged by the handler below, as JSON lines
+AXES_VERBOSE = False  # no start-up banner; each failure and lockout is still a warning (a JSON line)
+
+# ---------------------------------------------------------------- erasure
+# The key of the hashes that stand for erased users (their tombstones, the erasure audit
+# line): never change it, or erased users' late messages are stored again. Required by the
+# roles that write (analytics/roles.py).
+PRIVACY_HASH_KEY = env_str("PRIVACY_HASH_KEY", "development-privacy-hash-key-not-for-production" if DEBUG else "")
 
 ROOT_URLCONF = "analytics.urls"
 WSGI_APPLICATION = "analytics.wsgi.application"
@@ -125,6 +129,11 @@ DATABASES = {
         "OPTIONS": {
             "connect_timeout": env_int("DB_CONNECT_TIMEOUT", 5, minimum=1),
             "application_name": env_str("DB_APPLICATION_NAME", "analytics-service"),
+            # libpq's: "require" (or "verify-full" with DB_SSLROOTCERT) where the network is shared.
+            "sslmode": env_choice(
+                "DB_SSLMODE", "prefer", ("disable", "allow", "prefer", "require", "verify-ca", "verify-full")
+            ),
+            **({"sslrootcert": env_str("DB_SSLROOTCERT")} if env_str("DB_SSLROOTCERT", "") else {}),
             # Requests read small rollups: starting parallel workers costs more than it saves
             # (measured: a 60k-row breakdown takes 33 ms with 2 workers, 19 ms without).
             "options": f"-c max_parallel_workers_per_gather={env_int('DB_MAX_PARALLEL_WORKERS', 0, minimum=0)}",
@@ -175,14 +184,40 @@ CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
 if env_bool("DJANGO_SECURE_PROXY_SSL_HEADER", False):
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 SECURE_SSL_REDIRECT = env_bool("DJANGO_SECURE_SSL_REDIRECT", False)
-SECURE_HSTS_SECONDS = env_int("DJANGO_SECURE_HSTS_SECONDS", 0, minimum=0)
+# Browsers that reached the service over HTTPS keep to it for a year (sent only on HTTPS
+# responses: through the TLS ingress with DJANGO_SECURE_PROXY_SSL_HEADER, never to probes).
+SECURE_HSTS_SECONDS = env_int("DJANGO_SECURE_HSTS_SECONDS", 0 if DEBUG else 31_536_000, minimum=0)
 # In the cluster the service speaks plain HTTP (probes, in-cluster clients) and TLS ends at
-# the ingress, so these are off by default; say so to `check --deploy` rather than ignore it.
+# the ingress, which redirects; say so to `check --deploy` rather than ignore it.
 SILENCED_SYSTEM_CHECKS = []
 if not SECURE_SSL_REDIRECT:
     SILENCED_SYSTEM_CHECKS.append("security.W008")
-if not SECURE_HSTS_SECONDS:
-    SILENCED_SYSTEM_CHECKS.append("security.W004")
+# Other subdomains and the browsers' preload list are the domain owner's decision: opt-in.
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("DJANGO_SECURE_HSTS_INCLUDE_SUBDOMAINS", False)
+SECURE_HSTS_PRELOAD = env_bool("DJANGO_SECURE_HSTS_PRELOAD", False)
+if not SECURE_HSTS_INCLUDE_SUBDOMAINS:
+    SILENCED_SYSTEM_CHECKS.append("security.W005")
+if not SECURE_HSTS_PRELOAD:
+    SILENCED_SYSTEM_CHECKS.append("security.W021")
+
+# Content-Security-Policy (django-csp) of every HTML page: scripts, styles and everything else
+# from this server only, no inline script, no framing. The dashboard and the admin keep to it
+# (the browser tests fail on any violation); the API docs send a looser one of their own
+# (Swagger UI and Redoc start from inline scripts: analytics/urls.py).
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": [csp.SELF],
+        "script-src": [csp.SELF],
+        "style-src": [csp.SELF],
+        "img-src": [csp.SELF, "data:"],
+        "font-src": [csp.SELF],
+        "connect-src": [csp.SELF],
+        "object-src": [csp.NONE],
+        "base-uri": [csp.NONE],
+        "frame-ancestors": [csp.NONE],
+        "form-action": [csp.SELF],
+    }
+}
 
 # ---------------------------------------------------------------- API
 API_PAGE_SIZE = env_int("API_PAGE_SIZE", 100, minimum=1)
@@ -219,15 +254,9 @@ if API_READ_ACCESS not in ("public", "authenticated"):
 REDIS_URL = env_str("REDIS_URL", "")
 API_RATE_LIMIT_KEY = env_str("API_RATE_LIMIT_KEY", "6000/minute")
 API_RATE_LIMIT_ANON = env_str("API_RATE_LIMIT_ANON", "600/minute")
-_limits_on = [
-    parse_rate(API_RATE_LIMIT_KEY, "API_RATE_LIMIT_KEY"),
-    parse_rate(API_RATE_LIMIT_ANON, "API_RATE_LIMIT_ANON"),
-]
-if any(_limits_on) and not REDIS_URL and not DEBUG:
-    raise ImproperlyConfigured(
-        "REDIS_URL is required with DEBUG=False while API_RATE_LIMIT_KEY or API_RATE_LIMIT_ANON is on: every API "
-        "process must share the counters (e.g. redis://redis:6379/0). Set both to 'off' to run without limits."
-    )
+API_RATE_LIMITS_ON = any(
+    (parse_rate(API_RATE_LIMIT_KEY, "API_RATE_LIMIT_KEY"), parse_rate(API_RATE_LIMIT_ANON, "API_RATE_LIMIT_ANON"))
+)  # then the api role needs REDIS_URL (analytics/roles.py)
 if REDIS_URL and not REDIS_URL.startswith(("redis://", "rediss://", "unix://")):
     raise ImproperlyConfigured(f"REDIS_URL={REDIS_URL!r} must start with redis://, rediss:// or unix://.")
 

@@ -78,15 +78,15 @@ def main() -> None:
     admin.cursor().execute(f'CREATE DATABASE "{BENCH_DB}"')
     import secrets
 
-    # The consumer runs with production settings (DEBUG off: no query log, as deployed).
+    # The consumer runs with production settings (DEBUG off: no query log, as deployed), and
+    # only what its role needs (no API secret, host names or Redis).
     env = {
-        **os.environ,
+        **{k: v for k, v in os.environ.items() if k not in ("REDIS_URL", "ALLOWED_HOSTS", "DJANGO_SECRET_KEY")},
         "DB_NAME": BENCH_DB,
         "KAFKA_BROKERS": brokers,
         "CONSUMER_METRICS_PORT": "0",
         "DEBUG": "false",
-        "DJANGO_SECRET_KEY": secrets.token_urlsafe(50),
-        "ALLOWED_HOSTS": "localhost",
+        "PRIVACY_HASH_KEY": secrets.token_urlsafe(32),
         "DB_PASSWORD": db["PASSWORD"],
     }
     try:

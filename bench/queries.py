@@ -331,6 +331,7 @@ def api_env(database: str, password: str, **overrides: str) -> dict:
         "DEBUG": "false",
         "DJANGO_SECRET_KEY": secrets.token_urlsafe(50),
         "ALLOWED_HOSTS": "127.0.0.1,localhost",
+        "PRIVACY_HASH_KEY": secrets.token_urlsafe(32),
         "DB_PASSWORD": password,
         "GUNICORN_ACCESS_LOG": "false",
         "LOG_LEVEL": "WARNING",

@@ -120,7 +120,7 @@ class ReplayedFilter(admin.SimpleListFilter):
 
 
 def _pretty_json(value) -> str:
-    return format_html("<pre style='white-space: pre-wrap'>{}</pre>", json.dumps(value, indent=2, sort_keys=True))
+    return format_html('<pre class="outcomes-json">{}</pre>', json.dumps(value, indent=2, sort_keys=True))
 
 
 def _seconds(moment) -> str:
@@ -133,6 +133,9 @@ def _seconds(moment) -> str:
 
 @admin.register(AuctionOutcome)
 class AuctionOutcomeAdmin(EstimatedCount, admin.ModelAdmin):
+    class Media:
+        css = {"all": ["outcomes/admin.css"]}  # no inline styles under the pages' CSP
+
     # Compact columns (a UUID bid id on one line, the result and its price in one column,
     # enriched as a filter), so every column stays on screen at 1280 px and up.
     list_display = (
@@ -162,27 +165,24 @@ class AuctionOutcomeAdmin(EstimatedCount, admin.ModelAdmin):
         # One line, small monospace, cut with an ellipsis after ~16 characters (whole on hover
         # and on the outcome's page): a UUID would take 250 px or wrap over four lines.
         return format_html(
-            '<span title="{}" style="font: 0.85em monospace; white-space: nowrap; display: inline-block; '
-            'max-width: 16ch; overflow: hidden; text-overflow: ellipsis; vertical-align: bottom">{}</span>',
+            '<span title="{}" class="outcomes-bid-id">{}</span>',
             obj.bid_id,
             obj.bid_id,
         )
 
     @admin.display(description="auction time", ordering="event_time")
     def auction_time(self, obj):
-        return format_html(
-            '<span style="white-space: nowrap">{}</span>', _seconds(obj.auction_timestamp or obj.timestamp)
-        )
+        return format_html('<span class="outcomes-nowrap">{}</span>', _seconds(obj.auction_timestamp or obj.timestamp))
 
     @admin.display(description="result", ordering="win_price")
     def result(self, obj):
         return format_html(
-            '<span style="white-space: nowrap">{}</span>', f"won at {obj.win_price}" if obj.win_status else "lost"
+            '<span class="outcomes-nowrap">{}</span>', f"won at {obj.win_price}" if obj.win_status else "lost"
         )
 
     @admin.display(description="stored", ordering="timestamp")
     def stored_at(self, obj):
-        return format_html('<span style="white-space: nowrap">{}</span>', _seconds(obj.timestamp))
+        return format_html('<span class="outcomes-nowrap">{}</span>', _seconds(obj.timestamp))
 
     def get_search_results(self, request, queryset, search_term):
         term = search_term.strip()
@@ -207,6 +207,9 @@ class AuctionOutcomeAdmin(EstimatedCount, admin.ModelAdmin):
 
 @admin.register(DeadLetter)
 class DeadLetterAdmin(EstimatedCount, admin.ModelAdmin):
+    class Media:
+        css = {"all": ["outcomes/admin.css"]}  # no inline styles under the pages' CSP
+
     list_display = ("id", "reason_code", "topic", "partition", "offset", "short_detail", "created_at", "replayed_at")
     list_filter = (ReasonFilter, ReplayedFilter, "topic")
     actions = ["replay_selected"]
@@ -263,7 +266,7 @@ class DeadLetterAdmin(EstimatedCount, admin.ModelAdmin):
 
     @admin.display(description="value (UTF-8, undecodable bytes shown as \\x..)")
     def value_text(self, obj):
-        return format_html("<pre style='white-space: pre-wrap'>{}</pre>", _bytes_text(obj.value))
+        return format_html('<pre class="outcomes-json">{}</pre>', _bytes_text(obj.value))
 
     def has_add_permission(self, request):
         return False

@@ -31,7 +31,7 @@ import weakref
 from django.conf import settings
 from psycopg2.errors import QueryCanceled
 
-from outcomes.privacy import redacted_params
+from analytics.privacy import redacted_params
 
 audit_log = logging.getLogger("outcomes.audit")
 logger = logging.getLogger(__name__)

@@ -200,6 +200,21 @@ class DeadLetter(models.Model):
         return f"{self.topic}[{self.partition}]@{self.offset}: {self.reason}"
 
 
+class ErasedUser(models.Model):
+    """A user erased on request (``manage.py erase_user``): a tombstone the write service
+    checks, so a late Kafka message or a replayed dead letter never stores them again. Only a
+    keyed hash of the id (``analytics.privacy.user_hash`` with ``PRIVACY_HASH_KEY``) is kept."""
+
+    user_hash = models.CharField(max_length=64, unique=True)
+    erased_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        verbose_name = "erased user"
+
+    def __str__(self) -> str:
+        return f"{self.user_hash[:12]}… erased {self.erased_at:%Y-%m-%d}"
+
+
 class LostOffsets(models.Model):
     """Messages a consumer group never read because Kafka deleted them first: when a
     partition was assigned, its stored next offset lay before the partition's first offset

@@ -320,9 +320,13 @@ def rebuild_reach_buckets(cursor, hours: Iterable[datetime]) -> None:
 
     Used after deletes and updates, which a HyperLogLog sketch cannot subtract. The sketch
     rows are deleted first and the raw rows read after, so a write committed in between is
-    either in the raw read or keeps its own sketch row (a sketch union is idempotent).
+    either in the raw read or keeps its own sketch row (a sketch union is idempotent). Hours
+    before ``raw_rows_start()`` are left alone (their raw rows are gone).
     """
-    hours = sorted(set(hours))
+    # Never where the raw rows were pruned: rebuilt from the few left there (a late outcome),
+    # the sketch would forget every user of that time. There it stays as it is.
+    cut = raw_rows_start()
+    hours = sorted({h for h in hours if cut is None or h >= cut})
     if not hours:
         return
     days = sorted({truncate(h, "day") for h in hours})

@@ -50,18 +50,25 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 import orjson
+from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
 from django.db import IntegrityError, connection, transaction
 from psycopg2.extras import execute_values
 
+from analytics.privacy import user_hash
 from outcomes import rollups
 from outcomes.ingest.messages import InvalidOutcome, OutcomeEvent, parse_outcome
-from outcomes.models import AuctionOutcome, LostOffsets, RawRetention
+from outcomes.models import AuctionOutcome, ErasedUser, LostOffsets, RawRetention
 
 logger = logging.getLogger(__name__)
 
 OUTCOME_TABLE = "outcomes_auctionoutcome"
 OFFSET_TABLE = "outcomes_consumeroffset"
 DEAD_LETTER_TABLE = "outcomes_deadletter"
+ERASED_TABLE = ErasedUser._meta.db_table
+# A dead letter keeps at most this much of its message (an oversized one was kept whole:
+# megabytes, perhaps personal data); its detail says when it was cut.
+DEAD_LETTER_MAX_BYTES = 65_536
 STAGE_TABLE = "outcome_stage"
 UNIQUE_VIOLATION = "23505"
 
@@ -179,6 +186,7 @@ class PreparedBatch:
 class WriteResult:
     stored: int = 0
     duplicates: int = 0
+    erased: int = 0  # outcomes of erased users, left out (``ErasedUser``)
     dead_lettered: Counter = field(default_factory=Counter)
     newest_event_time: datetime | None = None
     used_fallback: bool = False
@@ -253,6 +261,8 @@ def _write_batch(prepared: PreparedBatch, consumer_group: str, *, fast: bool) ->
                 _add_timeless(reach, inserted_events, cursor)
                 rollups.append_inserted(cursor, after_id=mark, last_id=None if fast else prepared.last_inserted_id)
                 rollups.append_reach(cursor, reach)
+                result.erased = _drop_erased(cursor, after_id=mark, users={e.user_id for e, _ in inserted_events})
+                result.stored -= result.erased
         if rejected:
             _insert_dead_letters(cursor, rejected, consumer_group)
         for (topic, partition), progress in sorted(prepared.progress.items()):
@@ -335,6 +345,38 @@ def _conflict(event: OutcomeEvent, position: Position | None, original: Position
     )
 
 
+def erasure_hash(user_id: str) -> str:
+    """The keyed hash that stands for an erased user (tombstone, audit line)."""
+    if not settings.PRIVACY_HASH_KEY:  # the roles that write refuse to start without it
+        raise ImproperlyConfigured("PRIVACY_HASH_KEY is not set: erased users cannot be recognised.")
+    return user_hash(user_id, settings.PRIVACY_HASH_KEY)
+
+
+def erased_users(cursor, users: set[str]) -> set[str]:
+    """Which of these user ids were erased (their tombstones, by keyed hash). One cheap probe
+    when nobody was ever erased."""
+    cursor.execute(f"SELECT EXISTS (SELECT 1 FROM {ERASED_TABLE})")
+    if not cursor.fetchone()[0] or not users:
+        return set()
+    by_hash = {erasure_hash(user): user for user in users}
+    cursor.execute(f"SELECT user_hash FROM {ERASED_TABLE} WHERE user_hash = ANY(%s)", [list(by_hash)])
+    return {by_hash[row[0]] for row in cursor.fetchall()}
+
+
+def _drop_erased(cursor, *, after_id: int, users: set[str]) -> int:
+    """Delete what this write stored for erased users (a late message, a replay), with their
+    rollup deltas subtracted and the touched hours' reach rebuilt; how many."""
+    erased = erased_users(cursor, users)
+    if not erased:
+        return 0
+    cursor.execute(f"SELECT id FROM {OUTCOME_TABLE} WHERE id > %s AND user_id = ANY(%s)", [after_id, list(erased)])
+    ids = [row[0] for row in cursor.fetchall()]
+    deleted = rollups.delete_rows(cursor, ids=ids)
+    rollups.rebuild_reach_buckets(cursor, deleted)
+    logger.info("outcomes of erased users not stored", extra={"outcomes": len(ids)})
+    return len(ids)
+
+
 def _insert_dead_letters(cursor, rejected: list[Rejected], consumer_group: str) -> None:
     now = datetime.now(UTC)
     rows = [
@@ -344,9 +386,9 @@ def _insert_dead_letters(cursor, rejected: list[Rejected], consumer_group: str) 
             r.position.offset,
             _from_millis(r.position.timestamp_ms),
             r.key,
-            r.value,
+            r.value[:DEAD_LETTER_MAX_BYTES] if r.value is not None else None,
             r.reason,
-            r.detail,
+            r.detail + _cut_note(r.value),
             consumer_group,
             now,
         )
@@ -354,6 +396,12 @@ def _insert_dead_letters(cursor, rejected: list[Rejected], consumer_group: str) 
     ]
     with connection.wrap_database_errors:
         execute_values(cursor.cursor, _INSERT_DEAD_LETTERS, rows, page_size=1000)
+
+
+def _cut_note(value: bytes | None) -> str:
+    if value is None or len(value) <= DEAD_LETTER_MAX_BYTES:
+        return ""
+    return f" (value kept: the first {DEAD_LETTER_MAX_BYTES:,} of {len(value):,} bytes)"
 
 
 def _from_millis(timestamp_ms: int | None) -> datetime | None:
@@ -459,8 +507,6 @@ class OutcomeNotFound(Exception):
 
 
 def _settings_bounds():
-    from django.conf import settings
-
     return settings.CONSUMER.max_message_bytes, settings.CONSUMER.max_price
 
 
@@ -478,6 +524,9 @@ def _validate(document: dict) -> OutcomeEvent:
     parsed = parse_outcome(text, max_bytes=max_bytes, max_price=max_price)
     if isinstance(parsed, InvalidOutcome):
         raise OutcomeInvalid({parsed.field or "non_field_errors": [parsed.detail]})
+    with connection.cursor() as cursor:
+        if erased_users(cursor, {parsed.user_id}):
+            raise OutcomeInvalid({"user_id": ["This user was erased on request: their outcomes are not stored again."]})
     return parsed
 
 
@@ -594,6 +643,7 @@ def outcomes_delete(*, ids: list[int]) -> int:
 class PruneProgress:
     deleted: int = 0
     batches: int = 0
+    dead_letters: int = 0
 
 
 def outcomes_prune(*, before: datetime, batch_size: int = 5_000, pause: float = 0.0, dry_run: bool = False):
@@ -614,8 +664,19 @@ def outcomes_prune(*, before: datetime, batch_size: int = 5_000, pause: float = 
             progress.deleted = cursor.fetchone()[0]
         yield progress
         return
-    # First the mark: from now on list counts leave these rows out, as they are going.
-    RawRetention.objects.update_or_create(id=1, defaults={"before": before})
+    # First the mark: from now on list counts leave these rows out, as they are going. It only
+    # ever moves forward: a shorter retention asked later (30 days, then 90) cannot bring the
+    # cut back over time whose raw rows are gone (rollups would be rebuilt there from nothing).
+    table = RawRetention._meta.db_table
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"INSERT INTO {table} (id, before, updated_at) VALUES (1, %s, now()) ON CONFLICT (id) DO UPDATE "
+            f"SET before = greatest(EXCLUDED.before, {table}.before), updated_at = now()",
+            [before],
+        )
+        # Dead letters (whole messages, user ids included) go with the outcomes of their time.
+        cursor.execute(f"DELETE FROM {DEAD_LETTER_TABLE} WHERE created_at < %s", [before])
+        progress.dead_letters = cursor.rowcount
     while True:
         with transaction.atomic(), connection.cursor() as cursor:
             cursor.execute(
@@ -643,9 +704,17 @@ class Erasure:
 def user_erase(*, user_id: str) -> Erasure:
     """Remove one user's outcomes (their rollup deltas subtracted and the touched hours'
     reach sketches rebuilt, in the same transaction) and every dead letter whose message
-    mentions the user id as a JSON string (or whose Kafka key is it). For privacy requests."""
+    mentions the user id as a JSON string (or whose Kafka key is it), and leave a tombstone
+    (``ErasedUser``, a keyed hash) so they are never stored again. For privacy requests.
+
+    Reach sketches of time whose raw rows were pruned cannot be rebuilt without the user: a
+    sketch cannot subtract, so there the erased user stays counted (a number, not their id)."""
     needle = orjson.dumps(user_id)  # the id as it appears in a JSON message, quotes included
     with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute(
+            f"INSERT INTO {ERASED_TABLE} (user_hash, erased_at) VALUES (%s, now()) ON CONFLICT (user_hash) DO NOTHING",
+            [erasure_hash(user_id)],
+        )
         cursor.execute(f"SELECT id FROM {OUTCOME_TABLE} WHERE user_id = %s", [user_id])
         ids = [row[0] for row in cursor.fetchall()]
         deleted = rollups.delete_rows(cursor, ids=ids) if ids else {}

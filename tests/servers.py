@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import secrets
 import socket
 import subprocess
 import sys
@@ -21,9 +22,21 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def start_api(port: int, **env: str) -> subprocess.Popen:
+def production(**env: str) -> dict[str, str]:
+    """What the api role needs with DEBUG off (analytics/roles.py), plus ``env``."""
+    return {
+        "DEBUG": "false",
+        "DJANGO_SECRET_KEY": secrets.token_urlsafe(50),
+        "ALLOWED_HOSTS": "127.0.0.1",
+        "PRIVACY_HASH_KEY": secrets.token_urlsafe(32),
+        **env,
+    }
+
+
+def start_api(port: int, *, entrypoint: bool = False, timeout: float = 30, **env: str) -> subprocess.Popen:
     """gunicorn on 127.0.0.1:``port`` against the test database; ``env`` adds settings.
-    stdout and stderr are pipes (read them after ``stop``)."""
+    ``entrypoint``: started as the image starts it (``./entrypoint.sh api``). stdout and
+    stderr are pipes (read them after ``stop``)."""
     db = connection.settings_dict
     environment = {
         **os.environ,
@@ -39,8 +52,15 @@ def start_api(port: int, **env: str) -> subprocess.Popen:
         "LOG_LEVEL": "WARNING",
         **env,
     }
+    command = (
+        ["./entrypoint.sh", "api"]
+        if entrypoint
+        else [sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", "analytics.wsgi:application"]
+    )
+    if entrypoint:
+        environment = {"PYTHON": sys.executable, "RUN_MIGRATIONS": "false", **environment}
     process = subprocess.Popen(
-        [sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", "analytics.wsgi:application"],
+        command,
         cwd=ROOT,
         env=environment,
         stdout=subprocess.PIPE,
@@ -59,7 +79,7 @@ def start_api(port: int, **env: str) -> subprocess.Popen:
         except OSError:
             return False
 
-    if wait_until(listening, timeout=30, interval=0.1):
+    if wait_until(listening, timeout=timeout, interval=0.1):
         return process
     process.kill()
     raise AssertionError("gunicorn did not start")

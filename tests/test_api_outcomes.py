@@ -400,7 +400,7 @@ def test_openapi_schema_lists_the_endpoints(api):
 
 def test_health_endpoints(api):
     assert api.get("/healthz").json() == {"status": "ok"}
-    assert api.get("/readyz").json() == {"status": "ok", "database": "ok"}
+    assert api.get("/readyz").json() == {"status": "ok"}
 
 
 # ---------------------------------------------------------------------------- cursors

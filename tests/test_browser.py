@@ -85,6 +85,31 @@ def logged_in(page, live_server, fast_refresh):
     return page
 
 
+# Each page reports what its Content-Security-Policy refused, through the console.
+REPORT_VIOLATIONS = """
+document.addEventListener("securitypolicyviolation", (e) =>
+    console.error(`csp-violation: ${e.violatedDirective} ${e.blockedURI || "inline"} on ${location.pathname}`));
+"""
+
+
+@pytest.fixture(autouse=True)
+def policy_violations(request):
+    """The dashboard and the admin run under their Content-Security-Policy (django-csp): a
+    test fails if either page had something refused (an inline script, a foreign file).
+    The API docs have a looser policy of their own and are not held to this one."""
+    if "page" not in request.fixturenames:
+        yield []
+        return
+    page = request.getfixturevalue("page")
+    found: list[str] = []
+    page.add_init_script(REPORT_VIOLATIONS)
+    page.on("console", lambda msg: found.append(msg.text) if msg.text.startswith("csp-violation") else None)
+    yield found
+    ours = [text for text in found if " on /dashboard" in text or " on /admin" in text]
+    if not request.node.get_closest_marker("expects_violation"):
+        assert not ours, ours
+
+
 def shot(page, name: str, *, full_page: bool = True) -> None:
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(SCREENSHOTS / f"{name}.png"), full_page=full_page)
@@ -97,7 +122,9 @@ def refreshes(page) -> int:
 def wait_refresh(page, after: int | None = None, timeout: float = 15_000) -> None:
     """Until the page has drawn one more answer than ``after`` (default: now)."""
     count = refreshes(page) if after is None else after
-    page.wait_for_function(f"Number(document.body.dataset.refreshes || 0) > {count}", timeout=timeout)
+    # Functions, not expression strings: Playwright evaluates those with eval(), which the
+    # page's policy refuses.
+    page.wait_for_function(f"() => Number(document.body.dataset.refreshes || 0) > {count}", timeout=timeout)
 
 
 def card(page, name: str) -> float | None:
@@ -327,7 +354,7 @@ def test_an_outcome_from_kafka_appears_without_a_reload(
     start = card(page, "outcomes")
     produce(topic, [encode(message(auction_timestamp=datetime.now(UTC).isoformat().replace("+00:00", "Z")))])
     page.wait_for_function(
-        f"""Number(document.querySelector('.card[data-metric="outcomes"]').dataset.value) === {start + 1}""",
+        f"""() => Number(document.querySelector('.card[data-metric="outcomes"]').dataset.value) === {start + 1}""",
         timeout=30_000,
     )
     assert page.evaluate("window.__sameDocument") is True  # no reload happened
@@ -337,7 +364,7 @@ def test_an_outcome_from_kafka_appears_without_a_reload(
 def test_the_empty_state_says_how_to_send_data(logged_in, live_server):
     page = logged_in
     page.goto(f"{live_server.url}/dashboard/")
-    page.wait_for_function("document.body.dataset.state === 'empty'", timeout=15_000)
+    page.wait_for_function("() => document.body.dataset.state === 'empty'", timeout=15_000)
     assert page.is_visible("#empty") and not page.is_visible("#main")
     assert "simulate_auctions" in page.inner_text("#empty")
     shot(page, "dashboard-empty")
@@ -457,3 +484,18 @@ def test_the_api_docs_render_from_this_server_alone(page, live_server, settings,
     # fetch from a third party (Redoc's logo) is refused by the browser under that policy
     # (never tried: on a connected machine it would have reached the third party).
     assert all(failure == "csp" for _, failure in refused), refused
+
+
+@pytest.mark.expects_violation
+def test_the_dashboard_refuses_an_injected_inline_script(logged_in, live_server, policy_violations):
+    """The policy is enforced, not only sent: a script injected into the page (as a stored
+    cross-site-scripting flaw would) does not run, and the refusal is seen."""
+    logged_in.goto(f"{live_server.url}/dashboard/")
+    logged_in.wait_for_selector("#chart-counts")
+    logged_in.evaluate(
+        """() => { const s = document.createElement("script"); s.textContent = "window.injected = 1";
+                   document.body.appendChild(s); }"""
+    )
+    logged_in.wait_for_timeout(200)
+    assert logged_in.evaluate("window.injected === undefined")
+    assert any(text.startswith("csp-violation: script-src") and " on /dashboard" in text for text in policy_violations)

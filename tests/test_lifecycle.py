@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import hashlib
+import hmac
 import logging
 from datetime import UTC, datetime, timedelta
 
 import psycopg2
 import pytest
+from django.conf import settings
 from django.core.management import CommandError, call_command
 from django.db import connection
 from rest_framework.test import APIClient
@@ -126,7 +128,9 @@ def test_erase_user_removes_outcomes_and_dead_letters_and_keeps_rollups_exact(ou
     assert stats()["total_outcomes"] == 2
     assert APIClient().get("/api/outcomes/reach/").json()["reach"] == 1
     (record,) = [r for r in caplog.records if r.name == "outcomes.audit"]
-    assert record.user_sha256 == hashlib.sha256(b"alice@example").hexdigest()
+    # A keyed hash: the plain SHA-256 of a guessable id would give it away.
+    assert record.user_hmac == hmac.new(settings.PRIVACY_HASH_KEY.encode(), b"alice@example", "sha256").hexdigest()
+    assert record.user_hmac != hashlib.sha256(b"alice@example").hexdigest()
     assert record.outcomes == 5 and record.dead_letters == 1
     assert "alice" not in record.getMessage() and "alice" not in str(record.__dict__.get("args"))
 
@@ -139,3 +143,89 @@ def test_a_prune_run_as_the_cronjob_logs_only_json(history, capsys, caplog):
     assert capsys.readouterr().out == ""
     (record,) = [r for r in caplog.records if r.getMessage() == "outcomes pruned"]
     assert record.deleted == 5 and record.before == rollups.truncate(days_ago(30), "day").isoformat()
+
+
+def test_writes_in_pruned_time_never_make_the_rollups_forget_it(history, outcome_factory):
+    hour = rollups.truncate(days_ago(40), "hour")
+    outcome_factory(1, auction_timestamp=hour + timedelta(minutes=1), user_id="u40")
+    call_command("prune_outcomes", "--older-than", "30d")
+    window = {"start": hour.isoformat(), "end": (hour + timedelta(hours=1)).isoformat()}
+    reach_before = APIClient().get("/api/outcomes/reach/", window).json()["reach"]
+    assert reach_before == 2  # "old" and "u40", whose raw rows are gone
+    (late,) = outcome_factory(1, auction_timestamp=hour + timedelta(minutes=5), user_id="late")  # a late message
+    outcome_factory(1, auction_timestamp=hour + timedelta(minutes=6), user_id="another")
+    assert APIClient().get("/api/outcomes/reach/", window).json()["reach"] == 4
+    # Changing and deleting the late outcome, and erasing a user, touch that hour's sketch:
+    # it is not rebuilt from the raw rows left there (which no longer hold "old").
+    from outcomes import writes
+
+    writes.outcome_update(outcome_id=late.id, changes={"site_domain": "changed.example"}, partial=True)
+    writes.outcomes_delete(ids=[late.id])
+    call_command("erase_user", "another")
+    assert APIClient().get("/api/outcomes/reach/", window).json()["reach"] >= reach_before
+
+
+def test_the_retention_mark_only_moves_forward(history):
+    call_command("prune_outcomes", "--older-than", "30d")
+    cut = rollups.truncate(days_ago(30), "day")
+    call_command("prune_outcomes", "--older-than", "90d")  # a longer retention, configured later
+    assert RawRetention.objects.get(id=1).before == cut
+    kept = stats()
+    with pytest.raises(CommandError, match="pruned"):
+        call_command("rebuild_rollups", "--since", days_ago(60).date().isoformat())
+    assert stats() == kept  # rolled-up history intact
+    call_command("prune_outcomes", "--older-than", "10d")
+    assert RawRetention.objects.get(id=1).before == rollups.truncate(days_ago(10), "day")
+
+
+def test_dead_letters_are_pruned_with_the_outcomes_and_kept_short(history):
+    from outcomes import writes
+
+    old = DeadLetter.objects.create(topic="t", partition=0, offset=1, value=b"{}", reason="invalid_json")
+    DeadLetter.objects.filter(pk=old.pk).update(created_at=days_ago(40))
+    recent = DeadLetter.objects.create(topic="t", partition=0, offset=2, value=b"{}", reason="invalid_json")
+    call_command("prune_outcomes", "--older-than", "30d")
+    assert list(DeadLetter.objects.values_list("id", flat=True)) == [recent.id]
+    # An oversized message keeps only its first 64 KiB, and says so.
+    big = b'{"user_id": "x", "pad": "' + b"y" * 200_000 + b'"}'
+    batch = writes.Batch()
+    batch.rejected.append(writes.Rejected(writes.Position("t", 0, 3), None, big, "oversized", "too big"))
+    writes.write_batch(batch, consumer_group="g")
+    letter = DeadLetter.objects.get(offset=3)
+    assert len(bytes(letter.value)) == writes.DEAD_LETTER_MAX_BYTES
+    assert letter.detail == f"too big (value kept: the first 65,536 of {len(big):,} bytes)"
+
+
+def test_an_erased_user_stays_erased(outcome_factory, person, settings):
+    import orjson
+
+    from outcomes import writes
+    from outcomes.ingest.replay import dead_letters_replay
+    from outcomes.models import ErasedUser
+    from tests.factories import message, parse_document
+
+    outcome_factory(2, user_id="carol", auction_timestamp=days_ago(1))
+    call_command("erase_user", "carol")
+    [tombstone] = ErasedUser.objects.all()
+    assert "carol" not in tombstone.user_hash
+    # A late Kafka message of hers is not stored (the rest of its batch is).
+    batch = writes.Batch()
+    for offset, user in enumerate(["carol", "dave"]):
+        document = message(user_id=user, auction_timestamp=days_ago(1).isoformat())
+        batch.events.append((parse_document(document), writes.Position("t", 0, offset)))
+    result = writes.write_batch(batch, consumer_group="g")
+    assert (result.stored, result.erased) == (1, 1)
+    assert set(AuctionOutcome.objects.values_list("user_id", flat=True)) == {"dave"}
+    assert rollups.verify() == []
+    assert APIClient().get("/api/outcomes/reach/").json()["reach"] == 1
+    # Nor a replayed dead letter of hers.
+    value = orjson.dumps(message(user_id="carol", auction_timestamp=days_ago(1).isoformat()))
+    DeadLetter.objects.create(topic="t", partition=1, offset=9, value=value, reason="invalid_json")
+    dead_letters_replay(max_bytes=65536, max_price=settings.CONSUMER.max_price)
+    assert not AuctionOutcome.objects.filter(user_id="carol").exists()
+    # Nor one written through the API.
+    from tests.factories import WRITER_PERMISSIONS
+
+    api = person.client(person(*WRITER_PERMISSIONS))
+    refused = api.post("/api/outcomes/", {**message(user_id="carol"), "bid_request_id": "b-1"}, format="json")
+    assert refused.status_code == 400 and "erased" in refused.json()["user_id"][0]

@@ -9,6 +9,7 @@ import os
 import re
 import subprocess
 import sys
+import urllib.error
 import urllib.request
 import uuid
 
@@ -76,7 +77,7 @@ def test_gunicorn_lines_are_json_too(transactional_db):
     out, err = stop(server)
     lines = json_lines(out + err)
     assert any(line["logger"] == "gunicorn.error" and "Booting worker" in line["message"] for line in lines)
-    (access,) = [line for line in lines if line["logger"] == "gunicorn.access"]
+    (access,) = [line for line in lines if line["logger"] == "gunicorn.access" and line["path"] != "/healthz"]
     assert access["status"] == 200 and access["path"] == "/api/outcomes/stats/" and access["method"] == "GET"
     assert access["request_id"] == "gu-1" and isinstance(access["duration_ms"], int)
 
@@ -108,3 +109,23 @@ def test_the_consumers_output_is_json_lines_from_start_to_exit(transactional_db)
     lines = json_lines(result.stdout + result.stderr)
     (stopped,) = [line for line in lines if line["message"] == "consumer stopped"]
     assert stopped["consumed"] == 0 and stopped["stored"] == 0
+
+
+def test_user_ids_never_reach_a_log_line(transactional_db):
+    port = free_port()
+    server = start_api(port, GUNICORN_ACCESS_LOG="true", LOG_LEVEL="INFO")
+    for query in ("user_id=alice%40example&site_domain=x.example", "user_id=alice%40example&nope=1"):
+        try:
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/api/outcomes/?{query}", timeout=10).read()
+        except urllib.error.HTTPError as error:
+            assert error.code == 400  # the unknown parameter: Django logs the request
+    out, err = stop(server)
+    assert "alice" not in out + err
+    lines = json_lines(out + err)
+    access = [line for line in lines if line["logger"] == "gunicorn.access" and line["path"] == "/api/outcomes/"]
+    assert {line["query"] for line in access} == {
+        "user_id=redacted&site_domain=x.example",
+        "user_id=redacted&nope=1",
+    }
+    [refused] = [line for line in lines if line["logger"] == "django.request"]
+    assert refused["request"] == "GET /api/outcomes/?user_id=redacted&nope=1"

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from tests.factories import raw_outcomes
-from tests.servers import free_port, start_api, stop
+from tests.servers import free_port, production, start_api, stop
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -27,13 +27,9 @@ def test_300_distinct_1000_row_pages_grow_a_worker_by_less_than_50_mib():
     port = free_port()
     server = start_api(
         port,
-        GUNICORN_WORKERS="1",
-        DEBUG="false",
-        DJANGO_SECRET_KEY="k" * 50,
-        ALLOWED_HOSTS="127.0.0.1",
-        API_READ_ACCESS="public",
-        API_RATE_LIMIT_KEY="off",
-        API_RATE_LIMIT_ANON="off",
+        **production(
+            GUNICORN_WORKERS="1", API_READ_ACCESS="public", API_RATE_LIMIT_KEY="off", API_RATE_LIMIT_ANON="off"
+        ),
     )
     try:
         conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)

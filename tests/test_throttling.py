@@ -14,7 +14,7 @@ from rest_framework.test import APIClient
 
 from analytics.env import parse_rate
 from outcomes.models import APIKey
-from tests.servers import free_port, start_api, stop
+from tests.servers import free_port, production, start_api, stop
 
 REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/15")  # a database the tests own
 
@@ -111,12 +111,7 @@ def test_with_redis_refused_every_request_is_still_fast_and_the_outage_is_said_o
     port = free_port()
     server = start_api(
         port,
-        DEBUG="false",
-        DJANGO_SECRET_KEY="k" * 50,
-        ALLOWED_HOSTS="127.0.0.1",
-        API_READ_ACCESS="public",
-        REDIS_URL=f"redis://127.0.0.1:{closed_port()}/0",
-        LOG_LEVEL="INFO",
+        **production(API_READ_ACCESS="public", REDIS_URL=f"redis://127.0.0.1:{closed_port()}/0", LOG_LEVEL="INFO"),
     )
     try:
         conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)

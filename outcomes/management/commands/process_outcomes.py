@@ -10,6 +10,7 @@ import dataclasses
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
+from analytics import roles
 from outcomes.ingest.consumer import DeadLetterLimitExceeded, OutcomeConsumer
 
 
@@ -72,6 +73,7 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args, **options):
+        roles.require("consumer", CommandError)
         overrides = {
             "batch_size": options["batch_size"],
             "batch_time_ms": options["batch_time"],

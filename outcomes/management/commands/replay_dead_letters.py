@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from django.conf import settings
-from django.core.management.base import BaseCommand
+from django.core.management.base import BaseCommand, CommandError
 
+from analytics import roles
 from outcomes.ingest.replay import dead_letters_replay
 from outcomes.models import DeadLetter
 
@@ -31,6 +32,7 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args, **options):
+        roles.require("writer", CommandError)
         report = dead_letters_replay(
             reasons=options["reason"],
             ids=options["ids"],

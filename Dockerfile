@@ -20,10 +20,8 @@ RUN python -m venv /opt/venv \
     && /opt/venv/bin/pip install --only-binary=:all: -r requirements.txt
 COPY . .
 COPY --from=assets /assets/vendor outcomes/static/outcomes/vendor
-# collectstatic needs production settings; the key is thrown away with this stage.
-RUN DEBUG=false ALLOWED_HOSTS=build DB_PASSWORD=unused REDIS_URL=redis://unused:6379/0 \
-    DJANGO_SECRET_KEY="$(/opt/venv/bin/python -c 'import secrets; print(secrets.token_urlsafe(50))')" \
-    /opt/venv/bin/python manage.py collectstatic --noinput
+# collectstatic with production settings (the manifest storage); it reads no secret.
+RUN DEBUG=false DB_PASSWORD=unused /opt/venv/bin/python manage.py collectstatic --noinput
 
 FROM python:3.11.14-slim-bookworm
 ENV PYTHONUNBUFFERED=1 \

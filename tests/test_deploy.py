@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import shutil
 import subprocess
 import sys
@@ -81,7 +82,7 @@ def test_configmap_and_secret_carry_the_specified_variables():
     ):
         assert name in config
     secret = found[("Secret", "analytics-service-secrets")]
-    assert set(secret["stringData"]) == {"django-secret-key", "db-password", "api-metrics-token"}
+    assert set(secret["stringData"]) == {"django-secret-key", "db-password", "api-metrics-token", "privacy-hash-key"}
     service = found[("Service", "analytics-service")]
     assert service["spec"]["selector"] == {"component": "analytics-service", "role": "api"}
     assert service["spec"]["ports"][0]["port"] == 8000
@@ -225,3 +226,95 @@ def test_checkov_passes_with_every_skip_named_and_justified():
     skipped = report["results"]["skipped_checks"]
     assert {check["check_id"] for check in skipped} == {"CKV_K8S_43"}
     assert all(check["check_result"]["suppress_comment"] for check in skipped)
+
+
+# ---------------------------------------------------------------- safe as shipped
+ROLE_OF = {"api": "api", "consumer": "consumer", "migrate": "database", "prune": "database"}
+
+
+def containers() -> list[tuple[dict, dict]]:
+    """(container, its pod spec) for every container of every Deployment and CronJob."""
+    found = []
+    for (kind, _), doc in manifests().items():
+        if kind in ("Deployment", "CronJob"):
+            template = (
+                doc["spec"]["template"] if kind == "Deployment" else doc["spec"]["jobTemplate"]["spec"]["template"]
+            )
+            pod = template["spec"]
+            found += [(container, pod) for container in [*pod.get("initContainers", []), *pod["containers"]]]
+    return found
+
+
+def role_environment(container: dict, pod: dict, secrets_dir: Path, values: dict[str, str]) -> dict[str, str]:
+    """The container's environment as Kubernetes would give it: the ConfigMap, its own
+    variables, and the secret files its pod mounts (written under ``secrets_dir``)."""
+    (volume,) = [v for v in pod["volumes"] if v["name"] == "secrets"]
+    items = volume["secret"].get("items")
+    mounted = {item["key"] for item in items} if items else set(values)
+    for key in mounted:
+        (secrets_dir / key).write_text(values[key])
+    env = dict(manifests()[("ConfigMap", "analytics-service-config")]["data"])
+    for item in container.get("env", []):
+        value = item["value"]
+        if value.startswith("/run/secrets/analytics/"):
+            value = str(secrets_dir / value.rsplit("/", 1)[1])
+        env[item["name"]] = value
+    return env
+
+
+def check_role(role: str, env: dict[str, str]) -> subprocess.CompletedProcess:
+    base = {k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "LANG")}
+    return subprocess.run(
+        [sys.executable, "manage.py", "check_role", role], cwd=ROOT, env={**base, **env}, capture_output=True, text=True
+    )
+
+
+def test_every_role_starts_from_the_manifests_once_the_secrets_are_real(tmp_path):
+    """Each container gets what its role checks for, and only the secrets it reads."""
+    real = {
+        key: secrets.token_urlsafe(40) for key in manifests()[("Secret", "analytics-service-secrets")]["stringData"]
+    }
+    checked = set()
+    for container, pod in containers():
+        role = ROLE_OF[container["name"]]
+        directory = tmp_path / container["name"]
+        directory.mkdir(exist_ok=True)
+        env = role_environment(container, pod, directory, real)
+        result = check_role(role, env)
+        assert result.returncode == 0, (container["name"], result.stderr)
+        checked.add(role)
+        if role != "api":
+            assert "DJANGO_SECRET_KEY_FILE" not in env and "API_METRICS_TOKEN_FILE" not in env, container["name"]
+    assert checked == {"api", "consumer", "database"}
+
+
+def test_the_secret_templates_placeholders_are_refused(tmp_path):
+    placeholders = manifests()[("Secret", "analytics-service-secrets")]["stringData"]
+    ((api, pod),) = [(c, p) for c, p in containers() if c["name"] == "api"]
+    result = check_role("api", role_environment(api, pod, tmp_path, placeholders))
+    assert result.returncode == 1
+    for name in ("DJANGO_SECRET_KEY", "DB_PASSWORD", "API_METRICS_TOKEN", "PRIVACY_HASH_KEY"):
+        assert f"- {name} is" in result.stderr, (name, result.stderr)
+
+
+def test_the_api_answers_only_its_host_behind_tls_and_only_the_ingress_reaches_it():
+    found = manifests()
+    config = found[("ConfigMap", "analytics-service-config")]["data"]
+    hosts = config["ALLOWED_HOSTS"].split(",")
+    assert "*" not in hosts and all(host.strip() for host in hosts)
+    ingress = found[("Ingress", "analytics-service")]
+    (rule,) = ingress["spec"]["rules"]
+    assert rule["host"] in hosts and ingress["spec"]["tls"][0]["hosts"] == [rule["host"]]
+    assert config["CSRF_TRUSTED_ORIGINS"] == f"https://{rule['host']}"
+    assert config["DJANGO_SECURE_PROXY_SSL_HEADER"] == "true" and config["API_NUM_PROXIES"] == "1"
+    assert config["DB_SSLMODE"] == "require"
+    # The probes and /metrics are not routed from outside.
+    routed = {path["path"] for path in rule["http"]["paths"]}
+    assert not routed & {"/healthz", "/readyz", "/metrics"} and "/api" in routed
+    policy = found[("NetworkPolicy", "analytics-api")]["spec"]
+    (ingress_rule,) = policy["ingress"]
+    namespaces = [
+        peer["namespaceSelector"]["matchLabels"]["kubernetes.io/metadata.name"] for peer in ingress_rule["from"]
+    ]
+    assert sorted(namespaces) == ["ingress-nginx", "monitoring"]
+    assert all(set(peer) == {"namespaceSelector"} for peer in ingress_rule["from"])

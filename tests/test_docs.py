@@ -12,7 +12,7 @@ pytestmark = pytest.mark.fast
 ROOT = Path(__file__).resolve().parent.parent
 # Python: the settings helpers and os.environ; shell: ${NAME:-default} and friends.
 _PYTHON_READ = re.compile(
-    r"""(?:env_(?:str|int|float|bool|list)|os\.environ\.get|os\.getenv|os\.environ\.setdefault)\(\s*["']([A-Z][A-Z0-9_]+)["']"""
+    r"""(?:env_(?:str|int|float|bool|list|choice)|os\.environ\.get|os\.getenv|os\.environ\.setdefault)\(\s*["']([A-Z][A-Z0-9_]+)["']"""
     r"""|os\.environ\[["']([A-Z][A-Z0-9_]+)["']\]"""
 )
 _SHELL_READ = re.compile(r"\$\{([A-Z][A-Z0-9_]+):[-=?]")

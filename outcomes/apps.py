@@ -1,5 +1,12 @@
+import logging
+
 from django.apps import AppConfig
-from django.db.models.signals import post_delete, post_save
+from django.db.models.signals import post_delete, post_migrate, post_save
+
+logger = logging.getLogger("outcomes.migrations")
+
+# The migration after which outcomes stored before the rollups existed are rolled up.
+ROLLUPS_INTRODUCED = "0004_build_rollups"
 
 
 class OutcomesConfig(AppConfig):
@@ -14,9 +21,37 @@ class OutcomesConfig(AppConfig):
         # process at once; other processes notice within API_KEY_CACHE_SECONDS.
         post_save.connect(_forget_verified_keys, sender=APIKey, dispatch_uid="forget-verified-keys-save")
         post_delete.connect(_forget_verified_keys, sender=APIKey, dispatch_uid="forget-verified-keys-delete")
+        post_migrate.connect(_build_rollups_after_upgrade, sender=self, dispatch_uid="build-rollups-after-upgrade")
 
 
 def _forget_verified_keys(**kwargs):
     from outcomes.permissions import verified_keys
 
     verified_keys.clear()
+
+
+def _build_rollups_after_upgrade(sender, plan=None, using="default", **kwargs):
+    """An upgrade across the migration that introduced the rollups builds them from the
+    outcomes already stored, once the schema is the latest (the live code's). Migrated only
+    part of the way, it says how to finish instead of running code of a later schema."""
+    applied_now = plan and any(
+        migration.app_label == sender.label and migration.name == ROLLUPS_INTRODUCED and not backwards
+        for migration, backwards in plan
+    )
+    if not applied_now or using != "default":
+        return
+    from django.db import connections
+    from django.db.migrations.loader import MigrationLoader
+
+    loader = MigrationLoader(connections[using], ignore_no_migrations=True)
+    if not set(loader.graph.leaf_nodes(sender.label)) <= set(loader.applied_migrations):
+        logger.warning(
+            "outcomes stored before the rollups existed are not rolled up yet: migrate to the latest "
+            "migration (the build runs then), or run `manage.py rebuild_rollups` once there"
+        )
+        return
+    from outcomes import rollups
+
+    chunks = rollups.rebuild()
+    if chunks:
+        logger.info("rollups built from the outcomes stored before they existed", extra={"days": chunks})

@@ -86,6 +86,7 @@ $(CHECKOV_VENV)/.installed: requirements-checkov.txt
 lint: venv assets $(CHECKOV_VENV)/.installed
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/lint-imports --no-logo
 	$(PY) manage.py makemigrations --check --dry-run
 	$(VENV)/bin/hadolint Dockerfile
 	$(VENV)/bin/yamllint -s kubernetes/

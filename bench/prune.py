@@ -50,7 +50,7 @@ def main() -> None:
     def batches(seed: int) -> list:
         import orjson
 
-        from outcomes.ingest.messages import parse_outcome
+        from outcomes.messages import parse_outcome
         from outcomes.simulation import OutcomeSimulator
 
         made, batch = [], writes.Batch()

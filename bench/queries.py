@@ -348,7 +348,7 @@ def load(rows: int, batch_size: int, *, seed: int) -> dict:
     import orjson
 
     from outcomes import writes
-    from outcomes.ingest.messages import parse_outcome
+    from outcomes.messages import parse_outcome
     from outcomes.simulation import OutcomeSimulator
 
     started = time.monotonic()

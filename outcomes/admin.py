@@ -30,8 +30,8 @@ from rest_framework_api_key.admin import APIKeyModelAdmin
 from rest_framework_api_key.models import APIKey as UnusedLibraryAPIKey
 
 from outcomes import writes
-from outcomes.ingest.replay import dead_letters_replay
 from outcomes.models import APIKey, AuctionOutcome, ConsumerOffset, DeadLetter, LostOffsets
+from outcomes.replay import dead_letters_replay
 
 
 class EstimatedCountPaginator(Paginator):

@@ -13,6 +13,14 @@ UNITS = {"minute": timedelta(minutes=1), "hour": timedelta(hours=1), "day": time
 ALL_TIME = datetime(1970, 1, 1, tzinfo=UTC)  # the one bucket of an "all"-unit (all-time) grain
 
 
+def iso_utc(moment: datetime | None, timespec: str = "auto") -> str | None:
+    """A moment as ISO 8601 in UTC with ``Z`` (``2026-12-02T14:00:00Z``), as every answer and
+    message writes times; None stays None."""
+    if moment is None:
+        return None
+    return moment.astimezone(UTC).isoformat(timespec=timespec).replace("+00:00", "Z")
+
+
 def truncate(moment: datetime, unit: str) -> datetime:
     """The start of the ``unit`` bucket holding ``moment`` (a UTC moment)."""
     if unit == "all":

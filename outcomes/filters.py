@@ -16,6 +16,7 @@ from django import forms
 from django.core.exceptions import ValidationError
 from django_filters import rest_framework as filters
 
+from outcomes.queries.query import lookup
 from outcomes.validation import COLUMN_MAX_PRICE, currency_code
 
 _TRUE = {"true", "1", "yes"}
@@ -36,9 +37,6 @@ class StrictBooleanField(forms.Field):
 
 class StrictBooleanFilter(filters.Filter):
     field_class = StrictBooleanField
-
-
-MAX_PRICE = COLUMN_MAX_PRICE
 
 
 class CurrencyField(forms.CharField):
@@ -109,22 +107,20 @@ class OutcomeFilter(filters.FilterSet):
     enriched = StrictBooleanFilter(help_text="true for outcomes enriched with user data.")
     currency = CurrencyFilter(help_text="ISO 4217 code, e.g. USD (either case).")
     min_price = filters.NumberFilter(
-        field_name="win_price", lookup_expr="gte", min_value=0, max_value=MAX_PRICE, help_text="Minimum win price."
+        *lookup("min_price"), min_value=0, max_value=COLUMN_MAX_PRICE, help_text="Minimum win price."
     )
     max_price = filters.NumberFilter(
-        field_name="win_price", lookup_expr="lte", min_value=0, max_value=MAX_PRICE, help_text="Maximum win price."
+        *lookup("max_price"), min_value=0, max_value=COLUMN_MAX_PRICE, help_text="Maximum win price."
     )
     start = filters.IsoDateTimeFilter(
-        field_name="event_time",
+        *lookup("start"),
         label="start",
-        lookup_expr="gte",
         error_messages={"invalid": DATETIME_FORMAT_HELP},
         help_text="Outcomes at or after this ISO 8601 time (event time: auction time, else storage time).",
     )
     end = filters.IsoDateTimeFilter(
-        field_name="event_time",
+        *lookup("end"),
         label="end",
-        lookup_expr="lt",
         error_messages={"invalid": DATETIME_FORMAT_HELP},
         help_text="Outcomes before this ISO 8601 time (event time: auction time, else storage time).",
     )

@@ -22,7 +22,7 @@ import logging
 import threading
 import time
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
 from django.conf import settings as django_settings
 from django.db.models import Count, F, Max, Q, Sum
@@ -31,6 +31,7 @@ from kafka import KafkaConsumer, TopicPartition
 from kafka.errors import KafkaError
 
 from analytics.consumer_settings import ConsumerSettings
+from outcomes.buckets import iso_utc
 from outcomes.models import AuctionOutcome, ConsumerOffset, DeadLetter, LostOffsets
 from outcomes.offsets import BEYOND_END, LogRange, classify
 
@@ -113,8 +114,7 @@ class _TopicOffsetsClient:
 topic_offsets = _TopicOffsetsClient()
 
 
-def _iso(value: datetime | None) -> str | None:
-    return None if value is None else value.astimezone(UTC).isoformat().replace("+00:00", "Z")
+_iso = iso_utc
 
 
 def ingestion_status(*, settings: ConsumerSettings | None = None, using: str = "default") -> dict:

@@ -35,6 +35,8 @@ from django.db.models import F, Func, Q
 from django.db.models.functions import Cast, Coalesce
 from rest_framework_api_key.models import AbstractAPIKey
 
+from outcomes.validation import CURRENCY_LENGTH, DEFAULT_CURRENCY, MAX_TEXT_LENGTH, PRICE_DIGITS, PRICE_PLACES
+
 SAMPLE_BUCKETS = 1024  # ``sample`` is in [0, SAMPLE_BUCKETS)
 SAMPLE_INDEXED = 256  # the sample indexes hold the rows with sample < SAMPLE_INDEXED (1/4)
 _PRICES = ["event_time", "win_status", "win_price", "bid_price", "currency", "enriched"]
@@ -42,15 +44,15 @@ _PRICES = ["event_time", "win_status", "win_price", "bid_price", "currency", "en
 
 class AuctionOutcome(models.Model):
     # Primary identifiers
-    bid_id = models.CharField(max_length=255)
-    user_id = models.CharField(max_length=255)
-    site_domain = models.CharField(max_length=255, null=True, blank=True)
+    bid_id = models.CharField(max_length=MAX_TEXT_LENGTH)
+    user_id = models.CharField(max_length=MAX_TEXT_LENGTH)
+    site_domain = models.CharField(max_length=MAX_TEXT_LENGTH, null=True, blank=True)
 
     # Auction results
     win_status = models.BooleanField(default=False)
-    win_price = models.DecimalField(max_digits=10, decimal_places=2)
-    bid_price = models.DecimalField(max_digits=10, decimal_places=2)
-    currency = models.CharField(max_length=3, default="USD")
+    win_price = models.DecimalField(max_digits=PRICE_DIGITS, decimal_places=PRICE_PLACES)
+    bid_price = models.DecimalField(max_digits=PRICE_DIGITS, decimal_places=PRICE_PLACES)
+    currency = models.CharField(max_length=CURRENCY_LENGTH, default=DEFAULT_CURRENCY)
 
     # Enrichment data
     enriched = models.BooleanField(default=False)
@@ -138,8 +140,8 @@ class ConsumerOffset(models.Model):
     consumer seeks here on every partition assignment.
     """
 
-    consumer_group = models.CharField(max_length=255)
-    topic = models.CharField(max_length=255)
+    consumer_group = models.CharField(max_length=MAX_TEXT_LENGTH)
+    topic = models.CharField(max_length=MAX_TEXT_LENGTH)
     partition = models.IntegerField()
     next_offset = models.BigIntegerField()
     updated_at = models.DateTimeField(auto_now=True)
@@ -176,7 +178,7 @@ class DeadLetter(models.Model):
         INVALID_TIMESTAMP = "invalid_timestamp", "Timestamp is not ISO 8601"
         CONFLICTING_DUPLICATE = "conflicting_duplicate", "Same bid id, different content"
 
-    topic = models.CharField(max_length=255)
+    topic = models.CharField(max_length=MAX_TEXT_LENGTH)
     partition = models.IntegerField()
     offset = models.BigIntegerField()
     kafka_timestamp = models.DateTimeField(null=True, blank=True)
@@ -184,7 +186,7 @@ class DeadLetter(models.Model):
     value = models.BinaryField(null=True, blank=True)
     reason = models.CharField(max_length=32, choices=Reason.choices)
     detail = models.TextField(blank=True, default="")
-    consumer_group = models.CharField(max_length=255, blank=True, default="")
+    consumer_group = models.CharField(max_length=MAX_TEXT_LENGTH, blank=True, default="")
     created_at = models.DateTimeField(auto_now_add=True)
     replayed_at = models.DateTimeField(null=True, blank=True)
 
@@ -222,8 +224,8 @@ class LostOffsets(models.Model):
     are lost; the stored offset moved to ``end_offset`` in the same transaction as this row.
     """
 
-    consumer_group = models.CharField(max_length=255)
-    topic = models.CharField(max_length=255)
+    consumer_group = models.CharField(max_length=MAX_TEXT_LENGTH)
+    topic = models.CharField(max_length=MAX_TEXT_LENGTH)
     partition = models.IntegerField()
     first_offset = models.BigIntegerField(help_text="The stored next offset, no longer in Kafka.")
     end_offset = models.BigIntegerField(help_text="The partition's first offset: reading resumed here.")
@@ -284,7 +286,7 @@ def _rollup_meta(table: str, keys: list[str], *, pending_index: bool = False, by
 
 
 class OutcomeRollupMinute(RollupMeasures):
-    currency = models.CharField(max_length=3)
+    currency = models.CharField(max_length=CURRENCY_LENGTH)
     enriched = models.BooleanField()
     Meta = _rollup_meta("outcomes_rollup_minute", ["bucket", "currency", "enriched"])
 
@@ -297,24 +299,24 @@ class TotalRollupMinute(RollupMeasures):
 
 
 class OutcomeRollupHour(RollupMeasures):
-    currency = models.CharField(max_length=3)
+    currency = models.CharField(max_length=CURRENCY_LENGTH)
     enriched = models.BooleanField()
     Meta = _rollup_meta("outcomes_rollup_hour", ["bucket", "currency", "enriched"])
 
 
 class OutcomeRollupDay(RollupMeasures):
-    currency = models.CharField(max_length=3)
+    currency = models.CharField(max_length=CURRENCY_LENGTH)
     enriched = models.BooleanField()
     Meta = _rollup_meta("outcomes_rollup_day", ["bucket", "currency", "enriched"])
 
 
 class DomainRollupHour(RollupMeasures):
-    site_domain = models.CharField(max_length=255, help_text="'' for outcomes without a site domain.")
+    site_domain = models.CharField(max_length=MAX_TEXT_LENGTH, help_text="'' for outcomes without a site domain.")
     Meta = _rollup_meta("outcomes_rollup_domain_hour", ["site_domain", "bucket"], pending_index=True, by_bucket=True)
 
 
 class DomainRollupDay(RollupMeasures):
-    site_domain = models.CharField(max_length=255, help_text="'' for outcomes without a site domain.")
+    site_domain = models.CharField(max_length=MAX_TEXT_LENGTH, help_text="'' for outcomes without a site domain.")
     Meta = _rollup_meta("outcomes_rollup_domain_day", ["site_domain", "bucket"], by_bucket=True)
 
 
@@ -322,12 +324,12 @@ class DomainRollupTotal(RollupMeasures):
     """All time per domain (``bucket`` is always 1970-01-01): unbounded domain reports read
     ~2,000 rows here instead of a row per domain and day."""
 
-    site_domain = models.CharField(max_length=255, help_text="'' for outcomes without a site domain.")
+    site_domain = models.CharField(max_length=MAX_TEXT_LENGTH, help_text="'' for outcomes without a site domain.")
     Meta = _rollup_meta("outcomes_rollup_domain_total", ["site_domain"])
 
 
 class InterestRollupHour(RollupMeasures):
-    interest = models.CharField(max_length=255, help_text="'' for outcomes without interests.")
+    interest = models.CharField(max_length=MAX_TEXT_LENGTH, help_text="'' for outcomes without interests.")
     Meta = _rollup_meta("outcomes_rollup_interest_hour", ["bucket", "interest"])
 
 

@@ -15,7 +15,7 @@ import orjson
 from django.db import transaction
 from django.utils import timezone
 
-from outcomes.ingest.messages import InvalidOutcome, parse_outcome
+from outcomes.messages import InvalidOutcome, parse_outcome
 from outcomes.models import AuctionOutcome, DeadLetter
 from outcomes.writes import Batch, Position, write_batch
 

@@ -43,7 +43,6 @@ so a ``win_status`` filter is answered by every family without being a dimension
 
 from __future__ import annotations
 
-import io
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -51,6 +50,7 @@ from datetime import UTC, datetime
 from django.db import connection, transaction
 
 from outcomes import models as m
+from outcomes import pgcopy
 from outcomes.buckets import ALL_TIME, UNITS, truncate
 
 HLL_LG_K = 12  # 4,096 registers: relative standard error 1.04 / sqrt(4096) ≈ 1.6%
@@ -292,27 +292,7 @@ def append_reach(cursor, reach: Reach) -> None:
 
 def _copy(cursor, grain: Grain, rows: list[tuple]) -> None:
     columns = ("bucket", *grain.dims, *grain.values)
-    buffer = "".join("\t".join(_text(v) for v in row) + "\n" for row in rows)
-    with connection.wrap_database_errors:
-        cursor.copy_expert(
-            f"COPY {grain.table} ({', '.join(columns)}) FROM STDIN", io.StringIO(buffer), max(8192, len(buffer) + 1)
-        )
-
-
-def _text(value) -> str:
-    if value is True:
-        return "t"
-    if value is False:
-        return "f"
-    if isinstance(value, datetime):
-        return value.isoformat()
-    if isinstance(value, bytes):
-        return "\\\\x" + value.hex()
-    if isinstance(value, str):
-        if "\\" in value or "\t" in value or "\n" in value or "\r" in value:
-            return value.replace("\\", "\\\\").replace("\t", "\\t").replace("\n", "\\n").replace("\r", "\\r")
-        return value
-    return str(value)
+    pgcopy.copy_in(cursor, f"COPY {grain.table} ({', '.join(columns)}) FROM STDIN", pgcopy.rows_text(rows))
 
 
 def rebuild_reach_buckets(cursor, hours: Iterable[datetime]) -> None:
@@ -486,10 +466,7 @@ def _compact_reach(cursor, grain: Grain, max_keys: int, since: int) -> tuple[int
             datasketches.hll_sketch.deserialize(bytes(blob))
         )
     rows = [(b, u.get_result(datasketches.tgt_hll_type.HLL_8).serialize_compact(), False) for b, u in unions.items()]
-    columns = ("bucket", "sketch", "pending")
-    buffer = "".join("\t".join(_text(v) for v in row) + "\n" for row in rows)
-    with connection.wrap_database_errors:
-        cursor.copy_expert(f"COPY {grain.table} ({', '.join(columns)}) FROM STDIN", io.StringIO(buffer))
+    pgcopy.copy_in(cursor, f"COPY {grain.table} (bucket, sketch, pending) FROM STDIN", pgcopy.rows_text(rows))
     return moved, complete
 
 
@@ -692,15 +669,6 @@ def _sketch_state(union):
     if data[0] == 10:  # preamble ints of HLL mode; 2 and 3 are the coupon list and set
         return data[40:]
     return round(union.get_estimate(), 6)
-
-
-def _union_estimate(sketches: list) -> float:
-    import datasketches
-
-    union = datasketches.hll_union(HLL_LG_K)
-    for sketch in sketches:
-        union.update(sketch)
-    return union.get_result().get_estimate()
 
 
 def rebuild(*, since: datetime | None = None, until: datetime | None = None, days: int = 1) -> int:

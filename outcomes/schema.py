@@ -8,6 +8,7 @@ from drf_spectacular.openapi import AutoSchema
 from rest_framework.permissions import SAFE_METHODS
 
 from analytics.guards import CONTROL_CHARACTERS
+from outcomes.validation import COLUMN_MAX_PRICE, CURRENCY_PATTERN
 
 _ERROR = {
     "type": "object",
@@ -29,11 +30,11 @@ def _param_schemas() -> dict[str, dict]:
     return {
         "user_id": {"type": "string", "minLength": 1, "pattern": _TEXT},
         "site_domain": {"type": "string", "minLength": 1, "pattern": _TEXT},
-        "currency": {"type": "string", "pattern": "^[A-Za-z]{3}$"},
+        "currency": {"type": "string", "pattern": CURRENCY_PATTERN},
         "bid_id": {"type": "string", "minLength": 1, "pattern": _TEXT},
         "page": {"type": "integer", "minimum": 1},
-        "min_price": {"type": "number", "minimum": 0, "maximum": 99999999.99},
-        "max_price": {"type": "number", "minimum": 0, "maximum": 99999999.99},
+        "min_price": {"type": "number", "minimum": 0, "maximum": float(COLUMN_MAX_PRICE)},
+        "max_price": {"type": "number", "minimum": 0, "maximum": float(COLUMN_MAX_PRICE)},
         "page_size": {"type": "integer", "minimum": 1, "maximum": settings.API_MAX_PAGE_SIZE},
         "cursor": {"type": "string", "pattern": _TEXT},
     }

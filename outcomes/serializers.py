@@ -8,19 +8,26 @@ parameters are validated by the small ``*Params`` serializers below.
 from __future__ import annotations
 
 import uuid
-from datetime import UTC
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
 from django.conf import settings
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
+from outcomes.buckets import iso_utc
 from outcomes.models import AuctionOutcome
 from outcomes.queries import BREAKDOWN_DIMENSIONS, BREAKDOWN_ORDERS, GRANULARITIES, MAX_BUCKETS
-from outcomes.validation import CURRENCY_PATTERN, DEFAULT_CURRENCY
+from outcomes.validation import (
+    CURRENCY_PATTERN,
+    DEFAULT_CURRENCY,
+    MAX_INTERESTS,
+    MAX_TEXT_LENGTH,
+    PRICE_DIGITS,
+    PRICE_PLACES,
+)
 
 # ---------------------------------------------------------------------------- write body (schema)
-# What the write service accepts (``outcomes.ingest.messages``' rules), written out for the
+# What the write service accepts (``outcomes.messages``' rules), written out for the
 # OpenAPI schema: validation itself stays in the write service, so there is one definition.
 # Rules across fields the schema cannot state: a won auction needs a win_price no greater
 # than its bid_price.
@@ -28,12 +35,12 @@ _NO_NUL = "^[^\\u0000]*$"
 _NOT_BLANK = "^[^\\u0000]*[^\\s\\u0000][^\\u0000]*$"  # at least one non-space character
 
 
-@extend_schema_field({"type": "string", "minLength": 1, "maxLength": 255, "pattern": _NOT_BLANK})
+@extend_schema_field({"type": "string", "minLength": 1, "maxLength": MAX_TEXT_LENGTH, "pattern": _NOT_BLANK})
 class _NonBlankText(serializers.CharField):
     pass
 
 
-@extend_schema_field({"type": "string", "maxLength": 255, "pattern": _NO_NUL, "nullable": True})
+@extend_schema_field({"type": "string", "maxLength": MAX_TEXT_LENGTH, "pattern": _NO_NUL, "nullable": True})
 class _OptionalText(serializers.CharField):
     pass
 
@@ -45,7 +52,7 @@ class _Interest(serializers.CharField):
 
 class _Price(serializers.DecimalField):
     def __init__(self, **kwargs):
-        super().__init__(max_digits=10, decimal_places=2, **kwargs)
+        super().__init__(max_digits=PRICE_DIGITS, decimal_places=PRICE_PLACES, **kwargs)
 
 
 def _price_schema() -> dict:
@@ -106,9 +113,9 @@ class OutcomeWriteSerializer(serializers.Serializer):
         child=_Interest(allow_blank=True),
         required=False,
         allow_null=True,
-        max_length=100,
+        max_length=MAX_INTERESTS,
         initial=list,
-        help_text="At most 100; null or absent: none.",
+        help_text=f"At most {MAX_INTERESTS}; null or absent: none.",
     )
     auction_timestamp = serializers.DateTimeField(required=False, allow_null=True)
 
@@ -116,7 +123,7 @@ class OutcomeWriteSerializer(serializers.Serializer):
 class AuctionOutcomeSerializer(serializers.ModelSerializer):
     complete_output = True  # to_representation writes every field: all required in the schema
     # Always a string in answers ("" when the message had none), as to_representation writes it.
-    site_domain = serializers.CharField(max_length=255, required=False, allow_blank=True, default="")
+    site_domain = serializers.CharField(max_length=MAX_TEXT_LENGTH, required=False, allow_blank=True, default="")
     is_winner = serializers.BooleanField(read_only=True)
     profit_margin = serializers.FloatField(
         read_only=True,
@@ -177,11 +184,7 @@ def _decimal(value) -> str | None:
     return None if value is None else f"{value:.2f}"
 
 
-def _time(value) -> str | None:
-    if value is None:
-        return None
-    text = value.astimezone(UTC).isoformat()
-    return text[:-6] + "Z" if text.endswith("+00:00") else text
+_time = iso_utc
 
 
 class OutcomeStatsSerializer(serializers.Serializer):

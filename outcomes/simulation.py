@@ -16,6 +16,8 @@ import uuid
 from bisect import bisect_left
 from datetime import UTC, datetime, timedelta
 
+from outcomes.buckets import iso_utc
+
 INTERESTS = (
     "technology",
     "sports",
@@ -118,7 +120,7 @@ class OutcomeSimulator:
             "currency": currency,
             "enriched": enriched,
             "user_interests": self.interests_of(user_number) if enriched else [],
-            "auction_timestamp": at.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+            "auction_timestamp": iso_utc(at, timespec="milliseconds"),
         }
         return message
 

@@ -1,7 +1,7 @@
 """The domain rules: what a valid auction outcome is.
 
 Pure (no Django, no database, no Kafka). One home for every limit and pattern: the message
-parser (``outcomes.ingest.messages``), the write service, the API's filters and the OpenAPI
+parser (``outcomes.messages``), the write service, the API's filters and the OpenAPI
 schema import them from here, so they cannot disagree.
 """
 
@@ -9,13 +9,15 @@ from __future__ import annotations
 
 from decimal import Decimal
 
-MAX_TEXT_LENGTH = 255  # bid_id, user_id, site_domain (the columns' varchar(255))
+MAX_TEXT_LENGTH = 255  # bid_id, user_id, site_domain, an interest (the columns' varchar)
 MAX_INTERESTS = 100
 CENT = Decimal("0.01")
+PRICE_DIGITS, PRICE_PLACES = 10, 2  # the price columns: numeric(10, 2)
+COLUMN_MAX_PRICE = Decimal("9" * (PRICE_DIGITS - PRICE_PLACES) + "." + "9" * PRICE_PLACES)  # 99999999.99
 DEFAULT_MAX_PRICE = Decimal("1000.00")  # CONSUMER_MAX_PRICE's default: the sanity bound
-COLUMN_MAX_PRICE = Decimal("99999999.99")  # what the price columns hold (numeric(10, 2))
+CURRENCY_LENGTH = 3
 DEFAULT_CURRENCY = "USD"
-CURRENCY_PATTERN = "^[A-Za-z]{3}$"  # any case in; stored upper-case
+CURRENCY_PATTERN = f"^[A-Za-z]{{{CURRENCY_LENGTH}}}$"  # any case in; stored upper-case
 _LETTERS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZ")
 
 
@@ -23,7 +25,7 @@ def currency_code(value: str) -> str:
     """An ISO 4217 code in any case (``eur``, ``Eur``), upper-cased. Raises ``ValueError``
     saying what is wrong with anything else."""
     code = value.upper()
-    if len(value) != 3:
+    if len(value) != CURRENCY_LENGTH:
         raise ValueError(
             f"{value[:20]!r} has {len(value)} characters; an ISO 4217 currency code is 3 letters, such as USD"
         )

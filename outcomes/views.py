@@ -11,7 +11,6 @@ goes through the snapshot cache (``outcomes.cache``) and says how in ``X-Cache``
 
 from __future__ import annotations
 
-from dataclasses import replace
 from zoneinfo import ZoneInfo
 
 from django.conf import settings
@@ -209,7 +208,7 @@ class AuctionOutcomeViewSet(viewsets.ModelViewSet):
         queryset = filterset.qs
         query = queries.OutcomeQuery.from_filters(filterset.form.cleaned_data)
         if self.action == "winners":
-            query = replace(query, win_status=True)
+            query = query.winners()
         self.paginator.count_function = lambda: queries.outcome_count(query=query)[:2]
         page = self.paginate_queryset(queryset)
         return self.get_paginated_response(self.get_serializer(page, many=True).data)

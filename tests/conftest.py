@@ -21,7 +21,7 @@ import pytest
 from django.conf import settings as django_settings
 from django.db import connection
 
-from tests.factories import BROKERS, ROOT, SPEC_MESSAGE, encode, message, parse_document, wait_until  # noqa: F401
+from tests.factories import BROKERS, ROOT, parse_document, wait_until
 
 
 # ---------------------------------------------------------------------------- database
@@ -147,8 +147,7 @@ def _wait_for_topic(name: str, partitions: int) -> None:
         return False
 
     try:
-        if not wait_until(appeared, timeout=20, interval=0.1):
-            raise AssertionError(f"topic {name} did not appear")
+        wait_until(appeared, timeout=20, interval=0.1, what=f"topic {name} to appear")
     finally:
         probe.close()
 

@@ -43,21 +43,31 @@ def encode(data) -> bytes:
     return orjson.dumps(data)
 
 
-def wait_until(condition: Callable[[], object], timeout: float, interval: float = 0.05) -> bool:
-    """True as soon as ``condition()`` is truthy; False if it is not within ``timeout`` seconds."""
+class WaitedInVain(AssertionError):
+    """A condition a test waited for did not come true in time."""
+
+
+def wait_until(
+    condition: Callable[[], object], timeout: float, interval: float = 0.05, *, what: str | None = None
+) -> object:
+    """``condition()``'s first truthy value, asked every ``interval`` seconds; a failure of
+    the test (``WaitedInVain``, naming ``what`` or the condition) if none comes within
+    ``timeout`` seconds. Never returns having waited for nothing."""
     deadline = time.monotonic() + timeout
     while True:
-        if condition():
-            return True
+        value = condition()
+        if value:
+            return value
         if time.monotonic() >= deadline:
-            return False
+            name = what or getattr(condition, "__name__", "the condition")
+            raise WaitedInVain(f"waited {timeout:g} s for {name}, in vain")
         time.sleep(interval)
 
 
 def parse_document(document: dict):
     from django.conf import settings
 
-    from outcomes.ingest.messages import InvalidOutcome, parse_outcome
+    from outcomes.messages import InvalidOutcome, parse_outcome
 
     parsed = parse_outcome(orjson.dumps(document), max_price=settings.CONSUMER.max_price)
     assert not isinstance(parsed, InvalidOutcome), parsed

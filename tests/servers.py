@@ -79,10 +79,12 @@ def start_api(port: int, *, entrypoint: bool = False, timeout: float = 30, **env
         except OSError:
             return False
 
-    if wait_until(listening, timeout=timeout, interval=0.1):
-        return process
-    process.kill()
-    raise AssertionError("gunicorn did not start")
+    try:
+        wait_until(listening, timeout=timeout, interval=0.1, what="gunicorn to answer /healthz")
+    except AssertionError:
+        process.kill()
+        raise
+    return process
 
 
 def stop(process: subprocess.Popen) -> tuple[str, str]:

@@ -162,18 +162,15 @@ def test_the_schema_is_read_like_the_api(settings):
     assert client.get("/api/schema/").status_code == 200
 
 
-def test_people_use_the_session(settings, outcome_factory):
+def test_people_use_the_session(settings, outcome_factory, person):
     settings.API_READ_ACCESS = "authenticated"
     (row,) = outcome_factory(1)
-    person, reader, staff = APIClient(), APIClient(), APIClient()
-    person.force_login(User.objects.create_user("someone", password="pw"))
-    reader_user = User.objects.create_user("reader", password="pw")
-    reader_user.user_permissions.add(Permission.objects.get(codename="view_auctionoutcome"))
-    reader.force_login(reader_user)
-    staff_user = User.objects.create_user("staff", password="pw", is_staff=True)
-    staff.force_login(staff_user)
+    nobody = person.client(person())
+    reader = person.client(person("view_auctionoutcome"))
+    staff_user = person(staff=True)
+    staff = person.client(staff_user)
     # A login alone is not enough to read: staff, or the permission to view outcomes in the admin.
-    refused = person.get("/api/outcomes/")
+    refused = nobody.get("/api/outcomes/")
     assert refused.status_code == 403 and "view auction outcome" in refused.json()["detail"]
     assert reader.get("/api/outcomes/").status_code == 200
     assert staff.get("/api/outcomes/").status_code == 200
@@ -182,8 +179,7 @@ def test_people_use_the_session(settings, outcome_factory):
     refused = staff.patch(f"/api/outcomes/{row.id}/", {"user_id": "x"}, format="json")
     assert refused.status_code == 403 and "change auctionoutcome" in refused.json()["detail"]
     staff_user.user_permissions.add(Permission.objects.get(codename="change_auctionoutcome"))
-    staff = APIClient()
-    staff.force_login(User.objects.get(pk=staff_user.pk))
+    staff = person.client(User.objects.get(pk=staff_user.pk))  # a fresh look at its permissions
     assert staff.patch(f"/api/outcomes/{row.id}/", {"user_id": "x"}, format="json").status_code == 200
 
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import dataclasses
 import threading
-import time
 import uuid
 from collections import Counter
 
@@ -18,7 +17,7 @@ from kafka.structs import TopicPartition
 from outcomes.ingest import consumer as consumer_module
 from outcomes.ingest import writing
 from outcomes.ingest.consumer import OutcomeConsumer
-from outcomes.ingest.messages import parse_outcome
+from outcomes.messages import parse_outcome
 from outcomes.models import AuctionOutcome, ConsumerOffset, LostOffsets
 from outcomes.writes import Batch, PartitionProgress, Position, write_batch
 from tests.factories import encode, message, wait_until
@@ -132,6 +131,13 @@ def test_revoke_waits_for_the_write_in_flight(topic, tmp_path, monkeypatch):
         return result
 
     monkeypatch.setattr(writing, "write_batch", slow_write)
+    real_settle = writing.WriteStep.settle
+
+    def settle(self, timeout_s):
+        order.append("listener waits")
+        return real_settle(self, timeout_s)
+
+    monkeypatch.setattr(writing.WriteStep, "settle", settle)
     factory = FakeKafkaFactory(topic)
     consumer = OutcomeConsumer(
         config, max_messages=30, idle_timeout_ms=600, install_signal_handlers=False, kafka_factory=factory
@@ -143,13 +149,13 @@ def test_revoke_waits_for_the_write_in_flight(topic, tmp_path, monkeypatch):
     everything = {TopicPartition(topic.name, p) for p in (0, 1)}
     revoker = threading.Thread(target=lambda: (factory.made.rebalance(revoke=everything), order.append("revoked")))
     revoker.start()
-    time.sleep(0.2)
-    assert "revoked" not in order  # the listener waits for the write in flight
+    wait_until(lambda: "listener waits" in order, timeout=5)
+    assert "revoked" not in order  # the listener waits for the write in flight…
     release.set()
     revoker.join(5)
     worker.join(20)
     assert not worker.is_alive()
-    assert order == ["write started", "write done", "revoked"]
+    assert order == ["write started", "listener waits", "write done", "revoked"]  # …until it lands
     assert_exactly_once(config, topic, bids)
 
 
@@ -269,7 +275,8 @@ def test_a_stored_offset_beyond_the_end_pauses_the_partition_until_an_operator_r
         worker.start()
         blocked = consumer.metrics.partition_blocked
         assert wait_until(lambda: all(blocked.labels(topic.name, p)._value.get() == 1 for p in (0, 1)), timeout=5)
-        time.sleep(0.3)
+        polls = factory.made.polls
+        wait_until(lambda: factory.made.polls >= polls + 3, timeout=5, what="the loop to poll on, blocked")
         # Nothing guessed: the new messages wait, the stored offsets stay.
         assert set(AuctionOutcome.objects.values_list("bid_id", flat=True)) == set(old)
         messages = [r for r in caplog.records if "beyond the end of the partition" in r.getMessage()]

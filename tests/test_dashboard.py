@@ -11,7 +11,6 @@ from datetime import timedelta
 
 import pytest
 from django.conf import settings as django_settings
-from django.contrib.auth.models import Permission, User
 from django.test import Client
 from django.utils import timezone
 from rest_framework.test import APIClient
@@ -29,13 +28,11 @@ def test_the_dashboard_is_behind_the_admin_login():
     assert response.status_code == 302 and response["Location"].startswith("/admin/login/?next=/dashboard/")
 
 
-def test_staff_and_readers_see_it_others_are_refused():
+def test_staff_and_readers_see_it_others_are_refused(person):
     nobody, reader, staff = Client(), Client(), Client()
-    nobody.force_login(User.objects.create_user("nobody"))
-    user = User.objects.create_user("reader")
-    user.user_permissions.add(Permission.objects.get(codename="view_auctionoutcome"))
-    reader.force_login(user)
-    staff.force_login(User.objects.create_user("staff", is_staff=True))
+    nobody.force_login(person())
+    reader.force_login(person("view_auctionoutcome"))
+    staff.force_login(person(staff=True))
     assert nobody.get("/dashboard/").status_code == 403
     for client in (reader, staff):
         page = client.get("/dashboard/")

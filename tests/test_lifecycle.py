@@ -200,8 +200,8 @@ def test_an_erased_user_stays_erased(outcome_factory, person, settings):
     import orjson
 
     from outcomes import writes
-    from outcomes.ingest.replay import dead_letters_replay
     from outcomes.models import ErasedUser
+    from outcomes.replay import dead_letters_replay
     from tests.factories import message, parse_document
 
     outcome_factory(2, user_id="carol", auction_timestamp=days_ago(1))

@@ -6,7 +6,7 @@ from decimal import Decimal
 import orjson
 import pytest
 
-from outcomes.ingest.messages import InvalidOutcome, OutcomeEvent, parse_outcome
+from outcomes.messages import InvalidOutcome, OutcomeEvent, parse_outcome
 from tests.factories import SPEC_MESSAGE
 
 pytestmark = pytest.mark.fast

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import subprocess
-import time
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -16,6 +15,7 @@ import pytest
 from django.db import connection
 
 from outcomes.models import APIKey
+from tests.factories import wait_until
 from tests.servers import free_port, start_api, stop
 
 SERVICES = Path(__file__).resolve().parent.parent / "scripts" / "services.sh"
@@ -43,10 +43,7 @@ def replica_count() -> int | None:
 
 
 def wait_for_replica(count: int) -> None:
-    deadline = time.monotonic() + 60
-    while replica_count() != count:
-        assert time.monotonic() < deadline, f"the replica never showed {count} outcomes"
-        time.sleep(0.1)
+    wait_until(lambda: replica_count() == count, timeout=60, interval=0.1, what=f"the replica to show {count} outcomes")
 
 
 def total(port: int) -> int:
@@ -83,10 +80,7 @@ def test_reads_go_to_the_replica_and_fall_back_to_the_primary_when_it_stops(outc
         finally:
             services("replica-resume")
         wait_for_replica(6)
-        deadline = time.monotonic() + 30
-        while total(port) != 6:
-            assert time.monotonic() < deadline
-            time.sleep(0.1)
+        wait_until(lambda: total(port) == 6, timeout=30, interval=0.1, what="the API to read the caught-up replica")
         # The replica stops: the next reads are answered by the primary.
         services("replica-pause")
         outcome_factory(1)  # only the primary has it

@@ -15,7 +15,7 @@ from django.core.management import call_command
 from django.db import connection
 
 from outcomes import queries, rollups, writes
-from outcomes.ingest.messages import parse_outcome
+from outcomes.messages import InvalidOutcome, parse_outcome
 from outcomes.models import AuctionOutcome, DeadLetter, OutcomeRollupMinute
 from outcomes.queries import sql
 from outcomes.queries.prices import price_histogram
@@ -71,7 +71,7 @@ def write_stream(rng: random.Random, count: int, topic: str = "t") -> tuple[set[
                 value = orjson.dumps(document)
             parsed = parse_outcome(value)
             position = writes.Position(topic, 0, offset)
-            if isinstance(parsed, writes.InvalidOutcome):
+            if isinstance(parsed, InvalidOutcome):
                 batch.rejected.append(writes.Rejected(position, None, value, parsed.reason, parsed.detail))
             else:
                 batch.events.append((parsed, position))

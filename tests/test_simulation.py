@@ -7,7 +7,7 @@ from collections import Counter
 import orjson
 import pytest
 
-from outcomes.ingest.messages import OutcomeEvent, parse_outcome
+from outcomes.messages import OutcomeEvent, parse_outcome
 from outcomes.simulation import OutcomeSimulator
 from tests.factories import BROKERS
 

@@ -5,7 +5,7 @@ from decimal import Decimal
 import orjson
 import pytest
 
-from outcomes.ingest.messages import parse_outcome
+from outcomes.messages import parse_outcome
 from outcomes.models import AuctionOutcome, ConsumerOffset, DeadLetter
 from outcomes.writes import Batch, OffsetConflict, PartitionProgress, Position, Rejected, write_batch
 from tests.factories import SPEC_MESSAGE, message

@@ -8,7 +8,7 @@ import logging
 from collections import deque
 from decimal import Decimal
 
-from outcomes.ingest.messages import InvalidOutcome, parse_outcome
+from outcomes.messages import InvalidOutcome, parse_outcome
 from outcomes.writes import Position, Rejected
 
 logger = logging.getLogger("outcomes.consumer")

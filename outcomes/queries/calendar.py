@@ -11,6 +11,8 @@ import calendar
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
+from outcomes.buckets import iso_utc
+
 MAX_BUCKETS = 2000  # a day of minutes, a month of hours, five years of days
 GRANULARITIES = ("minute", "hour", "day", "week", "month")
 DEFAULT_SPAN = {
@@ -78,7 +80,7 @@ def labeller(tz: ZoneInfo):
     """A function rendering a UTC moment as ISO 8601 in ``tz``: ``Z`` for UTC, else the zone's
     offset at that moment (``2026-11-03T00:00:00+01:00``)."""
     if tz.key in ("UTC", "Etc/UTC"):
-        return lambda moment: moment.isoformat().replace("+00:00", "Z")
+        return iso_utc
     return lambda moment: moment.astimezone(tz).isoformat()
 
 

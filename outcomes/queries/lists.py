@@ -15,7 +15,7 @@ from django.db.models import QuerySet
 from analytics.dbrouting import read_db
 from outcomes.models import AuctionOutcome, RawRetention
 from outcomes.queries import sql
-from outcomes.queries.query import OutcomeQuery
+from outcomes.queries.query import WINNERS, OutcomeQuery
 from outcomes.queries.routing import UNITS_UP_TO, plan_for, stats_family
 
 COUNT_CAP = 10_000
@@ -26,7 +26,7 @@ def outcome_list(*, winners_only: bool = False) -> QuerySet[AuctionOutcome]:
     an answer: a 1,000-row page would hold megabytes of it)."""
     queryset = AuctionOutcome.objects.defer("raw_data")
     if winners_only:
-        queryset = queryset.filter(win_status=True)
+        queryset = queryset.filter(**WINNERS)
     return queryset
 
 

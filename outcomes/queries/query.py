@@ -1,10 +1,31 @@
-"""``OutcomeQuery``: the validated filters of a list, report or export (pure)."""
+"""``OutcomeQuery``: the validated filters of a list, report or export (pure), and how each
+filter reads on the outcomes table: the one table the API's filters (django-filter lookups)
+and the raw SQL of lists, edges and counts are both derived from."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, fields, replace
 from datetime import datetime
 from decimal import Decimal
+
+# filter → (column, operator): how it reads on the raw outcomes table.
+CONDITIONS: dict[str, tuple[str, str]] = {
+    **{name: (name, "=") for name in ("bid_id", "user_id", "site_domain", "win_status", "enriched", "currency")},
+    "min_price": ("win_price", ">="),
+    "max_price": ("win_price", "<="),
+    "start": ("event_time", ">="),
+    "end": ("event_time", "<"),
+}
+# The same operators as Django lookups (django-filter's ``lookup_expr``).
+LOOKUPS = {"=": "exact", ">=": "gte", "<=": "lte", "<": "lt"}
+# What the winners list is: the list with this filter.
+WINNERS = {"win_status": True}
+
+
+def lookup(name: str) -> tuple[str, str]:
+    """(field name, lookup) of filter ``name``, as django-filter declares them."""
+    column, operator = CONDITIONS[name]
+    return column, LOOKUPS[operator]
 
 
 @dataclass(frozen=True)
@@ -29,6 +50,9 @@ class OutcomeQuery:
 
     def given(self) -> set[str]:
         return {f.name for f in fields(self) if getattr(self, f.name) is not None}
+
+    def winners(self) -> OutcomeQuery:
+        return replace(self, **WINNERS)
 
     def untimed(self) -> OutcomeQuery:
         """The same filters without the window (a plan's edges bring their own ranges)."""

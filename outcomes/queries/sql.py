@@ -13,18 +13,10 @@ from outcomes import rollups
 from outcomes.models import AuctionOutcome
 from outcomes.queries.measures import COLUMNS, SUMS, Measures
 from outcomes.queries.planner import Plan, Range
-from outcomes.queries.query import OutcomeQuery
+from outcomes.queries.query import CONDITIONS, OutcomeQuery
 
 RAW = AuctionOutcome._meta.db_table
 
-# How each filter reads on the raw table: (filter, column, operator).
-RAW_CONDITIONS = (
-    *((name, name, "=") for name in ("bid_id", "user_id", "site_domain", "win_status", "enriched", "currency")),
-    ("min_price", "win_price", ">="),
-    ("max_price", "win_price", "<="),
-    ("start", "event_time", ">="),
-    ("end", "event_time", "<"),
-)
 
 # One raw group's measures, in ``Measures`` order (money in cents), as bigint like the rollups'
 # columns: a union with rollup rows then sums bigints, not numerics (several times faster).
@@ -41,7 +33,7 @@ def raw_where(query: OutcomeQuery, *, alias: str = "o", ranges: list[Range] | No
     edges) replace the window's ``start`` and ``end``."""
     prefix = f"{alias}." if alias else ""
     conds, params = ["true"], []
-    for name, column, operator in RAW_CONDITIONS:
+    for name, (column, operator) in CONDITIONS.items():
         if ranges is not None and name in ("start", "end"):
             continue
         value = getattr(query, name)

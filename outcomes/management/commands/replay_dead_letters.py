@@ -6,8 +6,8 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
 from analytics import roles
-from outcomes.ingest.replay import dead_letters_replay
 from outcomes.models import DeadLetter
+from outcomes.replay import dead_letters_replay
 
 
 class Command(BaseCommand):

@@ -1,0 +1,176 @@
+"""One outcome at a time: the API's and the admin's creates, updates and deletes. They parse
+the submitted document with the consumer's parser (``outcomes.messages``), so an outcome is
+valid or invalid for the same reasons whichever way it came in."""
+
+from __future__ import annotations
+
+import orjson
+from django.conf import settings
+from django.db import connection, transaction
+
+from outcomes import rollups
+from outcomes.messages import InvalidOutcome, OutcomeEvent, parse_outcome
+from outcomes.models import AuctionOutcome
+from outcomes.writes import erasure, tables
+from outcomes.writes.batches import PreparedBatch, add_timeless, copy_rows, insert_via_stage
+
+WRITABLE_FIELDS = (
+    "bid_id",
+    "user_id",
+    "site_domain",
+    "win_status",
+    "win_price",
+    "bid_price",
+    "currency",
+    "enriched",
+    "user_interests",
+    "auction_timestamp",
+)
+
+
+class OutcomeInvalid(Exception):
+    """A write refused, with errors by field (``non_field_errors`` when no field is to blame)."""
+
+    def __init__(self, errors: dict[str, list[str]]) -> None:
+        super().__init__(errors)
+        self.errors = errors
+
+
+class OutcomeConflict(OutcomeInvalid):
+    """A create for a bid id that is stored already (the stored outcome is kept)."""
+
+
+class OutcomeNotFound(Exception):
+    pass
+
+
+def _settings_bounds():
+    return settings.CONSUMER.max_message_bytes, settings.CONSUMER.max_price
+
+
+def _validate(document: dict) -> OutcomeEvent:
+    unknown = sorted(set(document) - set(WRITABLE_FIELDS) - {"bid_request_id"})
+    if unknown:
+        raise OutcomeInvalid(
+            {name: ["Unknown field; writable: " + ", ".join(WRITABLE_FIELDS) + "."] for name in unknown}
+        )
+    try:
+        text = orjson.dumps(document)
+    except TypeError as exc:
+        raise OutcomeInvalid({"non_field_errors": [f"Not a JSON document: {exc}"]}) from None
+    max_bytes, max_price = _settings_bounds()
+    parsed = parse_outcome(text, max_bytes=max_bytes, max_price=max_price)
+    if isinstance(parsed, InvalidOutcome):
+        raise OutcomeInvalid({parsed.field or "non_field_errors": [parsed.detail]})
+    with connection.cursor() as cursor:
+        if erasure.erased_users(cursor, {parsed.user_id}):
+            raise OutcomeInvalid({"user_id": ["This user was erased on request: their outcomes are not stored again."]})
+    return parsed
+
+
+def outcome_create(*, document: dict) -> AuctionOutcome:
+    """Store one new outcome (its rollups in the same transaction). Refuses a stored bid id."""
+    if not isinstance(document, dict):
+        raise OutcomeInvalid({"non_field_errors": ["Expected a JSON object."]})
+    event = _validate(document)
+    prepared = PreparedBatch([(event, None)], copy_rows([(event, None)]), [], {}, 0, rollups.Reach())
+    with transaction.atomic(), connection.cursor() as cursor:
+        mark = rollups.sequence_mark(cursor)
+        inserted, _duplicates, _conflicts = insert_via_stage(cursor, prepared)
+        if not inserted:
+            raise OutcomeConflict({"bid_id": [f"An outcome with bid_id {event.bid_id!r} is already stored."]})
+        rollups.append_inserted(cursor, after_id=mark, last_id=prepared.last_inserted_id)
+        reach = rollups.Reach()
+        if event.auction_timestamp is not None:
+            reach.add(event.auction_timestamp, event.user_id)
+        add_timeless(reach, [(event, None)], cursor)
+        rollups.append_reach(cursor, reach)
+    return AuctionOutcome.objects.get(bid_id=event.bid_id)
+
+
+def _document(row: AuctionOutcome) -> dict:
+    """The stored columns as a message document (what an update is applied to)."""
+    return {
+        "bid_id": row.bid_id,
+        "user_id": row.user_id,
+        "site_domain": row.site_domain,
+        "win_status": row.win_status,
+        "win_price": str(row.win_price),
+        "bid_price": str(row.bid_price),
+        "currency": row.currency,
+        "enriched": row.enriched,
+        "user_interests": list(row.user_interests or []),
+        "auction_timestamp": row.auction_timestamp.isoformat() if row.auction_timestamp else None,
+    }
+
+
+def _same(event: OutcomeEvent, row: AuctionOutcome) -> bool:
+    return (
+        event.user_id == row.user_id
+        and event.site_domain == row.site_domain
+        and event.win_status == row.win_status
+        and event.win_price == row.win_price
+        and event.bid_price == row.bid_price
+        and event.currency == row.currency
+        and event.enriched == row.enriched
+        and list(event.user_interests) == list(row.user_interests or [])
+        and event.auction_timestamp == row.auction_timestamp
+    )
+
+
+def outcome_update(*, outcome_id: int, changes: dict, partial: bool) -> AuctionOutcome:
+    """Change one outcome (PATCH: ``partial``; PUT: ``changes`` is the whole document).
+
+    The bid id cannot change. A change that changes nothing writes nothing (``updated_at``
+    included). Rollups: the old version's deltas are subtracted, the new one's added.
+    """
+    if not isinstance(changes, dict):
+        raise OutcomeInvalid({"non_field_errors": ["Expected a JSON object."]})
+    with transaction.atomic(), connection.cursor() as cursor:
+        row = AuctionOutcome.objects.select_for_update().filter(pk=outcome_id).first()
+        if row is None:
+            raise OutcomeNotFound(outcome_id)
+        if not partial and "bid_id" not in changes and "bid_request_id" not in changes:
+            raise OutcomeInvalid({"bid_id": ["This field is required: PUT sends the whole outcome (PATCH a part)."]})
+        given_bid = changes.get("bid_id", changes.get("bid_request_id", row.bid_id))
+        if given_bid != row.bid_id:
+            raise OutcomeInvalid({"bid_id": ["The bid id of a stored outcome cannot change."]})
+        document = {**_document(row), **changes} if partial else changes
+        event = _validate(document)
+        raw = {**(row.raw_data if isinstance(row.raw_data, dict) else {}), **changes}
+        if _same(event, row) and raw == row.raw_data:
+            return row
+        hours = rollups.delete_rows(cursor, ids=[row.pk])
+        cursor.execute(
+            f"""INSERT INTO {tables.OUTCOME_TABLE} (id, {tables.COLUMN_LIST}, timestamp, created_at, updated_at)
+                VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, now())
+""",
+            [
+                row.pk,
+                event.bid_id,
+                event.user_id,
+                event.site_domain,
+                event.win_status,
+                event.win_price,
+                event.bid_price,
+                event.currency,
+                event.enriched,
+                orjson.dumps(event.user_interests).decode(),
+                event.auction_timestamp,
+                orjson.dumps(raw).decode(),
+                row.timestamp,
+                row.created_at,
+            ],
+        )
+        rollups.rebuild_reach_buckets(cursor, [*hours, *rollups.append_rows(cursor, ids=[row.pk])])
+    return AuctionOutcome.objects.get(pk=outcome_id)
+
+
+def outcomes_delete(*, ids: list[int]) -> int:
+    """Delete outcomes by id; their rollup deltas are subtracted in the same transaction."""
+    if not ids:
+        return 0
+    with transaction.atomic(), connection.cursor() as cursor:
+        deleted = rollups.delete_rows(cursor, ids=sorted(set(ids)))
+        rollups.rebuild_reach_buckets(cursor, deleted)
+    return sum(deleted.values())

@@ -35,6 +35,7 @@ from django.db.models import F, Func, Q
 from django.db.models.functions import Cast, Coalesce
 from rest_framework_api_key.models import AbstractAPIKey
 
+from outcomes import grains
 from outcomes.validation import CURRENCY_LENGTH, DEFAULT_CURRENCY, MAX_TEXT_LENGTH, PRICE_DIGITS, PRICE_PLACES
 
 SAMPLE_BUCKETS = 1024  # ``sample`` is in [0, SAMPLE_BUCKETS)
@@ -250,134 +251,98 @@ class LostOffsets(models.Model):
 # partial rows (``pending``); ``outcomes.rollups.compact`` later merges a key's rows into one.
 # Readers always sum every row of a key, so partial and compacted rows give the same answer.
 # Sums and counts only, never averages: any set of rows merges exactly. Money is in cents.
+# One model per grain of the catalogue (``outcomes.grains``), built from its declaration.
 
 
 class RollupMeasures(models.Model):
     bucket = models.DateTimeField()
-    outcomes = models.BigIntegerField(default=0)
-    wins = models.BigIntegerField(default=0)
-    enriched_outcomes = models.BigIntegerField(default=0)
-    enriched_wins = models.BigIntegerField(default=0)
-    revenue_cents = models.BigIntegerField(default=0, help_text="Sum of win_price over won auctions.")
-    bid_cents = models.BigIntegerField(default=0, help_text="Sum of bid_price over all outcomes.")
-    won_bid_cents = models.BigIntegerField(default=0, help_text="Sum of bid_price over won auctions.")
     pending = models.BooleanField(db_default=True, help_text="A partial row not yet merged by compaction.")
 
     class Meta:
         abstract = True
 
 
-def _rollup_meta(table: str, keys: list[str], *, pending_index: bool = False, by_bucket: bool = False):
-    """Meta for a rollup table: one (keys…) index, for reads and compaction. Every index is
-    paid for on each appended row; compaction finds new partial rows by primary key. A grain
-    that a coarser one is folded from also indexes its pending rows, which readers of the
-    coarser grain add in (the index stays small: compaction empties it). ``by_bucket``: a grain
-    keyed by its dimension first also indexes the bucket alone, for reports over a window
-    with no filter on that dimension (a breakdown of the last 24 h)."""
-    short = table.removeprefix("outcomes_rollup_")
-    indexes = [models.Index(fields=keys, name=f"rollup_{short}_key")]
-    if by_bucket:
-        indexes.append(models.Index(fields=["bucket"], name=f"rollup_{short}_bucket"))
-    if pending_index:
-        indexes.append(
-            models.Index(fields=["bucket"], name=f"rollup_{short}_pending", condition=models.Q(pending=True))
-        )
-    return type("Meta", (), {"db_table": table, "indexes": indexes})
-
-
-class OutcomeRollupMinute(RollupMeasures):
-    currency = models.CharField(max_length=CURRENCY_LENGTH)
-    enriched = models.BooleanField()
-    Meta = _rollup_meta("outcomes_rollup_minute", ["bucket", "currency", "enriched"])
-
-
-class TotalRollupMinute(RollupMeasures):
-    """Every outcome per minute, no dimension: a day of minutes is 1,440 rows here, where the
-    currency × enriched grain holds one per combination (a time series with neither filter)."""
-
-    Meta = _rollup_meta("outcomes_rollup_total_minute", ["bucket"])
-
-
-class OutcomeRollupHour(RollupMeasures):
-    currency = models.CharField(max_length=CURRENCY_LENGTH)
-    enriched = models.BooleanField()
-    Meta = _rollup_meta("outcomes_rollup_hour", ["bucket", "currency", "enriched"])
-
-
-class OutcomeRollupDay(RollupMeasures):
-    currency = models.CharField(max_length=CURRENCY_LENGTH)
-    enriched = models.BooleanField()
-    Meta = _rollup_meta("outcomes_rollup_day", ["bucket", "currency", "enriched"])
-
-
-class DomainRollupHour(RollupMeasures):
-    site_domain = models.CharField(max_length=MAX_TEXT_LENGTH, help_text="'' for outcomes without a site domain.")
-    Meta = _rollup_meta("outcomes_rollup_domain_hour", ["site_domain", "bucket"], pending_index=True, by_bucket=True)
-
-
-class DomainRollupDay(RollupMeasures):
-    site_domain = models.CharField(max_length=MAX_TEXT_LENGTH, help_text="'' for outcomes without a site domain.")
-    Meta = _rollup_meta("outcomes_rollup_domain_day", ["site_domain", "bucket"], by_bucket=True)
-
-
-class DomainRollupTotal(RollupMeasures):
-    """All time per domain (``bucket`` is always 1970-01-01): unbounded domain reports read
-    ~2,000 rows here instead of a row per domain and day."""
-
-    site_domain = models.CharField(max_length=MAX_TEXT_LENGTH, help_text="'' for outcomes without a site domain.")
-    Meta = _rollup_meta("outcomes_rollup_domain_total", ["site_domain"])
-
-
-class InterestRollupHour(RollupMeasures):
-    interest = models.CharField(max_length=MAX_TEXT_LENGTH, help_text="'' for outcomes without interests.")
-    Meta = _rollup_meta("outcomes_rollup_interest_hour", ["bucket", "interest"])
-
-
 class PriceRollup(models.Model):
     """How many outcomes had each price, to the cent: exact percentiles and histograms."""
 
     bucket = models.DateTimeField()
-    cents = models.IntegerField()
-    won_at_win_price = models.BigIntegerField(default=0, help_text="Won auctions whose win_price is `cents`.")
-    won_at_bid_price = models.BigIntegerField(default=0, help_text="Won auctions whose bid_price is `cents`.")
-    lost_at_bid_price = models.BigIntegerField(default=0, help_text="Lost auctions whose bid_price is `cents`.")
     pending = models.BooleanField(db_default=True)
 
     class Meta:
         abstract = True
-
-
-class PriceRollupHour(PriceRollup):
-    Meta = _rollup_meta("outcomes_rollup_price_hour", ["bucket", "cents"], pending_index=True)
-
-
-class PriceRollupDay(PriceRollup):
-    Meta = _rollup_meta("outcomes_rollup_price_day", ["bucket", "cents"])
-
-
-class PriceRollupTotal(PriceRollup):
-    """All time (``bucket`` is always 1970-01-01): unbounded percentiles read one row per price."""
-
-    Meta = _rollup_meta("outcomes_rollup_price_total", ["cents"])
 
 
 class ReachRollup(models.Model):
     """Distinct users per bucket as a serialized HyperLogLog sketch (Apache DataSketches)."""
 
     bucket = models.DateTimeField()
-    sketch = models.BinaryField()
     pending = models.BooleanField(db_default=True)
 
     class Meta:
         abstract = True
 
 
-class ReachRollupHour(ReachRollup):
-    Meta = _rollup_meta("outcomes_rollup_reach_hour", ["bucket"])
+_BASES = {grains.MEASURES: RollupMeasures, grains.PRICE_COUNTS: PriceRollup, grains.SKETCH: ReachRollup}
 
 
-class ReachRollupDay(ReachRollup):
-    Meta = _rollup_meta("outcomes_rollup_reach_day", ["bucket"])
+def _dimension_field(dimension: grains.Dimension) -> models.Field:
+    kind = dimension.kind
+    if kind == "text":
+        return models.CharField(max_length=MAX_TEXT_LENGTH, help_text=dimension.help)
+    if kind == "currency":
+        return models.CharField(max_length=CURRENCY_LENGTH)
+    if kind == "boolean":
+        return models.BooleanField()
+    if kind == "cents":
+        return models.IntegerField()
+    raise ValueError(f"unknown dimension kind {kind!r}")
+
+
+def _value_fields(values: grains.Values) -> dict[str, models.Field]:
+    if values.kind == "sketch":
+        return {"sketch": models.BinaryField()}
+    return {
+        name: models.BigIntegerField(default=0, **({"help_text": help} if help else {}))
+        for name, help in zip(values.names, values.helps, strict=True)
+    }
+
+
+def _rollup_meta(grain: grains.Grain):
+    """One (keys…) index, for reads and compaction. Every index is paid for on each appended
+    row; compaction finds new partial rows by primary key. A grain that a coarser one is
+    folded from also indexes its pending rows, which readers of the coarser grain add in (the
+    index stays small: compaction empties it). ``by_bucket``: a grain keyed by its dimension
+    first also indexes the bucket alone, for reports over a window with no filter on it."""
+    short = grain.table.removeprefix("outcomes_rollup_")
+    if grain.unit == "all":
+        keys = list(grain.dims)
+    elif grain.by_bucket:
+        keys = [*grain.dims, "bucket"]
+    else:
+        keys = ["bucket", *grain.dims]
+    indexes = [models.Index(fields=keys, name=f"rollup_{short}_key")]
+    if grain.by_bucket:
+        indexes.append(models.Index(fields=["bucket"], name=f"rollup_{short}_bucket"))
+    if grain.pending_index:
+        indexes.append(
+            models.Index(fields=["bucket"], name=f"rollup_{short}_pending", condition=models.Q(pending=True))
+        )
+    return type("Meta", (), {"db_table": grain.table, "indexes": indexes})
+
+
+def _rollup_model(grain: grains.Grain) -> type[models.Model]:
+    attrs = {
+        "__module__": __name__,
+        "__doc__": grain.doc or f"The {grain.family} rollup, by {grain.unit}.",
+        "Meta": _rollup_meta(grain),
+        **{d.name: _dimension_field(d) for d in grain.dimensions},
+        **_value_fields(grain.values),
+    }
+    return type(grain.model, (_BASES[grain.values],), attrs)
+
+
+ROLLUP_MODELS: dict[str, type[models.Model]] = {grain.key: _rollup_model(grain) for grain in grains.GRAINS}
+globals().update({model.__name__: model for model in ROLLUP_MODELS.values()})  # OutcomeRollupMinute, …
 
 
 class APIKey(AbstractAPIKey):

@@ -13,10 +13,11 @@ pytestmark = pytest.mark.fast
 
 ROOT = Path(__file__).resolve().parent.parent
 README = (ROOT / "README.md").read_text()
+DOCS = README + "".join(path.read_text() for path in sorted((ROOT / "docs").glob("*.md")))
 
 
 def shell_lines() -> list[str]:
-    blocks = re.findall(r"```bash\n(.*?)```", README, re.DOTALL)
+    blocks = re.findall(r"```bash\n(.*?)```", DOCS, re.DOTALL)
     return [line for block in blocks for line in block.splitlines() if line.strip() and not line.startswith("#")]
 
 

@@ -2,7 +2,7 @@
 
 A ``Measures`` is what one rollup row, one raw-table group or one whole report holds: sums
 and counts only (never averages), money in cents, so any set of them adds up exactly. The
-derived figures (README, "Reports"):
+derived figures (docs/api.md, "Reports"):
 
 * ``win_rate`` — wins / outcomes × 100, rounded to 2 decimals (0.0 with no outcomes);
 * ``total_revenue`` — sum of ``win_price`` over won auctions (what was paid), 2 decimals;

@@ -1,0 +1,299 @@
+"""The rollup catalogue: every grain the service keeps, declared once.
+
+A grain is a table of pre-aggregated outcomes: a family (what it answers), a time unit, the
+dimensions its rows are keyed by and the values they sum. Everything else is derived from
+these declarations:
+
+* the rollup models and their indexes (``outcomes.models``), so a migration follows from
+  ``makemigrations``;
+* the SQL a write appends its deltas with, and the SQL that recomputes a grain from the raw
+  rows for ``verify`` and ``rebuild`` (``outcomes.rollups``);
+* which filters each family applies itself (the query planner's choice);
+* the table in the architecture documentation (``catalogue_table``).
+
+Adding a grain is one declaration in ``GRAINS``, ``makemigrations``, and a test: see
+docs/architecture.md, "Adding a rollup grain".
+
+Pure: no Django, no database. The SQL fragments read the columns of ``DELTA_COLUMNS``: every
+grain is computed from rows of that shape, whether they are a write's new rows, a delete's
+``RETURNING`` or the raw table.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from outcomes.buckets import ALL_TIME
+
+# The shape every grain is computed from: one row per outcome, money in cents, no NULL domain.
+DELTA_COLUMNS = (
+    "event_time, coalesce(site_domain, '') AS site_domain, win_status, (win_price * 100)::bigint AS w, "
+    "(bid_price * 100)::bigint AS bd, currency, enriched, user_interests"
+)
+
+
+@dataclass(frozen=True)
+class Dimension:
+    """A key column of a grain: its name, SQL over a delta row (after the grain's
+    ``expand``), its column type and whether a report filter of that name can use it."""
+
+    name: str
+    sql: str
+    kind: str  # "text", "currency", "boolean", "cents"
+    filter: bool = False
+    help: str = ""
+
+
+@dataclass(frozen=True)
+class Values:
+    """What a grain's rows sum: column names, each one's aggregate over delta rows, and help."""
+
+    names: tuple[str, ...]
+    aggregates: tuple[str, ...]
+    helps: tuple[str, ...]
+    kind: str = "sums"  # "sums" (bigint columns) or "sketch" (a HyperLogLog, kept by Python)
+
+
+MEASURES = Values(
+    names=("outcomes", "wins", "enriched_outcomes", "enriched_wins", "revenue_cents", "bid_cents", "won_bid_cents"),
+    aggregates=(
+        "count(*)",
+        "count(*) FILTER (WHERE win_status)",
+        "count(*) FILTER (WHERE enriched)",
+        "count(*) FILTER (WHERE enriched AND win_status)",
+        "coalesce(sum(w) FILTER (WHERE win_status), 0)",
+        "coalesce(sum(bd), 0)",
+        "coalesce(sum(bd) FILTER (WHERE win_status), 0)",
+    ),
+    helps=(
+        "",
+        "",
+        "",
+        "",
+        "Sum of win_price over won auctions.",
+        "Sum of bid_price over all outcomes.",
+        "Sum of bid_price over won auctions.",
+    ),
+)
+PRICE_COUNTS = Values(
+    names=("won_at_win_price", "won_at_bid_price", "lost_at_bid_price"),
+    aggregates=("sum(p.ww)", "sum(p.wb)", "sum(p.lb)"),
+    helps=(
+        "Won auctions whose win_price is `cents`.",
+        "Won auctions whose bid_price is `cents`.",
+        "Lost auctions whose bid_price is `cents`.",
+    ),
+)
+SKETCH = Values(names=("sketch",), aggregates=(), helps=("",), kind="sketch")
+
+# Dimensions shared by several grains.
+CURRENCY = Dimension("currency", "currency", "currency", filter=True)
+ENRICHED = Dimension("enriched", "enriched", "boolean", filter=True)
+SITE_DOMAIN = Dimension(
+    "site_domain", "site_domain", "text", filter=True, help="'' for outcomes without a site domain."
+)
+INTEREST = Dimension("interest", "coalesce(i.value, '')", "text", help="'' for outcomes without interests.")
+CENTS = Dimension("cents", "p.cents", "cents")
+
+
+@dataclass(frozen=True)
+class Expansion:
+    """A lateral join making several rows of one outcome. ``zero_rows``: some of them sum to
+    nothing (and are left out)."""
+
+    sql: str
+    zero_rows: bool = False
+
+
+# One outcome as one row per interest ('' when it has none) …
+EACH_INTEREST = Expansion("LEFT JOIN LATERAL jsonb_array_elements_text(user_interests) i(value) ON true")
+# … or as the prices it reports: its win price if won (a lost auction's is a zero row), its
+# bid price won or lost.
+EACH_PRICE = Expansion(
+    "CROSS JOIN LATERAL (VALUES (w, win_status::int, 0, 0), (bd, 0, win_status::int, (NOT win_status)::int)) "
+    "p(cents, ww, wb, lb)",
+    zero_rows=True,
+)
+NO_EXPANSION = Expansion("")
+
+
+@dataclass(frozen=True)
+class Grain:
+    family: str
+    unit: str  # "minute", "hour", "day" or "all" (one bucket: 1970-01-01)
+    model: str  # the model class (``outcomes.models``); its table is ``table``
+    table: str
+    dimensions: tuple[Dimension, ...]
+    values: Values = MEASURES
+    expand: Expansion = NO_EXPANSION
+    # How writes reach it: computed from their rows (None); summed in the same statement from
+    # a finer grain's deltas (``summed_from``, "family.unit"); or, for day and all-time grains
+    # read less often, folded by compaction from a finer grain (``folded_from``, a unit).
+    summed_from: str | None = None
+    folded_from: str | None = None
+    pending_index: bool = False  # readers of a grain folded from this one add its pending rows
+    by_bucket: bool = False  # also indexed by bucket alone (reports with no filter on the dimension)
+    doc: str = ""
+
+    @property
+    def key(self) -> str:
+        return f"{self.family}.{self.unit}"
+
+    @property
+    def dims(self) -> tuple[str, ...]:
+        return tuple(d.name for d in self.dimensions)
+
+    @property
+    def filters(self) -> frozenset[str]:
+        return frozenset(d.name for d in self.dimensions if d.filter)
+
+    @property
+    def pending_source(self) -> Grain | None:
+        return FAMILIES[self.family][self.folded_from] if self.folded_from else None
+
+    @property
+    def written_by_rows(self) -> bool:
+        return self.values.kind == "sums" and not self.summed_from and not self.folded_from
+
+
+GRAINS: tuple[Grain, ...] = (
+    Grain("outcomes", "minute", "OutcomeRollupMinute", "outcomes_rollup_minute", (CURRENCY, ENRICHED)),
+    Grain(
+        "outcomes",
+        "hour",
+        "OutcomeRollupHour",
+        "outcomes_rollup_hour",
+        (CURRENCY, ENRICHED),
+        summed_from="outcomes.minute",
+    ),
+    Grain(
+        "outcomes",
+        "day",
+        "OutcomeRollupDay",
+        "outcomes_rollup_day",
+        (CURRENCY, ENRICHED),
+        summed_from="outcomes.minute",
+    ),
+    Grain(
+        "total",
+        "minute",
+        "TotalRollupMinute",
+        "outcomes_rollup_total_minute",
+        (),
+        summed_from="outcomes.minute",
+        doc="Every outcome per minute, no dimension: a day of minutes is 1,440 rows here, where the "
+        "currency × enriched grain holds one per combination (a time series with neither filter).",
+    ),
+    Grain(
+        "domain",
+        "hour",
+        "DomainRollupHour",
+        "outcomes_rollup_domain_hour",
+        (SITE_DOMAIN,),
+        pending_index=True,
+        by_bucket=True,
+    ),
+    Grain(
+        "domain",
+        "day",
+        "DomainRollupDay",
+        "outcomes_rollup_domain_day",
+        (SITE_DOMAIN,),
+        folded_from="hour",
+        by_bucket=True,
+    ),
+    Grain(
+        "domain",
+        "all",
+        "DomainRollupTotal",
+        "outcomes_rollup_domain_total",
+        (SITE_DOMAIN,),
+        folded_from="hour",
+        doc="All time per domain (``bucket`` is always 1970-01-01): unbounded domain reports read "
+        "~2,000 rows here instead of a row per domain and day.",
+    ),
+    Grain("interest", "hour", "InterestRollupHour", "outcomes_rollup_interest_hour", (INTEREST,), expand=EACH_INTEREST),
+    Grain(
+        "price",
+        "hour",
+        "PriceRollupHour",
+        "outcomes_rollup_price_hour",
+        (CENTS,),
+        PRICE_COUNTS,
+        expand=EACH_PRICE,
+        pending_index=True,
+    ),
+    Grain(
+        "price",
+        "day",
+        "PriceRollupDay",
+        "outcomes_rollup_price_day",
+        (CENTS,),
+        PRICE_COUNTS,
+        expand=EACH_PRICE,
+        folded_from="hour",
+    ),
+    Grain(
+        "price",
+        "all",
+        "PriceRollupTotal",
+        "outcomes_rollup_price_total",
+        (CENTS,),
+        PRICE_COUNTS,
+        expand=EACH_PRICE,
+        folded_from="hour",
+        doc="All time (``bucket`` is always 1970-01-01): unbounded percentiles read one row per price.",
+    ),
+    Grain("reach", "hour", "ReachRollupHour", "outcomes_rollup_reach_hour", (), SKETCH),
+    Grain("reach", "day", "ReachRollupDay", "outcomes_rollup_reach_day", (), SKETCH),
+)
+FAMILIES: dict[str, dict[str, Grain]] = {}
+for _grain in GRAINS:
+    FAMILIES.setdefault(_grain.family, {})[_grain.unit] = _grain
+BY_KEY: dict[str, Grain] = {grain.key: grain for grain in GRAINS}
+# Which filters each family can apply itself (win_status works everywhere, via the measures).
+FAMILY_FILTERS: dict[str, frozenset[str]] = {
+    family: frozenset().union(*(g.filters for g in grains.values())) for family, grains in FAMILIES.items()
+}
+# What each family answers, for the documentation table.
+ANSWERS = {
+    "outcomes": "totals and series with win_status, currency, enriched filters",
+    "total": "minute series without those filters",
+    "domain": "site_domain filter (with win_status); breakdown by site_domain",
+    "interest": "breakdown by interest",
+    "price": "exact percentiles and histograms",
+    "reach": "distinct users (HyperLogLog sketches)",
+}
+# The grain whose deltas say which hours a write touched (every outcome has a row there).
+COUNTED = BY_KEY["outcomes.minute"]
+
+
+def bucket_sql(unit: str, column: str) -> str:
+    """SQL for the ``unit`` bucket of timestamp ``column``."""
+    if unit == "all":
+        return f"'{ALL_TIME.isoformat()}'::timestamptz"
+    return f"date_trunc('{unit}', {column}, 'UTC')"
+
+
+def catalogue_table() -> str:
+    """The catalogue as a Markdown table (docs/architecture.md carries it; a test compares)."""
+    lines = [
+        "The measures: " + ", ".join(MEASURES.names) + ".",
+        "",
+        "| family | grain | dimensions | values | how writes reach it | answers |",
+        "|---|---|---|---|---|---|",
+    ]
+    for family, grains in FAMILIES.items():
+        for grain in grains.values():
+            if grain.values.kind == "sketch":
+                how = "a sketch per write, merged by compaction"
+            elif grain.summed_from:
+                how = f"summed from {grain.summed_from} in the write"
+            elif grain.folded_from:
+                how = f"folded from {family}.{grain.folded_from} by compaction"
+            else:
+                how = "computed from the written rows"
+            dims = ", ".join(grain.dims) or "—"
+            values = "the measures" if grain.values is MEASURES else ", ".join(grain.values.names)
+            lines.append(f"| {family} | {grain.unit} | {dims} | {values} | {how} | {ANSWERS[family]} |")
+    return "\n".join(lines)

@@ -268,6 +268,8 @@ REST_FRAMEWORK = {
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_THROTTLE_CLASSES": ["outcomes.throttling.SharedRateThrottle"],
+    # The write service's refusals (invalid, conflict, not found) as 400, 409, 404.
+    "EXCEPTION_HANDLER": "outcomes.views.errors.exception_handler",
     # Proxies in front of the API whose X-Forwarded-For entries are trusted (0: use the
     # socket's address; DRF's default would trust any client-sent header).
     "NUM_PROXIES": env_int("API_NUM_PROXIES", 0, minimum=0),

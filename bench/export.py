@@ -31,7 +31,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "analytics.settings")
 
-from bench.queries import api_env, free_port, load, start_api  # noqa: E402
+from bench.harness import api_env, drop_database, free_port, load, start_api  # noqa: E402
 
 
 def main() -> None:
@@ -101,8 +101,6 @@ def main() -> None:
         if args.keep_db or args.db:
             print(f"database {name} kept")
         else:
-            from bench.ingest import drop_database
-
             drop_database(admin, name)
         admin.close()
 

@@ -33,6 +33,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+
+from bench.harness import drop_database  # noqa: E402
+
 os.environ.setdefault("DEBUG", "true")
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "analytics.settings")
 BENCH_DB = f"analytics_bench_{uuid.uuid4().hex[:6]}"
@@ -137,21 +140,6 @@ def main() -> None:
     finally:
         drop_database(admin, BENCH_DB)
         admin.close()
-
-
-def drop_database(admin, name: str) -> None:
-    """Plain DROP DATABASE (it makes autovacuum workers exit; WITH (FORCE) would need the
-    right to signal them), retried while our own closing sessions go away."""
-    import psycopg2
-
-    for attempt in range(20):
-        try:
-            admin.cursor().execute(f'DROP DATABASE IF EXISTS "{name}"')
-            return
-        except psycopg2.errors.ObjectInUse:
-            if attempt == 19:
-                raise
-            time.sleep(0.5)
 
 
 def produce(brokers: str, topic: str, messages: list[bytes], partitions: int) -> float:

@@ -26,8 +26,6 @@ import csv
 import http.client
 import json
 import os
-import secrets
-import socket
 import statistics
 import subprocess
 import sys
@@ -39,6 +37,10 @@ from urllib.parse import urlencode
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+
+from bench.harness import api_env, drop_database, free_port, load, percentile, start_api  # noqa: E402
+from outcomes.buckets import iso_utc  # noqa: E402
+
 os.environ.setdefault("DEBUG", "true")
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "analytics.settings")
 BENCH_DB = f"analytics_qbench_{uuid.uuid4().hex[:6]}"
@@ -151,20 +153,8 @@ def main() -> None:
         if args.keep_db:
             print(f"database {BENCH_DB} kept (DROP DATABASE {BENCH_DB}; when done)")
         else:
-            from bench.ingest import drop_database
-
             drop_database(admin, BENCH_DB)
         admin.close()
-
-
-def start_api(port: int, env: dict) -> subprocess.Popen:
-    server = subprocess.Popen(
-        [sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", "analytics.wsgi:application"],
-        cwd=ROOT,
-        env={**env, "GUNICORN_BIND": f"127.0.0.1:{port}"},
-    )
-    wait_for(port)
-    return server
 
 
 def analyze_and_pick_targets() -> dict:
@@ -184,7 +174,7 @@ def analyze_and_pick_targets() -> dict:
         "user": user,
         "id": some_id,
         "day": day,
-        "week": {"start": iso(day - timedelta(days=7)), "end": iso(day)},
+        "week": {"start": iso_utc(day - timedelta(days=7)), "end": iso_utc(day)},
     }
 
 
@@ -200,7 +190,7 @@ def measure(port: int, t: dict, count: int, *, naive: bool) -> dict:
         (
             "timeseries minute x 1 day",
             "timeseries/",
-            {"granularity": "minute", "start": iso(day - timedelta(days=1)), "end": iso(day)},
+            {"granularity": "minute", "start": iso_utc(day - timedelta(days=1)), "end": iso_utc(day)},
         ),
         ("breakdown top 20 domains", "breakdown/", {"by": "site_domain", "limit": 20}),
         ("reach one week", "reach/", week),
@@ -258,12 +248,12 @@ def measure_windows(client: Client, t: dict, count: int, *, naive: bool) -> list
             ("reach", "reach/", {}),
         ):
             shift = timedelta(seconds=7)
-            aligned = {"start": iso(t["day"] - span), "end": iso(t["day"]), **extra}
-            shifted = {"start": iso(t["day"] - span + shift), "end": iso(t["day"] + shift), **extra}
+            aligned = {"start": iso_utc(t["day"] - span), "end": iso_utc(t["day"]), **extra}
+            shifted = {"start": iso_utc(t["day"] - span + shift), "end": iso_utc(t["day"] + shift), **extra}
             a = client.measure(path, aligned, count)
             s = client.measure(path, shifted, count)
             now = datetime.now(UTC).replace(microsecond=0)
-            n = client.measure(path, {"start": iso(now - span), "end": iso(now), **extra}, count)
+            n = client.measure(path, {"start": iso_utc(now - span), "end": iso_utc(now), **extra}, count)
             slow = naive_ms(path, shifted) if naive else None
             worst = max(s["p95"], n["p95"])
             ratio = slow / worst if slow and worst else None
@@ -321,54 +311,6 @@ def write_chart(results: dict, path: str) -> None:
         parts.append(f'<text x="{width - 190}" y="{30 + 16 * i}" fill="{colour}">{name}</text>')
     parts.append("</svg>")
     Path(path).write_text("\n".join(parts))
-
-
-def api_env(database: str, password: str, **overrides: str) -> dict:
-    """The environment of gunicorn as shipped (DEBUG off, a throwaway secret), quiet, reads public."""
-    return {
-        **os.environ,
-        "DB_NAME": database,
-        "DEBUG": "false",
-        "DJANGO_SECRET_KEY": secrets.token_urlsafe(50),
-        "ALLOWED_HOSTS": "127.0.0.1,localhost",
-        "PRIVACY_HASH_KEY": secrets.token_urlsafe(32),
-        "DB_PASSWORD": password,
-        "GUNICORN_ACCESS_LOG": "false",
-        "LOG_LEVEL": "WARNING",
-        "API_READ_ACCESS": "public",
-        **overrides,
-    }
-
-
-def iso(moment: datetime) -> str:
-    return moment.isoformat().replace("+00:00", "Z")
-
-
-def load(rows: int, batch_size: int, *, seed: int) -> dict:
-    import orjson
-
-    from outcomes import writes
-    from outcomes.messages import parse_outcome
-    from outcomes.simulation import OutcomeSimulator
-
-    started = time.monotonic()
-    batch = writes.Batch()
-    now = datetime.now(UTC)
-    stream = OutcomeSimulator(seed=seed).stream(count=rows, days=30, in_order=True, now=now)
-    for offset, message in enumerate(stream):
-        message["bid_request_id"] = f"{seed}-{message['bid_request_id']}"
-        batch.events.append((parse_outcome(orjson.dumps(message)), writes.Position(f"bench{seed}", 0, offset)))
-        if len(batch.events) >= batch_size:
-            writes.write_batch(batch, consumer_group="bench")
-            batch = writes.Batch()
-    if batch.events:
-        writes.write_batch(batch, consumer_group="bench")
-    from outcomes import rollups
-
-    while any(rollups.compact().values()):
-        pass
-    elapsed = time.monotonic() - started
-    return {"rows": rows, "seconds": elapsed, "rows_per_s": rows / elapsed}
 
 
 def naive_ms(path: str, params: dict) -> float | None:
@@ -631,28 +573,6 @@ def run_locust(port: int, t: dict, env: dict, *, clients: int, pace: float, seco
             if name != "Aggregated"
         },
     }
-
-
-def percentile(values: list[float], pct: int) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, max(0, -(-pct * len(ordered) // 100) - 1))]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def wait_for(port: int) -> None:
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=1):
-                return
-        except OSError:
-            time.sleep(0.2)
-    raise SystemExit("gunicorn did not start")
 
 
 if __name__ == "__main__":

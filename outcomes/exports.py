@@ -29,21 +29,10 @@ from django.db.models.expressions import RawSQL
 from django.db.models.functions import Cast, Coalesce
 from django.db.models.query import QuerySet
 
+from outcomes.validation import MESSAGE_FIELDS
+
 # The exported fields, in order. Same names and meanings as the list API's.
-COLUMNS: tuple[str, ...] = (
-    "id",
-    "bid_id",
-    "user_id",
-    "site_domain",
-    "win_status",
-    "win_price",
-    "bid_price",
-    "currency",
-    "enriched",
-    "user_interests",
-    "auction_timestamp",
-    "timestamp",
-)
+COLUMNS: tuple[str, ...] = ("id", *MESSAGE_FIELDS, "timestamp")
 DEFAULT_ORDERING = ("event_time", "id")
 # Orderings an index serves in full (``outcomes.models``): an export streams in index order
 # from its first row; any other order would make PostgreSQL sort every matching row first.

@@ -7,10 +7,8 @@ Two ways to walk a list, both with every filter and ordering:
   flagged by ``count_is_estimate``. Deep pages cost an ``OFFSET``, so ``page × page_size``
   may not pass ``API_MAX_PAGE_OFFSET`` (like Elasticsearch's ``max_result_window``): beyond
   it, walk with a cursor;
-* **cursors** (keyset): ``?cursor=`` (empty) starts, each response's ``next`` continues.
-  A page is ``WHERE (ordering keys) after (the last row's) … LIMIT n`` on an index, so every
-  page costs what the first does, rows added meanwhile never shift a page, and no row is
-  missed or repeated. The cursor is opaque and bound to its ordering.
+* **cursors** (keyset, ``outcomes.cursors``): ``?cursor=`` (empty) starts, each response's
+  ``next`` continues; every page costs what the first does.
 
 ``page`` must be a positive integer (else 400); a page past the last is a 404;
 ``page_size`` must be between 1 and API_MAX_PAGE_SIZE (else 400) — never silently clamped.
@@ -18,28 +16,13 @@ Two ways to walk a list, both with every filter and ordering:
 
 from __future__ import annotations
 
-import base64
-from datetime import datetime
-from decimal import Decimal, InvalidOperation
-
-import orjson
 from django.conf import settings
-from django.db.models import Q
 from rest_framework.exceptions import NotFound, ValidationError
 from rest_framework.pagination import BasePagination
 from rest_framework.response import Response
 from rest_framework.utils.urls import remove_query_param, replace_query_param
 
-_FIELD_TYPES = {
-    "timestamp": "datetime",
-    "event_time": "datetime",
-    "win_price": "decimal",
-    "bid_price": "decimal",
-    "user_id": "text",
-    "site_domain": "text",
-    "id": "int",
-}
-_NULLABLE = {"site_domain"}
+from outcomes import cursors
 
 
 class OutcomePagination(BasePagination):
@@ -47,9 +30,6 @@ class OutcomePagination(BasePagination):
     page_size_query_param = "page_size"
     cursor_query_param = "cursor"
     query_params = frozenset({"page", "page_size", "cursor"})
-
-    def __init__(self) -> None:
-        self.count_function = None  # set by the view: () -> (count, is_estimate)
 
     # ------------------------------------------------------------------ common
     def get_page_size(self, request) -> int:
@@ -68,7 +48,10 @@ class OutcomePagination(BasePagination):
         return size
 
     def paginate_queryset(self, queryset, request, view=None):
+        """The page's rows. A page-number page asks the view for the count (``view.count()``:
+        (count, is_estimate)), which it takes from the rollups when they can say."""
         self.request = request
+        self.count_function = getattr(view, "count", None)
         self.page_size = self.get_page_size(request)
         if self.cursor_query_param in request.query_params:
             if self.page_query_param in request.query_params:
@@ -162,97 +145,20 @@ class OutcomePagination(BasePagination):
         ordering = list(queryset.query.order_by or queryset.model._meta.ordering)
         token = request.query_params.get(self.cursor_query_param, "")
         if token:
-            values = self._decode(token, ordering)
-            queryset = queryset.filter(_after(ordering, values))
+            try:
+                values = cursors.decode(token, ordering)
+            except cursors.InvalidCursor as exc:
+                raise ValidationError({self.cursor_query_param: [str(exc)]}) from None
+            queryset = queryset.filter(cursors.after(ordering, values))
         rows = list(queryset[: self.page_size + 1])
         has_next = len(rows) > self.page_size
         rows = rows[: self.page_size]
         if has_next:
             last = rows[-1]
-            self.next_cursor = self._encode(ordering, [getattr(last, f.lstrip("-")) for f in ordering])
+            self.next_cursor = cursors.encode(ordering, [getattr(last, f.lstrip("-")) for f in ordering])
             self.next_link = replace_query_param(
                 request.build_absolute_uri(), self.cursor_query_param, self.next_cursor
             )
         else:
             self.next_cursor = self.next_link = None
         return rows
-
-    @staticmethod
-    def _encode(ordering: list[str], values: list) -> str:
-        plain = [v.isoformat() if isinstance(v, datetime) else str(v) if isinstance(v, Decimal) else v for v in values]
-        return base64.urlsafe_b64encode(orjson.dumps({"o": ordering, "v": plain})).decode().rstrip("=")
-
-    def _decode(self, token: str, ordering: list[str]) -> list:
-        problem = ValidationError(
-            {self.cursor_query_param: ["Invalid cursor: use the `next` link of a previous page."]}
-        )
-        try:
-            data = orjson.loads(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)))
-            if not isinstance(data, dict):
-                raise problem
-            order, raw_values = data["o"], data["v"]
-        except (ValueError, KeyError, TypeError):
-            raise problem from None
-        if order != ordering:
-            raise ValidationError(
-                {
-                    self.cursor_query_param: [
-                        f"This cursor walks ordering {','.join(map(str, order))!r}; keep the same ordering "
-                        "(and filters) as the request that returned it."
-                    ]
-                }
-            )
-        if not isinstance(raw_values, list) or len(raw_values) != len(ordering):
-            raise problem
-        values = []
-        try:
-            for field, raw in zip(ordering, raw_values, strict=True):
-                name = field.lstrip("-")
-                kind = _FIELD_TYPES.get(name)
-                if raw is None and name in _NULLABLE:
-                    values.append(None)
-                elif kind == "datetime" and isinstance(raw, str):
-                    values.append(datetime.fromisoformat(raw))
-                elif kind == "decimal" and isinstance(raw, str):
-                    values.append(Decimal(raw))
-                elif _plain_value_ok(kind, raw):
-                    values.append(raw)
-                else:
-                    raise problem
-        except (ValueError, InvalidOperation):
-            raise problem from None
-        return values
-
-
-def _plain_value_ok(kind: str | None, raw) -> bool:
-    if kind == "int":
-        return isinstance(raw, int) and not isinstance(raw, bool)
-    return kind == "text" and isinstance(raw, str) and "\x00" not in raw
-
-
-def _after(ordering: list[str], values: list) -> Q:
-    """Rows strictly after ``values`` in ``ordering`` (PostgreSQL puts NULLs last ascending,
-    first descending). The leading field also gets a plain range bound, for the index."""
-    condition = Q(pk__in=[])
-    equal = Q()
-    for field, value in zip(ordering, values, strict=True):
-        name = field.lstrip("-")
-        descending = field.startswith("-")
-        if value is None:
-            beyond = Q(**{f"{name}__isnull": False}) if descending else Q(pk__in=[])
-            same = Q(**{f"{name}__isnull": True})
-        else:
-            beyond = Q(**{f"{name}__{'lt' if descending else 'gt'}": value})
-            if name in _NULLABLE and not descending:
-                beyond |= Q(**{f"{name}__isnull": True})
-            same = Q(**{name: value})
-        condition |= equal & beyond
-        equal &= same
-    first, value = ordering[0], values[0]
-    if value is not None:
-        name = first.lstrip("-")
-        bound = Q(**{f"{name}__{'lte' if first.startswith('-') else 'gte'}": value})
-        if name in _NULLABLE and not first.startswith("-"):
-            bound |= Q(**{f"{name}__isnull": True})
-        condition &= bound
-    return condition

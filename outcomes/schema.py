@@ -60,11 +60,13 @@ class ScopedAutoSchema(AutoSchema):
         return auth
 
     def _map_basic_serializer(self, serializer, direction):
-        """A serializer whose answers always carry every field says so (``complete_output``);
+        """A serializer whose answers always carry every field says so (``complete_output``,
+        but for those named in ``optional_output``);
         one that refuses unknown fields (``closed``) says that."""
         schema = super()._map_basic_serializer(serializer, direction)
         if direction == "response" and getattr(serializer, "complete_output", False):
-            schema["required"] = sorted(schema["properties"])
+            optional = set(getattr(serializer, "optional_output", ()))
+            schema["required"] = sorted(set(schema["properties"]) - optional)
         if direction == "request" and getattr(serializer, "closed", False):
             schema["additionalProperties"] = False
         return schema

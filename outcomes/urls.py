@@ -1,7 +1,7 @@
 from django.urls import path, reverse
 from rest_framework.routers import APIRootView, DefaultRouter
 
-from outcomes.views import AuctionOutcomeViewSet, IngestionView
+from outcomes.views import AuctionOutcomeViewSet, IngestionView, OutcomeExportViewSet, OutcomeReportViewSet
 
 
 class ServiceRoot(APIRootView):
@@ -34,6 +34,9 @@ class Router(DefaultRouter):
 
 
 router = Router()
+# Reports and the export first: their paths (outcomes/stats/ …) come before outcomes/{id}/.
+router.register("outcomes", OutcomeReportViewSet, basename="outcome-report")
+router.register("outcomes", OutcomeExportViewSet, basename="outcome-export")
 router.register("outcomes", AuctionOutcomeViewSet, basename="outcome")
 
 urlpatterns = [path("ingestion/", IngestionView.as_view(), name="ingestion"), *router.urls]

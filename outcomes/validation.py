@@ -9,6 +9,20 @@ from __future__ import annotations
 
 from decimal import Decimal
 
+# An outcome's fields as a message carries them (``bid_request_id`` is read as ``bid_id``):
+# what the write service stores and takes, and the order of every listing of them.
+MESSAGE_FIELDS = (
+    "bid_id",
+    "user_id",
+    "site_domain",
+    "win_status",
+    "win_price",
+    "bid_price",
+    "currency",
+    "enriched",
+    "user_interests",
+    "auction_timestamp",
+)
 MAX_TEXT_LENGTH = 255  # bid_id, user_id, site_domain, an interest (the columns' varchar)
 MAX_INTERESTS = 100
 CENT = Decimal("0.01")

@@ -4,22 +4,18 @@ from __future__ import annotations
 
 import os
 import secrets
-import socket
 import subprocess
 import sys
 from pathlib import Path
 
 from django.db import connection
 
-from tests.factories import wait_until
+from bench import harness
+from bench.harness import free_port
+
+__all__ = ["exports_in_progress", "free_port", "production", "start_api", "stop"]
 
 ROOT = Path(__file__).resolve().parent.parent
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def production(**env: str) -> dict[str, str]:
@@ -46,45 +42,17 @@ def start_api(port: int, *, entrypoint: bool = False, timeout: float = 30, **env
         "DB_PASSWORD": db["PASSWORD"],
         "DB_HOST": db["HOST"],
         "DB_PORT": str(db["PORT"]),
-        "GUNICORN_BIND": f"127.0.0.1:{port}",
         "GUNICORN_WORKERS": "1",
         "GUNICORN_ACCESS_LOG": "false",
         "LOG_LEVEL": "WARNING",
         **env,
     }
-    command = (
-        ["./entrypoint.sh", "api"]
-        if entrypoint
-        else [sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", "analytics.wsgi:application"]
-    )
+    command = ["./entrypoint.sh", "api"] if entrypoint else None
     if entrypoint:
         environment = {"PYTHON": sys.executable, "RUN_MIGRATIONS": "false", **environment}
-    process = subprocess.Popen(
-        command,
-        cwd=ROOT,
-        env=environment,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
+    return harness.start_api(
+        port, environment, command=command, timeout=timeout, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
     )
-
-    def listening() -> bool:
-        """A worker answers (the master accepts connections before its workers are up)."""
-        if process.poll() is not None:
-            raise AssertionError(f"gunicorn exited: {process.stderr.read()[-2000:]}")
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=2) as sock:
-                sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
-                return sock.recv(12).startswith(b"HTTP/1.1 200")
-        except OSError:
-            return False
-
-    try:
-        wait_until(listening, timeout=timeout, interval=0.1, what="gunicorn to answer /healthz")
-    except AssertionError:
-        process.kill()
-        raise
-    return process
 
 
 def stop(process: subprocess.Popen) -> tuple[str, str]:

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import re
 import signal
-import socket
 import time
 import urllib.request
 
@@ -19,14 +18,9 @@ from rest_framework.test import APIClient
 
 from outcomes.models import AuctionOutcome, ConsumerOffset, LostOffsets
 from tests.factories import encode, message, wait_until
+from tests.servers import free_port
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.kafka]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def metrics(port: int) -> str:

@@ -12,6 +12,7 @@ from outcomes.simulation import OutcomeSimulator
 from tests.factories import BROKERS
 
 
+@pytest.mark.fast
 def test_simulated_outcomes_are_valid_and_realistic():
     messages = list(OutcomeSimulator(seed=3).stream(count=20000, days=7))
     events = [parse_outcome(orjson.dumps(m)) for m in messages]
@@ -30,6 +31,7 @@ def test_simulated_outcomes_are_valid_and_realistic():
     assert len(days) >= 7
 
 
+@pytest.mark.fast
 def test_same_seed_same_stream():
     first = [m["bid_request_id"] for m in OutcomeSimulator(seed=5).stream(count=50, days=1)]
     second = [m["bid_request_id"] for m in OutcomeSimulator(seed=5).stream(count=50, days=1)]

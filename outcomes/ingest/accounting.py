@@ -15,7 +15,7 @@ logger = logging.getLogger("outcomes.consumer")
 
 @dataclass
 class RunSummary:
-    consumed: int = 0
+    consumed: int = 0  # messages of written batches (what is held or in flight is not yet)
     stored: int = 0
     duplicates: int = 0
     dead_lettered: int = 0
@@ -25,6 +25,7 @@ class RunSummary:
 def account(summary: RunSummary, metrics: ConsumerMetrics, batch: PreparedBatch, result: WriteResult) -> None:
     messages = len(batch)
     dead = sum(result.dead_lettered.values())
+    summary.consumed += messages
     summary.stored += result.stored
     summary.duplicates += result.duplicates
     summary.dead_lettered += dead

@@ -168,7 +168,7 @@ class OutcomeConsumer:
             self.health.touch()
             if self.writer.done():
                 self._finish_write()
-            remaining = limits.remaining(self.summary.consumed)
+            remaining = limits.remaining(self.taken())
             if remaining == 0:
                 break
             self._check_positions()
@@ -200,8 +200,7 @@ class OutcomeConsumer:
                 for tp, offset, item in parsed:
                     if tp in self._stored:
                         self._builder.add(tp, offset, item, now)
-                        self.summary.consumed += 1
-                due = self._builder.due(now) or (len(self._builder) and limits.remaining(self.summary.consumed) == 0)
+                due = self._builder.due(now) or (len(self._builder) and limits.remaining(self.taken()) == 0)
             if parsed:
                 limits.saw_messages(now)
             if due:
@@ -209,6 +208,13 @@ class OutcomeConsumer:
             if limits.idle(now):
                 logger.info("no message within the timeout; stopping", extra={"timeout_ms": self.idle_timeout_ms})
                 break
+
+    def taken(self) -> int:
+        """Messages this run has taken on: written, in flight, or held for the next batch
+        (what ``--max-messages`` counts). A batch dropped or fenced is simply no longer held,
+        and will be read again."""
+        in_flight = self.writer.in_flight
+        return self.summary.consumed + (len(in_flight.batch) if in_flight else 0) + len(self._builder)
 
     # ------------------------------------------------------------------ writing
     def _flush(self) -> None:
@@ -226,7 +232,6 @@ class OutcomeConsumer:
             if generation != self._generation:
                 # A rebalance or a fenced write since it was read: its partitions were sought
                 # back to their stored offsets (or handed over), so it will be read again.
-                self.summary.consumed -= len(batch)
                 logger.info("dropped a batch read before the assignment changed", extra={"messages": len(batch)})
                 return
             for (topic, partition), next_offset in next_offsets(batch).items():
@@ -241,8 +246,7 @@ class OutcomeConsumer:
             return
         if written.fenced is not None:
             logger.warning("batch fenced off; re-reading stored offsets", extra={"error": str(written.fenced)})
-            self.summary.consumed -= len(written.batch)  # read again after the offsets
-            self._resync()
+            self._resync()  # read again after the offsets
         elif written.result is not None:  # (None: abandoned on shutdown during an outage)
             self._account(written.batch, written.result, written.generation)
 
@@ -296,7 +300,6 @@ class OutcomeConsumer:
         with self._lock:
             # Unwritten messages of these partitions will be read again by their next owner.
             dropped = self._builder.drop(revoked)
-            self.summary.consumed -= dropped
             self._unchecked -= revoked
             self.positions.forget(revoked)
             for tp in revoked:
@@ -356,7 +359,7 @@ class OutcomeConsumer:
         """After a fenced batch: forget what is held and seek to what PostgreSQL holds."""
         offsets = self.writer.call(self._read_offsets)
         with self._lock:
-            self.summary.consumed -= self._builder.drop(set(self._stored))
+            self._builder.drop(set(self._stored))
             for tp in self._stored:
                 self._stored[tp] = offsets.get(tp.partition)
             self._seek(set(self._stored))

@@ -11,21 +11,11 @@ from django.db import connection, transaction
 from outcomes import rollups
 from outcomes.messages import InvalidOutcome, OutcomeEvent, parse_outcome
 from outcomes.models import AuctionOutcome
+from outcomes.validation import MESSAGE_FIELDS
 from outcomes.writes import erasure, tables
 from outcomes.writes.batches import PreparedBatch, add_timeless, copy_rows, insert_via_stage
 
-WRITABLE_FIELDS = (
-    "bid_id",
-    "user_id",
-    "site_domain",
-    "win_status",
-    "win_price",
-    "bid_price",
-    "currency",
-    "enriched",
-    "user_interests",
-    "auction_timestamp",
-)
+WRITABLE_FIELDS = MESSAGE_FIELDS
 
 
 class OutcomeInvalid(Exception):
@@ -88,33 +78,25 @@ def outcome_create(*, document: dict) -> AuctionOutcome:
     return AuctionOutcome.objects.get(bid_id=event.bid_id)
 
 
+def _as_message(name: str, value):
+    """A stored or parsed value as a message document carries it."""
+    if name in ("win_price", "bid_price"):
+        return str(value)
+    if name == "user_interests":
+        return list(value or [])
+    if name == "auction_timestamp":
+        return value.isoformat() if value else None
+    return value
+
+
 def _document(row: AuctionOutcome) -> dict:
     """The stored columns as a message document (what an update is applied to)."""
-    return {
-        "bid_id": row.bid_id,
-        "user_id": row.user_id,
-        "site_domain": row.site_domain,
-        "win_status": row.win_status,
-        "win_price": str(row.win_price),
-        "bid_price": str(row.bid_price),
-        "currency": row.currency,
-        "enriched": row.enriched,
-        "user_interests": list(row.user_interests or []),
-        "auction_timestamp": row.auction_timestamp.isoformat() if row.auction_timestamp else None,
-    }
+    return {name: _as_message(name, getattr(row, name)) for name in MESSAGE_FIELDS}
 
 
 def _same(event: OutcomeEvent, row: AuctionOutcome) -> bool:
-    return (
-        event.user_id == row.user_id
-        and event.site_domain == row.site_domain
-        and event.win_status == row.win_status
-        and event.win_price == row.win_price
-        and event.bid_price == row.bid_price
-        and event.currency == row.currency
-        and event.enriched == row.enriched
-        and list(event.user_interests) == list(row.user_interests or [])
-        and event.auction_timestamp == row.auction_timestamp
+    return all(
+        _as_message(name, getattr(event, name)) == _as_message(name, getattr(row, name)) for name in MESSAGE_FIELDS
     )
 
 

@@ -7,6 +7,7 @@ outcomes table itself, so a column changed by a migration changes here too.
 from __future__ import annotations
 
 from outcomes.models import AuctionOutcome, ConsumerOffset, DeadLetter, ErasedUser
+from outcomes.validation import MESSAGE_FIELDS
 
 OUTCOME_TABLE = AuctionOutcome._meta.db_table
 OFFSET_TABLE = ConsumerOffset._meta.db_table
@@ -17,19 +18,7 @@ UNIQUE_VIOLATION = "23505"
 
 # The columns a write supplies, in COPY order (``batches.copy_rows`` renders them); the
 # others come from the database (id, the storage times, generated columns).
-COLUMNS = (
-    "bid_id",
-    "user_id",
-    "site_domain",
-    "win_status",
-    "win_price",
-    "bid_price",
-    "currency",
-    "enriched",
-    "user_interests",
-    "auction_timestamp",
-    "raw_data",
-)
+COLUMNS = (*MESSAGE_FIELDS, "raw_data")
 COLUMN_LIST = ", ".join(COLUMNS)
 
 COPY_OUTCOMES = f"COPY {OUTCOME_TABLE} ({COLUMN_LIST}) FROM STDIN"

@@ -1,0 +1,83 @@
+"""Every report's answer carries exactly the fields its OpenAPI schema declares, all required.
+
+The reports build their answers as dicts (``outcomes.queries``); their shapes are declared in
+``outcomes.report_serializers``. A key missing from an answer, or one the schema does not
+declare, fails here.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from drf_spectacular.generators import SchemaGenerator
+from rest_framework.test import APIClient
+
+pytestmark = pytest.mark.django_db
+
+REPORTS = {
+    "/api/outcomes/stats/": {},
+    "/api/outcomes/daily_stats/": {},
+    "/api/outcomes/timeseries/": {"granularity": "hour"},
+    "/api/outcomes/breakdown/": {"by": "site_domain"},
+    "/api/outcomes/histogram/": {},
+    "/api/outcomes/reach/": {},
+    "/api/ingestion/": None,
+}
+
+
+@pytest.fixture(scope="module")
+def schema():
+    return SchemaGenerator().get_schema(request=None, public=True)
+
+
+def resolve(node: dict, schema: dict) -> dict:
+    while "$ref" in node:
+        node = schema["components"]["schemas"][node["$ref"].rsplit("/", 1)[1]]
+    if "allOf" in node and len(node["allOf"]) == 1:
+        return resolve(node["allOf"][0], schema)
+    return node
+
+
+def mismatches(answer, node: dict, schema: dict, where: str, extra_keys=frozenset()) -> list[str]:
+    node = resolve(node, schema)
+    found = []
+    if node.get("type") == "array" and isinstance(answer, list):
+        for i, item in enumerate(answer[:3]):
+            found += mismatches(item, node["items"], schema, f"{where}[{i}]", extra_keys)
+    elif "properties" in node and isinstance(answer, dict):
+        declared = set(node["properties"])
+        required = set(node.get("required", []))
+        if undeclared := set(answer) - declared - extra_keys:
+            found.append(f"{where}: answered but not in the schema: {sorted(undeclared)}")
+        if missing := required - set(answer):
+            found.append(f"{where}: required by the schema but not answered: {sorted(missing)}")
+        if optional := declared - required - {"relative_standard_error"}:
+            found.append(f"{where}: declared but not required: {sorted(optional)}")
+        for name, value in answer.items():
+            if name in node["properties"] and value is not None:
+                found += mismatches(value, node["properties"][name], schema, f"{where}.{name}", extra_keys)
+    return found
+
+
+@pytest.mark.parametrize("path", sorted(REPORTS))
+def test_every_report_answers_exactly_its_schema(path, schema, outcome_factory, settings):
+    settings.API_READ_ACCESS = "public"
+    now = datetime.now(UTC)
+    for i in range(6):
+        outcome_factory(
+            2,
+            site_domain=f"site{i % 3}.example",
+            user_id=f"u{i}",
+            auction_timestamp=now - timedelta(hours=i * 5, minutes=7),
+        )
+    params = REPORTS[path]
+    if params is not None:
+        params = {**params, "start": (now - timedelta(days=2)).isoformat(), "end": now.isoformat()}
+    response = APIClient().get(path, params or {})
+    assert response.status_code == 200, response.content[:500]
+    answer = response.json()
+    assert answer, "an empty answer checks nothing"
+    declared = schema["paths"][path]["get"]["responses"]["200"]["content"]["application/json"]["schema"]
+    # A breakdown row names its group under the dimension's own name (here site_domain).
+    assert mismatches(answer, declared, schema, path, extra_keys=frozenset({"site_domain"})) == []

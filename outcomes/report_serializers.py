@@ -71,7 +71,17 @@ class ReportStatsSerializer(OutcomeStatsSerializer):
     )
 
 
-class TimeseriesBucketSerializer(Answer):
+class Figures(Answer):
+    """What a bucket of a series and a row of a breakdown both say."""
+
+    outcomes = serializers.IntegerField()
+    wins = serializers.IntegerField()
+    win_rate = serializers.FloatField()
+    revenue = serializers.FloatField()
+    average_win_price = serializers.FloatField()
+
+
+class TimeseriesBucketSerializer(Figures):
     bucket = serializers.DateTimeField(
         help_text="Start of the calendar bucket, ISO 8601 in `tz`: `Z` for UTC, else the zone's offset at that "
         "moment (`2026-11-03T00:00:00+01:00`). The first bucket may start before the window (see `partial`)."
@@ -82,11 +92,6 @@ class TimeseriesBucketSerializer(Answer):
         "on a bucket boundary, the last when `end` is not): its figures are of [`start`, `bucket_end`) or "
         "[`bucket`, `end`)."
     )
-    outcomes = serializers.IntegerField()
-    wins = serializers.IntegerField()
-    win_rate = serializers.FloatField()
-    revenue = serializers.FloatField()
-    average_win_price = serializers.FloatField()
     average_bid_price = serializers.FloatField()
 
 
@@ -98,12 +103,7 @@ class TimeseriesSerializer(Answer):
     buckets = TimeseriesBucketSerializer(many=True)
 
 
-class BreakdownRowSerializer(Answer):
-    outcomes = serializers.IntegerField()
-    wins = serializers.IntegerField()
-    win_rate = serializers.FloatField()
-    revenue = serializers.FloatField()
-    average_win_price = serializers.FloatField()
+class BreakdownRowSerializer(Figures):
     ecpm = serializers.FloatField()
 
 

@@ -23,6 +23,7 @@ import sys
 import threading
 import time
 import uuid
+from contextlib import closing
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from urllib.parse import urlencode
@@ -31,7 +32,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "analytics.settings")
 
-from bench.harness import api_env, drop_database, free_port, load, start_api  # noqa: E402
+from bench.harness import api_env, drop_database, free_port, load, setup_django, start_api  # noqa: E402
 
 
 def main() -> None:
@@ -42,28 +43,20 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3, help="runs of each export (best and median printed)")
     args = parser.parse_args()
     name = args.db or f"analytics_export_{uuid.uuid4().hex[:8]}"  # the prefix bench/prune.py accepts
-    os.environ["DB_NAME"] = name
-
-    import django
+    conninfo, admin = setup_django(name)
     import psycopg2
 
-    django.setup()
-    from django.conf import settings
-
-    db = settings.DATABASES["default"]
-    conninfo = {"host": db["HOST"], "port": db["PORT"], "user": db["USER"], "password": db["PASSWORD"]}
-    admin = psycopg2.connect(dbname="postgres", **conninfo)
-    admin.autocommit = True
     if not args.db:
         admin.cursor().execute(f'CREATE DATABASE "{name}"')
-    env = api_env(name, db["PASSWORD"], GUNICORN_WORKERS="1", API_RATE_LIMIT_KEY="off", API_RATE_LIMIT_ANON="off")
+    env = api_env(name, conninfo["password"], GUNICORN_WORKERS="1", API_RATE_LIMIT_KEY="off", API_RATE_LIMIT_ANON="off")
     server = None
     try:
         subprocess.run([sys.executable, "manage.py", "migrate", "-v0"], cwd=ROOT, env=env, check=True)
         if not args.db:
             loaded = load(args.rows, 10_000, seed=0)
             print(f"loaded {loaded['rows']:,} outcomes through the write service at {loaded['rows_per_s']:,.0f} rows/s")
-        with psycopg2.connect(dbname=name, **conninfo) as conn, conn.cursor() as cursor:
+        with closing(psycopg2.connect(dbname=name, **conninfo)) as conn, conn.cursor() as cursor:
+            conn.autocommit = True
             cursor.execute("ANALYZE outcomes_auctionoutcome")  # as autovacuum would have by now
             cursor.execute("SELECT count(*) FROM outcomes_auctionoutcome")
             total = cursor.fetchone()[0]
@@ -126,12 +119,13 @@ def raw_copy(name: str, conninfo: dict) -> dict:
     from outcomes import exports
     from outcomes.models import AuctionOutcome
 
-    queryset = exports._csv_values(AuctionOutcome.objects.order_by(*exports.DEFAULT_ORDERING))
+    # The query of the export as shipped (formula-like text escaped, the default).
+    queryset = exports._csv_values(AuctionOutcome.objects.order_by(*exports.DEFAULT_ORDERING), escape_formulas=True)
     sql, params = queryset.query.get_compiler(using="default").as_sql()
     with connections["default"].cursor() as django_cursor:
         statement = django_cursor.mogrify(sql, params).decode()
     sink = _Sink()
-    with psycopg2.connect(dbname=name, **conninfo) as conn, conn.cursor() as cursor:
+    with closing(psycopg2.connect(dbname=name, **conninfo)) as conn, conn.cursor() as cursor:
         started = time.monotonic()
         cursor.copy_expert(f"COPY ({statement}) TO STDOUT WITH (FORMAT csv, HEADER)", sink)
         elapsed = time.monotonic() - started

@@ -73,6 +73,24 @@ def api_env(database: str, password: str, **overrides: str) -> dict:
     }
 
 
+def setup_django(database: str) -> tuple[dict, object]:
+    """Django set up to use ``database`` (created by the caller if it is new); returns the
+    server's connection parameters and an autocommit connection to the ``postgres``
+    database, to create and drop it with."""
+    os.environ["DB_NAME"] = database
+    import django
+    import psycopg2
+
+    django.setup()
+    from django.conf import settings
+
+    db = settings.DATABASES["default"]
+    conninfo = {"host": db["HOST"], "port": db["PORT"], "user": db["USER"], "password": db["PASSWORD"]}
+    admin = psycopg2.connect(dbname="postgres", **conninfo)
+    admin.autocommit = True
+    return conninfo, admin
+
+
 def drop_database(admin, name: str) -> None:
     """Plain DROP DATABASE (it makes autovacuum workers exit; WITH (FORCE) would need the
     right to signal them), retried while our own closing sessions go away."""

@@ -34,7 +34,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.harness import drop_database  # noqa: E402
+from bench.harness import drop_database, setup_django  # noqa: E402
 
 os.environ.setdefault("DEBUG", "true")
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "analytics.settings")
@@ -60,14 +60,11 @@ def main() -> None:
     )
     args = parser.parse_args()
 
-    import django
+    conninfo, admin = setup_django(BENCH_DB)
     import orjson
     import psycopg2
     from django.conf import settings
 
-    django.setup()
-    db = settings.DATABASES["default"]
-    conninfo = {"host": db["HOST"], "port": db["PORT"], "user": db["USER"], "password": db["PASSWORD"]}
     brokers = ",".join(settings.CONSUMER.brokers)
 
     span = "live (auction time = now)" if not args.days else f"over {args.days:g} days"
@@ -76,8 +73,6 @@ def main() -> None:
         f"ingest benchmark: {args.messages:,} messages {span}, batch size {args.batch_size}, "
         f"{args.partitions} partition(s), database {BENCH_DB}"
     )
-    admin = psycopg2.connect(dbname="postgres", **conninfo)
-    admin.autocommit = True
     admin.cursor().execute(f'CREATE DATABASE "{BENCH_DB}"')
     import secrets
 
@@ -90,7 +85,7 @@ def main() -> None:
         "CONSUMER_METRICS_PORT": "0",
         "DEBUG": "false",
         "PRIVACY_HASH_KEY": secrets.token_urlsafe(32),
-        "DB_PASSWORD": db["PASSWORD"],
+        "DB_PASSWORD": conninfo["password"],
     }
     try:
         subprocess.run([sys.executable, "manage.py", "migrate", "-v0"], cwd=ROOT, env=env, check=True)

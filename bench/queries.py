@@ -38,7 +38,15 @@ from urllib.parse import urlencode
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.harness import api_env, drop_database, free_port, load, percentile, start_api  # noqa: E402
+from bench.harness import (  # noqa: E402
+    api_env,
+    drop_database,
+    free_port,
+    load,
+    percentile,
+    setup_django,
+    start_api,
+)
 from outcomes.buckets import iso_utc  # noqa: E402
 
 os.environ.setdefault("DEBUG", "true")
@@ -68,18 +76,9 @@ def main() -> None:
     global BENCH_DB
     if args.db:
         BENCH_DB, args.keep_db = args.db, True
-    os.environ["DB_NAME"] = BENCH_DB
-
-    import django
+    conninfo, admin = setup_django(BENCH_DB)
     import psycopg2
 
-    django.setup()
-    from django.conf import settings
-
-    db = settings.DATABASES["default"]
-    conninfo = {"host": db["HOST"], "port": db["PORT"], "user": db["USER"], "password": db["PASSWORD"]}
-    admin = psycopg2.connect(dbname="postgres", **conninfo)
-    admin.autocommit = True
     if args.db:
         with psycopg2.connect(dbname=BENCH_DB, **conninfo) as existing, existing.cursor() as cursor:
             cursor.execute("SELECT count(*) FROM outcomes_auctionoutcome")
@@ -91,7 +90,7 @@ def main() -> None:
     # required, to measure what authentication costs.
     env = api_env(
         BENCH_DB,
-        db["PASSWORD"],
+        conninfo["password"],
         REDIS_URL=os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0"),
         API_RATE_LIMIT_KEY="10000000/minute",
         API_RATE_LIMIT_ANON="10000000/minute",

@@ -175,11 +175,17 @@ def _bid_id(data: dict) -> str:
     return result
 
 
-def _text(data: dict, field: str, *, required: bool) -> str | None:
+def _given(data: dict, field: str, *, required: bool):
+    """The field's value; None when it is absent or null and may be, a rejection when it may not."""
     value = data.get(field)
+    if value is None and required:
+        raise _Reject("missing_field", f"{field} is required", field)
+    return value
+
+
+def _text(data: dict, field: str, *, required: bool) -> str | None:
+    value = _given(data, field, required=required)
     if value is None:
-        if required:
-            raise _Reject("missing_field", f"{field} is required", field)
         return None
     if not isinstance(value, str):
         raise _Reject("wrong_type", f"{field} must be a string, got {_json_type(value)}", field)
@@ -191,10 +197,8 @@ def _text(data: dict, field: str, *, required: bool) -> str | None:
 
 
 def _bool(data: dict, field: str, *, required: bool) -> bool | None:
-    value = data.get(field)
+    value = _given(data, field, required=required)
     if value is None:
-        if required:
-            raise _Reject("missing_field", f"{field} is required", field)
         return None
     if not isinstance(value, bool):
         raise _Reject("wrong_type", f"{field} must be true or false, got {_json_type(value)}", field)
@@ -202,10 +206,8 @@ def _bool(data: dict, field: str, *, required: bool) -> bool | None:
 
 
 def _price(data: dict, field: str, max_price: Decimal, *, required: bool) -> Decimal | None:
-    value = data.get(field)
+    value = _given(data, field, required=required)
     if value is None:
-        if required:
-            raise _Reject("missing_field", f"{field} is required", field)
         return None
     if isinstance(value, bool) or not isinstance(value, (int, float, str)):
         raise _Reject("wrong_type", f"{field} must be a number, got {_json_type(value)}", field)

@@ -8,7 +8,6 @@ import secrets
 import shutil
 import subprocess
 import sys
-import time
 import uuid
 from pathlib import Path
 
@@ -16,6 +15,8 @@ import psycopg2
 import pytest
 import yaml
 from django.db import connection
+
+from bench.harness import drop_database
 
 ROOT = Path(__file__).resolve().parent.parent
 K8S = ROOT / "kubernetes" / "services" / "04-analytics-service"
@@ -163,13 +164,7 @@ def test_concurrent_migrations_on_a_fresh_database_both_succeed():
         assert len(applied) == 1 and "outcomes.0001_initial" in applied[0], outputs
         assert sorted(final["message"] for final in finals).count("no migrations to apply") == 2, outputs
     finally:
-        for _ in range(20):  # the migrating processes' sessions may take a moment to go away
-            try:
-                with admin.cursor() as cursor:
-                    cursor.execute(f'DROP DATABASE IF EXISTS "{name}"')
-                break
-            except psycopg2.errors.ObjectInUse:
-                time.sleep(0.5)
+        drop_database(admin, name)  # retried while the migrating processes' sessions go away
         admin.close()
 
 

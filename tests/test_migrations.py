@@ -6,13 +6,13 @@ import contextlib
 import os
 import subprocess
 import sys
-import time
 import uuid
 
 import psycopg2
 import pytest
 from django.db import connection
 
+from bench.harness import drop_database
 from tests.factories import ROOT
 
 pytestmark = pytest.mark.django_db
@@ -29,13 +29,7 @@ def scratch_database():
     try:
         yield name, psycopg2.connect(**{**params, "dbname": name})
     finally:
-        for _ in range(20):  # the migrating processes' sessions may take a moment to go away
-            try:
-                with admin.cursor() as cursor:
-                    cursor.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-                break
-            except psycopg2.errors.ObjectInUse:
-                time.sleep(0.5)
+        drop_database(admin, name)  # retried while the migrating processes' sessions go away
         admin.close()
 
 

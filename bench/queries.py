@@ -418,7 +418,7 @@ def cursor_deep(client: Client, depth: int) -> dict:
     the API makes one, from the row at that depth (found once with OFFSET, not timed)."""
     from django.db import connection
 
-    from outcomes.pagination import OutcomePagination
+    from outcomes import cursors
 
     with connection.cursor() as cursor:
         cursor.execute(
@@ -426,7 +426,7 @@ def cursor_deep(client: Client, depth: int) -> dict:
             [depth],
         )
         timestamp, row_id = cursor.fetchone()
-    token = OutcomePagination._encode(["-timestamp", "-id"], [timestamp, row_id])
+    token = cursors.encode(["-timestamp", "-id"], [timestamp, row_id])
     timings = []
     for i in range(23):
         started = time.perf_counter()

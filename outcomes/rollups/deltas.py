@@ -29,18 +29,22 @@ _ROW_BUCKET = {"minute": "mi", "hour": "h", "day": "date_trunc('day', h, 'UTC')"
 
 def grain_select(grain: Grain, relation: str, bucket: str, *, sign: int = 1) -> str:
     """``grain``'s rows from ``relation`` (rows of ``DELTA_COLUMNS`` shape: a table or
-    ``(SELECT …) b``), with ``bucket`` as their bucket expression and every sum multiplied by
-    ``sign``. The write path and the raw recomputation both use it."""
+    ``(SELECT …) b``; a name when ``grain`` expands by copies, which read it once each), with
+    ``bucket`` as their bucket expression and every sum multiplied by ``sign``. The write path
+    and the raw recomputation both use it."""
     s = int(sign)
     dims = [f"{d.sql} AS {d.name}" for d in grain.dimensions]
     values = zip(grain.values.names, grain.values.aggregates, strict=True)
     sums = [f"{s} * {aggregate} AS {name}" for name, aggregate in values]
     keys = ", ".join(str(i) for i in range(1, len(dims) + 2))
-    having = ""
-    if grain.expand.zero_rows:
-        having = " HAVING " + " OR ".join(f"{a} <> 0" for a in grain.values.aggregates)
     select = ", ".join([*dims, *sums])
-    return f"SELECT {bucket} AS bucket, {select} FROM {relation} {grain.expand.sql} GROUP BY {keys}{having}"
+    expand = grain.expand
+    if expand.copies:
+        copies = " UNION ALL ".join(
+            f"SELECT {bucket} AS bk, {columns} FROM {relation} WHERE {where}" for columns, where in expand.copies
+        )
+        return f"SELECT bk AS bucket, {select} FROM ({copies}) {expand.alias} GROUP BY {keys}"
+    return f"SELECT {bucket} AS bucket, {select} FROM {relation} {expand.sql} GROUP BY {keys}"
 
 
 def _summed(grain: Grain, base: Grain) -> str:

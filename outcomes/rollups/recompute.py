@@ -41,8 +41,8 @@ def _raw_select(grain: Grain, since: datetime | None, until: datetime | None) ->
     declaration as the write path's deltas, over every raw row at once (``verify`` checks the
     incremental path — signs, summing, folding, compaction — against it)."""
     cond, params = _window("event_time", since, until)
-    relation = f"(SELECT {DELTA_COLUMNS} FROM {RAW} WHERE {cond}) b"
-    return grain_select(grain, relation, bucket_sql(grain.unit, "event_time")), params
+    select = grain_select(grain, "b", bucket_sql(grain.unit, "event_time"))
+    return f"WITH b AS (SELECT {DELTA_COLUMNS} FROM {RAW} WHERE {cond}) {select}", params
 
 
 def _rollup_select(grain: Grain, since: datetime | None, until: datetime | None) -> tuple[str, list]:

@@ -10,6 +10,7 @@ fails for a setting it does not read. Names follow the service specification
 
 from __future__ import annotations
 
+import re
 from datetime import timedelta
 from pathlib import Path
 
@@ -242,6 +243,15 @@ API_METRICS_TOKEN = env_str("API_METRICS_TOKEN", "")
 API_KEY_CACHE_SECONDS = env_int("API_KEY_CACHE_SECONDS", 5, minimum=0)
 # How often the dashboard asks the API again (while its tab is visible).
 DASHBOARD_REFRESH_SECONDS = env_int("DASHBOARD_REFRESH_SECONDS", 5, minimum=1, maximum=3600)
+# Reports give money in this currency, converted at each auction's day's reference rate
+# (``manage.py load_fx_rates``), unless a request asks otherwise (``convert_to``). Empty: each
+# outcome's money in its own currency, as stored.
+REPORTING_CURRENCY = env_str("REPORTING_CURRENCY", "").strip().upper()
+if REPORTING_CURRENCY and not re.fullmatch(r"[A-Z]{3}", REPORTING_CURRENCY):
+    raise ImproperlyConfigured(
+        f"REPORTING_CURRENCY={REPORTING_CURRENCY!r} must be an ISO 4217 currency code (three letters, such as USD), "
+        "or empty for no conversion."
+    )
 # Reads need an API key with the read scope (or a login) unless "public"; public by default
 # only in development.
 API_READ_ACCESS = env_str("API_READ_ACCESS", "public" if DEBUG else "authenticated")

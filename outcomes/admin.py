@@ -30,7 +30,7 @@ from rest_framework_api_key.admin import APIKeyModelAdmin
 from rest_framework_api_key.models import APIKey as UnusedLibraryAPIKey
 
 from outcomes import writes
-from outcomes.models import APIKey, AuctionOutcome, ConsumerOffset, DeadLetter, LostOffsets
+from outcomes.models import APIKey, AuctionOutcome, ConsumerOffset, DeadLetter, ExchangeRate, LostOffsets
 from outcomes.replay import dead_letters_replay
 
 
@@ -321,3 +321,16 @@ def _bytes_text(value) -> str:
     if value is None:
         return "(none)"
     return bytes(value).decode("utf-8", errors="backslashreplace")
+
+
+@admin.register(ExchangeRate)
+class ExchangeRateAdmin(admin.ModelAdmin):
+    """Reference rates (units per euro), usually loaded with ``manage.py load_fx_rates``;
+    a correction made here applies to the next report."""
+
+    list_display = ("day", "currency", "per_euro", "source", "loaded_at")
+    list_filter = ("currency",)
+    search_fields = ("currency",)
+    date_hierarchy = "day"
+    readonly_fields = ("loaded_at",)
+    ordering = ("-day", "currency")

@@ -5,8 +5,12 @@ from django.db.models.signals import post_delete, post_migrate, post_save
 
 logger = logging.getLogger("outcomes.migrations")
 
-# The migration after which outcomes stored before the rollups existed are rolled up.
-ROLLUPS_INTRODUCED = "0004_build_rollups"
+# Migrations after which rollups are computed from the raw outcomes already stored: every
+# grain (None) once the rollups exist, and the grains a later migration gave a new dimension.
+REBUILT_AFTER: dict[str, tuple[str, ...] | None] = {
+    "0004_build_rollups": None,
+    "0014_currency_in_domain_and_interest_rollups": ("domain.hour", "domain.day", "domain.all", "interest.hour"),
+}
 
 
 class OutcomesConfig(AppConfig):
@@ -31,13 +35,14 @@ def _forget_verified_keys(**kwargs):
 
 
 def _build_rollups_after_upgrade(sender, plan=None, using="default", **kwargs):
-    """An upgrade across the migration that introduced the rollups builds them from the
-    outcomes already stored, once the schema is the latest (the live code's). Migrated only
-    part of the way, it says how to finish instead of running code of a later schema."""
-    applied_now = plan and any(
-        migration.app_label == sender.label and migration.name == ROLLUPS_INTRODUCED and not backwards
-        for migration, backwards in plan
-    )
+    """An upgrade across a migration of ``REBUILT_AFTER`` computes its grains from the outcomes
+    already stored, once the schema is the latest (the live code's). Migrated only part of
+    the way, it says how to finish instead of running code of a later schema."""
+    applied_now = [
+        migration.name
+        for migration, backwards in plan or ()
+        if migration.app_label == sender.label and migration.name in REBUILT_AFTER and not backwards
+    ]
     if not applied_now or using != "default":
         return
     from django.db import connections
@@ -52,6 +57,11 @@ def _build_rollups_after_upgrade(sender, plan=None, using="default", **kwargs):
         return
     from outcomes import rollups
 
-    chunks = rollups.rebuild()
+    wanted = [REBUILT_AFTER[name] for name in applied_now]
+    only = None if None in wanted else {key for keys in wanted for key in keys}
+    chunks = rollups.rebuild(only=only)
     if chunks:
-        logger.info("rollups built from the outcomes stored before they existed", extra={"days": chunks})
+        logger.info(
+            "rollups computed from the outcomes stored before the migration",
+            extra={"days": chunks, "grains": sorted(only) if only else "all"},
+        )

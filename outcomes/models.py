@@ -35,7 +35,7 @@ from django.db.models import F, Func, Q
 from django.db.models.functions import Cast, Coalesce
 from rest_framework_api_key.models import AbstractAPIKey
 
-from outcomes import grains
+from outcomes import grains, money
 from outcomes.validation import CURRENCY_LENGTH, DEFAULT_CURRENCY, MAX_TEXT_LENGTH, PRICE_DIGITS, PRICE_PLACES
 
 SAMPLE_BUCKETS = 1024  # ``sample`` is in [0, SAMPLE_BUCKETS)
@@ -311,13 +311,15 @@ def _rollup_meta(grain: grains.Grain):
     """One (keys…) index, for reads and compaction. Every index is paid for on each appended
     row; compaction finds new partial rows by primary key. A grain that a coarser one is
     folded from also indexes its pending rows, which readers of the coarser grain add in (the
-    index stays small: compaction empties it). ``by_bucket``: a grain keyed by its dimension
-    first also indexes the bucket alone, for reports over a window with no filter on it."""
+    index stays small: compaction empties it). ``by_bucket``: a grain keyed by its first
+    dimension also indexes the bucket alone, for reports over a window with no filter on it."""
     short = grain.table.removeprefix("outcomes_rollup_")
     if grain.unit == "all":
         keys = list(grain.dims)
     elif grain.by_bucket:
-        keys = [*grain.dims, "bucket"]
+        # The first dimension, then the bucket: a filter on it reads one range per window,
+        # whatever the other dimensions hold.
+        keys = [grain.dims[0], "bucket", *grain.dims[1:]]
     else:
         keys = ["bucket", *grain.dims]
     indexes = [models.Index(fields=keys, name=f"rollup_{short}_key")]
@@ -383,3 +385,36 @@ class RawRetention(models.Model):
 
     class Meta:
         verbose_name = "raw retention"
+
+
+class ExchangeRate(models.Model):
+    """A reference exchange rate: how many units of ``currency`` one euro bought on ``day``
+    (the ECB's quotation; ``manage.py load_fx_rates``). Reports convert money with them
+    (``convert_to``): see ``outcomes.money``."""
+
+    day = models.DateField()
+    currency = models.CharField(max_length=CURRENCY_LENGTH)
+    per_euro = models.DecimalField(
+        max_digits=money.RATE_DIGITS, decimal_places=money.RATE_PLACES, help_text="Units of the currency per euro."
+    )
+    source = models.CharField(max_length=200, blank=True, help_text="The file the rate was loaded from.")
+    loaded_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-day", "currency"]
+        constraints = [
+            models.UniqueConstraint(fields=["currency", "day"], name="exchange_rate_currency_day"),
+            models.CheckConstraint(
+                condition=Q(per_euro__gt=0),
+                name="exchange_rate_positive",
+                violation_error_message="A rate is a positive number of units per euro.",
+            ),
+            models.CheckConstraint(
+                condition=Q(currency__regex=r"^[A-Z]{3}$"),
+                name="exchange_rate_currency_code",
+                violation_error_message="The currency is an ISO 4217 code: three capital letters, such as USD.",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"1 EUR = {self.per_euro} {self.currency} on {self.day.isoformat()}"

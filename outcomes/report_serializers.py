@@ -9,16 +9,34 @@ from __future__ import annotations
 
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
+from django.conf import settings
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from outcomes.queries import BREAKDOWN_DIMENSIONS, BREAKDOWN_ORDERS, GRANULARITIES, MAX_BUCKETS
+from outcomes.validation import currency_code
 
 
 class Answer(serializers.Serializer):
     """A response shape whose answers always carry every field (``complete_output``)."""
 
     complete_output = True
+
+
+def _currency():
+    return serializers.CharField(
+        allow_null=True,
+        help_text="The currency of the money figures: the one converted to (`convert_to`, or the "
+        "REPORTING_CURRENCY setting); unconverted, the one currency of the matching outcomes, or null when "
+        "they have several (see `mixed_currencies`).",
+    )
+
+
+def _mixed():
+    return serializers.BooleanField(
+        help_text="true when the money figures add amounts of several currencies as they are (not converted): "
+        "filter by `currency`, or ask for `convert_to`. Daily rows say it of the whole window."
+    )
 
 
 class OutcomeStatsSerializer(Answer):
@@ -36,6 +54,8 @@ class DailyStatsSerializer(OutcomeStatsSerializer):
     date = serializers.DateField(help_text="UTC day of the auction.")
     ecpm = serializers.FloatField(help_text="Revenue per 1,000 won impressions.")
     shading_ratio = serializers.FloatField(help_text="Sum of win_price / sum of bid_price over won auctions.")
+    currency = _currency()
+    mixed_currencies = _mixed()
 
 
 class PercentilesSerializer(Answer):
@@ -58,6 +78,8 @@ class PriceSampleSerializer(Answer):
 class ReportStatsSerializer(OutcomeStatsSerializer):
     ecpm = serializers.FloatField(help_text="Revenue per 1,000 won impressions: total_revenue / total_wins * 1000.")
     shading_ratio = serializers.FloatField(help_text="Sum of win_price / sum of bid_price over won auctions.")
+    currency = _currency()
+    mixed_currencies = _mixed()
     win_price_percentiles = PercentilesSerializer(
         help_text="Nearest rank, over won auctions: exact unless percentiles_sample is set."
     )
@@ -98,6 +120,8 @@ class TimeseriesBucketSerializer(Figures):
 class TimeseriesSerializer(Answer):
     granularity = serializers.CharField()
     tz = serializers.CharField()
+    currency = _currency()
+    mixed_currencies = _mixed()
     start = serializers.DateTimeField(help_text="The window's start, in `tz` (as the buckets).")
     end = serializers.DateTimeField(help_text="The window's end (exclusive), in `tz`.")
     buckets = TimeseriesBucketSerializer(many=True)
@@ -115,6 +139,8 @@ class BreakdownSerializer(Answer):
     by = serializers.CharField()
     order = serializers.CharField()
     limit = serializers.IntegerField()
+    currency = _currency()
+    mixed_currencies = _mixed()
     rows = BreakdownRowSerializer(many=True, help_text="Each row also has the `by` field with its value.")
     others = BreakdownGroupSerializer()
     total = BreakdownGroupSerializer()
@@ -243,6 +269,31 @@ class BreakdownParams(serializers.Serializer):
     by = serializers.ChoiceField(choices=BREAKDOWN_DIMENSIONS)
     order = serializers.ChoiceField(choices=BREAKDOWN_ORDERS, default="revenue")
     limit = serializers.IntegerField(min_value=1, max_value=100, default=10)
+
+
+class MoneyParams(serializers.Serializer):
+    convert_to = serializers.CharField(
+        required=False,
+        help_text="ISO 4217 code (either case): money figures in that currency, each outcome's converted at the "
+        "reference rate of its UTC day (`manage.py load_fx_rates`); `none` for each outcome's own currency. "
+        "Default: the REPORTING_CURRENCY setting (none if unset). A missing rate is a 409 naming the day and "
+        "currency.",
+    )
+
+    def validate_convert_to(self, value: str) -> str | None:
+        if value.strip().lower() == "none":
+            return None
+        try:
+            return currency_code(value)
+        except ValueError as exc:
+            raise serializers.ValidationError(f"{exc}; or none for no conversion.") from None
+
+    @staticmethod
+    def target(validated: dict) -> str | None:
+        """The currency to convert to: the request's, else the setting's."""
+        if "convert_to" in validated:
+            return validated["convert_to"]
+        return settings.REPORTING_CURRENCY or None
 
 
 class HistogramParams(serializers.Serializer):

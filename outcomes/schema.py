@@ -21,6 +21,20 @@ _FIELD_ERRORS = {
     "that is not JSON).",
     "additionalProperties": {"oneOf": [{"type": "array", "items": {"type": "string"}}, {"type": "string"}]},
 }
+# A report converting money without a rate it needs (``outcomes.money.MissingRate``).
+_MISSING_RATE = {
+    "type": "object",
+    "properties": {
+        "convert_to": {"type": "array", "items": {"type": "string"}},
+        "missing_rate": {
+            "type": "object",
+            "properties": {"day": {"type": "string", "format": "date"}, "currency": {"type": "string"}},
+            "required": ["day", "currency"],
+        },
+    },
+    "required": ["convert_to", "missing_rate"],
+}
+MONEY_REPORTS = ("stats", "daily_stats", "timeseries", "breakdown")
 # Query parameters, as strictly as the API checks them. An empty value is a 400 (but for
 # ``cursor``, where it starts a walk).
 _TEXT = f"^[^{CONTROL_CHARACTERS}]*$"  # what the guards let through
@@ -37,6 +51,7 @@ def _param_schemas() -> dict[str, dict]:
         "max_price": {"type": "number", "minimum": 0, "maximum": float(COLUMN_MAX_PRICE)},
         "page_size": {"type": "integer", "minimum": 1, "maximum": settings.API_MAX_PAGE_SIZE},
         "cursor": {"type": "string", "pattern": _TEXT},
+        "convert_to": {"type": "string", "pattern": "^([A-Za-z]{3}|[Nn][Oo][Nn][Ee])$"},
     }
 
 
@@ -121,6 +136,10 @@ class ScopedAutoSchema(AutoSchema):
             errors["413"] = _json(_ERROR, "Request body above API_MAX_BODY_BYTES.")
         if self.method == "POST":
             errors["409"] = _json(_FIELD_ERRORS, "An outcome with this bid_id is stored already (it is kept).")
+        if self.method == "GET" and action in MONEY_REPORTS:
+            errors["409"] = _json(
+                _MISSING_RATE, "Money is converted (convert_to) and an exchange rate it needs is not loaded."
+            )
         for code, response in errors.items():
             responses.setdefault(code, response)
         return dict(sorted(responses.items()))

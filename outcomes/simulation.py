@@ -139,3 +139,26 @@ class OutcomeSimulator:
             elif days > 0:
                 moment = moment - timedelta(seconds=self.random.uniform(0, days * 86400))
             yield self.outcome(at=moment, sequence=sequence)
+
+
+# Euro reference rates to start the simulated ones from (units per euro, late 2026's order of
+# magnitude), and how much they move from one working day to the next.
+REFERENCE_RATES = {"USD": 1.08, "GBP": 0.85, "CAD": 1.49, "JPY": 161.0, "CHF": 0.94}
+_DAILY_MOVE = 0.004
+
+
+def reference_rates_csv(*, first: datetime, last: datetime, seed: int = 0) -> str:
+    """Simulated euro reference rates for every working day from ``first`` to ``last``, in
+    the ECB's history layout (newest day first, as ``eurofxref-hist.csv``), so that ``make
+    run`` converts the simulated money with rates loaded the way real ones are."""
+    rng = random.Random(seed)
+    level = dict(REFERENCE_RATES)
+    rows = []
+    day = first.date()
+    while day <= last.date():
+        if day.weekday() < 5:  # the ECB publishes on working days only
+            level = {code: rate * math.exp(rng.gauss(0, _DAILY_MOVE)) for code, rate in level.items()}
+            rows.append(day.isoformat() + "," + ",".join(f"{rate:.4f}" for rate in level.values()) + ",")
+        day += timedelta(days=1)
+    header = "Date," + ",".join(REFERENCE_RATES) + ","
+    return "\n".join([header, *reversed(rows)]) + "\n"

@@ -38,6 +38,10 @@ done
 # The topic exists before the consumer and the producer start (no "not found in cluster
 # metadata" errors while the broker would auto-create it).
 "$PYTHON" manage.py create_topic --partitions "${KAFKA_PARTITIONS:-3}"
+# Reports in one currency: simulated reference rates, loaded as real ECB files are.
+export REPORTING_CURRENCY="${REPORTING_CURRENCY-USD}"
+"$PYTHON" manage.py simulate_fx_rates .cache/fx/simulated-eurofxref-hist.csv >/dev/null
+"$PYTHON" manage.py load_fx_rates .cache/fx/simulated-eurofxref-hist.csv
 # A local admin account, so the admin pages can be tried at once (DEBUG only).
 if [ "${DEBUG:-}" = "true" ]; then
   DJANGO_SUPERUSER_PASSWORD=admin "$PYTHON" manage.py createsuperuser --noinput --username admin \
@@ -62,7 +66,7 @@ cat <<MSG
 
   Dashboard       http://$GUNICORN_BIND/dashboard/   (admin / admin)
   API             http://$GUNICORN_BIND/api/outcomes/
-  Statistics      http://$GUNICORN_BIND/api/outcomes/stats/
+  Statistics      http://$GUNICORN_BIND/api/outcomes/stats/   (money in ${REPORTING_CURRENCY:-each outcome's own currency}; ?convert_to=XXX or none)
   Daily stats     http://$GUNICORN_BIND/api/outcomes/daily_stats/
   Export (CSV)    http://$GUNICORN_BIND/api/outcomes/export/?format=csv
   Ingestion       http://$GUNICORN_BIND/api/ingestion/

@@ -15,5 +15,7 @@ os.environ.setdefault("API_RATE_LIMIT_ANON", "off")
 # Likewise bad credentials: many tests send wrong keys and passwords on purpose. The tests of
 # the lockouts set a limit of their own (tests/test_admin.py, tests/test_api_access.py).
 os.environ.setdefault("AUTH_FAILURE_LIMIT", "1000000")
+# Reports answer in each outcome's own currency unless a test converts (tests/test_money.py).
+os.environ.setdefault("REPORTING_CURRENCY", "")
 
 from analytics.settings import *  # noqa: E402,F403

@@ -47,6 +47,9 @@ def expected_stats(rows):
         )
         if wins and sum(r["bid_price"] for r in wins)
         else 0.0,
+        # Not converted: the one currency of the outcomes (all USD here), none when empty.
+        "currency": "USD" if rows else None,
+        "mixed_currencies": False,
     }
 
 

@@ -205,6 +205,9 @@ def test_every_chart_is_drawn_and_the_numbers_are_the_apis(logged_in, live_serve
     domains = api(page, live_server, "/api/outcomes/breakdown/", by="site_domain", limit=8)
     assert page.inner_text("#domains tbody tr:first-child td.name") == domains["rows"][0]["site_domain"]
     assert page.locator("#currencies tbody tr").count() == 3
+    assert stats["currency"] is None  # no REPORTING_CURRENCY: each outcome's own, and the page says so
+    assert page.get_attribute("body", "data-money-currency") == "mixed"
+    assert page.inner_text('.card[data-metric="revenue"] h3').lower() == "revenue (mixed currencies)"
     assert page.text_content("#ingestion-status") in {"flowing", "idle", "stalled", "unknown"}
     assert page.locator("#latest tbody tr").count() == 10
     shot(page, "dashboard")
@@ -240,6 +243,35 @@ def test_every_chart_is_drawn_and_the_numbers_are_the_apis(logged_in, live_serve
     assert page.evaluate("document.documentElement.scrollWidth") <= 390
     assert page.is_visible('.card[data-metric="revenue"]') and page.is_visible("#chart-histogram canvas")
     shot(page, "dashboard-phone")
+
+
+def test_money_in_the_reporting_currency_equals_the_converted_reports(
+    logged_in, live_server, outcome_factory, settings
+):
+    from outcomes.models import ExchangeRate
+
+    settings.REPORTING_CURRENCY = "GBP"
+    today = datetime.now(UTC).date()
+    for age in range(10):
+        day = today - timedelta(days=age)
+        ExchangeRate.objects.create(day=day, currency="USD", per_euro=Decimal("1.08") + Decimal(age) / 1000)
+        ExchangeRate.objects.create(day=day, currency="GBP", per_euro=Decimal("0.85") - Decimal(age) / 1000)
+    page = logged_in
+    seed(outcome_factory)
+    page.goto(f"{live_server.url}/dashboard/")
+    wait_refresh(page, after=0)
+    stats = api(page, live_server, "/api/outcomes/stats/")
+    plain = api(page, live_server, "/api/outcomes/stats/", convert_to="none")
+    assert stats["currency"] == "GBP" and stats["total_revenue"] != plain["total_revenue"]
+    assert card(page, "revenue") == pytest.approx(stats["total_revenue"])
+    assert card(page, "ecpm") == pytest.approx(stats["ecpm"])
+    assert page.get_attribute("body", "data-money-currency") == "GBP"
+    for where in ('.card[data-metric="revenue"] h3', '.card[data-metric="ecpm"] h3', "#domains thead"):
+        assert "(GBP)" in page.inner_text(where), where
+    domains = api(page, live_server, "/api/outcomes/breakdown/", by="site_domain", limit=8)
+    first = page.inner_text("#domains tbody tr:first-child td:nth-child(2)")
+    assert first.replace(",", "") == f"{domains['rows'][0]['revenue']:.2f}"
+    shot(page, "dashboard-converted")
 
 
 def seed_busy_hour(count: int = 110_000) -> None:

@@ -79,6 +79,8 @@ def test_spec_example_flows_from_topic_to_api(make_topic, produce, consumer_sett
         "enriched_count": 1,
         "ecpm": 800.0,
         "shading_ratio": 1.0,
+        "currency": "USD",
+        "mixed_currencies": False,
         "win_price_percentiles": {"p50": 0.8, "p90": 0.8, "p99": 0.8},
         "bid_price_percentiles": {"p50": 0.8, "p90": 0.8, "p99": 0.8},
         "percentiles_sample": None,

@@ -272,15 +272,19 @@ def test_the_total_minute_migration_fills_it_from_the_minute_grain(outcome_facto
     from django.db import connection
     from django.db.migrations.executor import MigrationExecutor
 
-    from outcomes.models import TotalRollupMinute
-
     outcome_factory(3, auction_timestamp=BASE + timedelta(minutes=5, seconds=7))
     outcome_factory(2, auction_timestamp=BASE + timedelta(hours=2), win_status=False, win_price=None)
     latest = MigrationExecutor(connection).loader.graph.leaf_nodes("outcomes")
     try:
         MigrationExecutor(connection).migrate([("outcomes", "0004_build_rollups")])
         MigrationExecutor(connection).migrate([("outcomes", "0005_total_minute_rollup")])
-        assert sorted(TotalRollupMinute.objects.values_list("outcomes", flat=True)) == [2, 3]
-        assert rollups.verify() == []
+        # The schema of 0005, read as it is (the live models are of the latest).
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT outcomes FROM outcomes_rollup_total_minute ORDER BY 1")
+            assert [count for (count,) in cursor.fetchall()] == [2, 3]
     finally:
         MigrationExecutor(connection).migrate(latest)
+    # Back at the latest (the executor sends no post_migrate: the grains migrated since are
+    # computed as `migrate` would), the total minute grain still agrees with the raw rows.
+    rollups.rebuild()
+    assert rollups.verify() == []

@@ -5,7 +5,8 @@ and counts only (never averages), money in cents, so any set of them adds up exa
 derived figures (docs/api.md, "Reports"):
 
 * ``win_rate`` — wins / outcomes × 100, rounded to 2 decimals (0.0 with no outcomes);
-* ``total_revenue`` — sum of ``win_price`` over won auctions (what was paid), 2 decimals;
+* ``total_revenue`` — sum of ``win_price`` over won auctions (what was paid), 2 decimals
+  (converted money is summed exactly, then rounded to the cent);
 * ``average_win_price`` — ``total_revenue`` / wins, 4 decimals;
 * ``average_bid_price`` — mean ``bid_price`` over all outcomes, 4 decimals;
 * ``ecpm`` — revenue per 1,000 won impressions: ``total_revenue`` / wins × 1000, 4 decimals;
@@ -32,6 +33,9 @@ ZERO = Measures()
 # The SQL aliases of a measures row, in ``Measures`` order, and their sums.
 COLUMNS = ("o", "w", "e", "r", "bd", "wb")
 SUMS = ", ".join(f"sum({column})::bigint" for column in COLUMNS)
+# The same with money as exact numeric cents (converted to another currency: fractions of a cent).
+MONEY_COLUMNS = ("r", "bd", "wb")
+EXACT_SUMS = ", ".join(f"sum({c})" if c in MONEY_COLUMNS else f"sum({c})::bigint" for c in COLUMNS)
 
 
 def total(many: Iterable[Measures]) -> Measures:
@@ -47,7 +51,7 @@ def stats(measures: Measures | None) -> dict:
         "total_wins": wins,
         "total_losses": outcomes - wins,
         "win_rate": round(wins * 100 / outcomes, 2) if outcomes else 0.0,
-        "total_revenue": float(Decimal(revenue) / 100),
+        "total_revenue": float(round(Decimal(revenue) / 100, 2)),
         "average_win_price": ratio(revenue, wins * 100, 4),
         "average_bid_price": ratio(bid, outcomes * 100, 4),
         "enriched_count": enriched,
@@ -77,7 +81,7 @@ def series_point(measures: Measures) -> dict:
         "outcomes": outcomes,
         "wins": wins,
         "win_rate": round(wins * 100 / outcomes, 2) if outcomes else 0.0,
-        "revenue": revenue / 100,
+        "revenue": round(revenue / 100, 2),
         "average_win_price": round(revenue / wins / 100, 4) if wins else 0.0,
         "average_bid_price": round(bid / outcomes / 100, 4) if outcomes else 0.0,
     }

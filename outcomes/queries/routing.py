@@ -3,7 +3,7 @@
 A family answers when its dimensions cover the query's filters (``win_status`` always: every
 rollup row keeps wins and losses apart); the planner then covers the window with the
 family's grains and leaves the edges to the raw table. No plan (None): a filter the family
-lacks (``user_id``, prices, a domain with a currency…), so the raw table answers, through
+lacks (``user_id``, prices, a domain with ``enriched``…), so the raw table answers, through
 the index that filter has.
 """
 

@@ -6,16 +6,18 @@ Reads only; every statement runs on the read database (``analytics.dbrouting.rea
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 
 from analytics.dbrouting import read_db
-from outcomes import rollups
-from outcomes.models import AuctionOutcome
-from outcomes.queries.measures import COLUMNS, SUMS, Measures
+from outcomes import money, rollups
+from outcomes.models import AuctionOutcome, ExchangeRate
+from outcomes.queries.measures import COLUMNS, MONEY_COLUMNS, SUMS, Measures
 from outcomes.queries.planner import Plan, Range
 from outcomes.queries.query import CONDITIONS, OutcomeQuery
+from outcomes.validation import currency_code
 
 RAW = AuctionOutcome._meta.db_table
+RATES = ExchangeRate._meta.db_table
 
 
 # One raw group's measures, in ``Measures`` order (money in cents), as bigint like the rollups'
@@ -103,6 +105,7 @@ def measures_sql(
     boundaries: list[datetime] | None = None,
     read_rollups: bool = True,
     read_raw: bool = True,
+    convert_to: str | None = None,
 ) -> tuple[str, list] | None:
     """One row per key: (k, outcomes, wins, enriched, revenue_cents, bid_cents, won_bid_cents).
 
@@ -112,10 +115,17 @@ def measures_sql(
     plan, everything comes from the raw table; with one, its buckets from the rollups
     (``read_rollups``) and its edges added and trims subtracted from the raw table
     (``read_raw``). None when nothing is to be read.
+
+    ``convert_to``: money in that currency, each row's at the rate of its UTC day and currency
+    (``converted``): the plan's family must keep the currency. A trailing column then names
+    the first rate missing (``run`` raises ``money.MissingRate``).
     """
     parts, params = [], []
+    split = convert_to is not None
     if plan is not None and read_rollups:
         key = dimension if group == "dimension" else _ROLLUP_KEYS.get(group)
+        if split:
+            key += ", (bucket AT TIME ZONE 'UTC')::date, currency"
         for sign, table, pending, ranges in rollup_sources(plan):
             cond, cond_params = ranges_sql(ranges)
             conds = [pending + cond]
@@ -130,16 +140,23 @@ def measures_sql(
             params += cond_params
     raw_ranges = None if plan is None else plan.edges
     if plan is None or (read_raw and raw_ranges):
-        built = raw_measures_sql(query, group=group, dimension=dimension, boundaries=boundaries, ranges=raw_ranges)
+        built = raw_measures_sql(
+            query, group=group, dimension=dimension, boundaries=boundaries, ranges=raw_ranges, split=split
+        )
         parts.append(built[0])
         params += built[1]
     if plan is not None and read_raw and plan.trims:
-        built = raw_measures_sql(query, group=group, dimension=dimension, boundaries=boundaries, ranges=plan.trims)
+        built = raw_measures_sql(
+            query, group=group, dimension=dimension, boundaries=boundaries, ranges=plan.trims, split=split
+        )
         negated = ", ".join(f"-{c}" for c in COLUMNS)
-        parts.append(f"SELECT k, {negated} FROM ({built[0]}) t(k, {', '.join(COLUMNS)})")
+        keys = "k, d, c" if split else "k"
+        parts.append(f"SELECT {keys}, {negated} FROM ({built[0]}) t({keys}, {', '.join(COLUMNS)})")
         params += built[1]
     if not parts:
         return None
+    if split:
+        return converted(" UNION ALL ".join(parts), convert_to), params
     if len(parts) == 1 and plan is None:
         return parts[0], params
     columns = ", ".join(COLUMNS)
@@ -153,21 +170,71 @@ def raw_measures_sql(
     dimension: str | None = None,
     boundaries: list[datetime] | None = None,
     ranges: list[Range] | None = None,
+    split: bool = False,
 ) -> tuple[str, list]:
-    """The raw table's measures per key, over the query's window or over ``ranges``."""
+    """The raw table's measures per key (``split``: per key, UTC day and currency), over the
+    query's window or over ``ranges``."""
     where, params = raw_where(query, ranges=ranges)
     source = f"{RAW} o"
     key = _RAW_KEYS[dimension if group == "dimension" else group]
     key_params = [boundaries] if group == "buckets" else []
     if group == "dimension" and dimension == "interest":
         source += " LEFT JOIN LATERAL jsonb_array_elements_text(o.user_interests) i(value) ON true"
-    return f"SELECT {key}, {_RAW_MEASURES} FROM {source} WHERE {where} GROUP BY 1", key_params + params
+    if split:
+        key += ", (o.event_time AT TIME ZONE 'UTC')::date, o.currency"
+    groups = "1, 2, 3" if split else "1"
+    return f"SELECT {key}, {_RAW_MEASURES} FROM {source} WHERE {where} GROUP BY {groups}", key_params + params
+
+
+def _rate(currency: str) -> str:
+    """SQL: units of ``currency`` per euro on day ``dc.d``, the latest within the allowed age (NULL: none)."""
+    return (
+        f"CASE WHEN {currency} = '{money.EURO}' THEN 1::numeric ELSE (SELECT r.per_euro FROM {RATES} r "
+        f"WHERE r.currency = {currency} AND r.day <= dc.d AND r.day >= dc.d - {money.MAX_RATE_AGE_DAYS} "
+        "ORDER BY r.day DESC LIMIT 1) END"
+    )
+
+
+def converted(union: str, target: str) -> str:
+    """Rows (k, d, c, measures…) summed per key with money in ``target``: each UTC day and
+    currency's sums times that day's factor (one rate lookup per day and currency, not per
+    row). Counts stay bigint, money is numeric cents; the last column names the first missing
+    rate as 'YYYY-MM-DD XXX'."""
+    if currency_code(target) != target:
+        raise ValueError(f"not a currency code: {target!r}")
+    to = f"'{target}'"  # three capital letters, checked above
+    columns = ", ".join(COLUMNS)
+    sums = ", ".join(f"sum({column}) AS {column}" for column in COLUMNS)
+    out = ", ".join(
+        f"sum({column} * f.factor)" if column in MONEY_COLUMNS else f"sum({column})::bigint" for column in COLUMNS
+    )
+    return (
+        f"WITH x(k, d, c, {columns}) AS ({union}), "
+        f"g AS (SELECT k, d, c, {sums} FROM x GROUP BY k, d, c HAVING sum(o) <> 0), "
+        f"f AS (SELECT d, c, CASE WHEN c = {to} THEN 1 ELSE rt / rc END AS factor, "
+        f"CASE WHEN c = {to} THEN NULL WHEN rc IS NULL THEN c WHEN rt IS NULL THEN {to} END AS missing "
+        f"FROM (SELECT dc.d, dc.c, {_rate('dc.c')} AS rc, {_rate(to)} AS rt FROM (SELECT DISTINCT d, c FROM g) dc) q) "
+        f"SELECT k, {out}, min(d::text || ' ' || f.missing) FROM g JOIN f USING (d, c) GROUP BY k"
+    )
 
 
 def run(built: tuple[str, list] | None) -> list[tuple[object, Measures]]:
-    """Run a ``measures_sql`` statement: [(key, Measures)]."""
+    """Run a ``measures_sql`` statement: [(key, Measures)]. Converted money stays exact
+    (``Decimal`` cents); a missing rate raises ``money.MissingRate``."""
     if built is None:
         return []
     with read_db().cursor() as cursor:
         cursor.execute(*built)
-        return [(key, Measures(*(int(v) for v in vec))) for key, *vec in cursor.fetchall()]
+        rows = cursor.fetchall()
+    if rows and len(rows[0]) > len(COLUMNS) + 1:
+        check_rates(missing for *_row, missing in rows)
+        return [(key, Measures(int(o), int(w), int(e), r, bd, wb)) for key, o, w, e, r, bd, wb, _missing in rows]
+    return [(key, Measures(*(int(v) for v in vec))) for key, *vec in rows]
+
+
+def check_rates(missing) -> None:
+    """Raise ``money.MissingRate`` for the first of the missing rates ('YYYY-MM-DD XXX') named."""
+    named = sorted(m for m in missing if m)
+    if named:
+        day, currency = named[0].split(" ")
+        raise money.MissingRate(date.fromisoformat(day), currency)

@@ -165,8 +165,11 @@ def _sketch_state(union):
     return round(union.get_estimate(), 6)
 
 
-def rebuild(*, since: datetime | None = None, until: datetime | None = None, days: int = 1) -> int:
-    """Recompute every rollup from the raw rows over [since, until), ``days`` per transaction.
+def rebuild(
+    *, since: datetime | None = None, until: datetime | None = None, days: int = 1, only: set[str] | None = None
+) -> int:
+    """Recompute every rollup (``only``: the grains of those keys, e.g. ``domain.hour``) from
+    the raw rows over [since, until), ``days`` per transaction.
 
     Online: each table's chunk is replaced by one statement (one snapshot), so writes
     committed meanwhile are neither lost nor doubled. ``since`` is rounded down and
@@ -208,7 +211,7 @@ def rebuild(*, since: datetime | None = None, until: datetime | None = None, day
         with transaction.atomic(), connection.cursor() as cursor:
             cursor.execute("SELECT pg_advisory_xact_lock(%s)", [COMPACT_LOCK])
             for grain in grains.GRAINS:
-                if grain.family == "reach" or grain.unit == "all":
+                if grain.family == "reach" or grain.unit == "all" or (only and grain.key not in only):
                     continue
                 raw_sql, raw_params = _raw_select(grain, start, end)
                 columns = ", ".join(("bucket", *grain.dims, *grain.values.names))
@@ -225,9 +228,10 @@ def rebuild(*, since: datetime | None = None, until: datetime | None = None, day
             while moment < end:
                 hours.append(moment)
                 moment += UNITS["hour"]
-            rebuild_reach_buckets(cursor, hours)
+            if not only or any(key.startswith("reach.") for key in only):
+                rebuild_reach_buckets(cursor, hours)
             for grain in grains.GRAINS:
-                if grain.unit == "all":
+                if grain.unit == "all" and (not only or grain.key in only):
                     _rebuild_total(cursor, grain)
         chunks += 1
         start = end

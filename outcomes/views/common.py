@@ -21,10 +21,11 @@ from outcomes import cache, exports, queries
 from outcomes.filters import FILTER_PARAMS, OutcomeFilter
 from outcomes.pagination import OutcomePagination
 from outcomes.renderers import StrictJSONParser
-from outcomes.report_serializers import BreakdownParams, HistogramParams, TimeseriesParams
+from outcomes.report_serializers import BreakdownParams, HistogramParams, MoneyParams, TimeseriesParams
 from outcomes.serializers import AuctionOutcomeSerializer
 
 ALWAYS = {"format"}
+MONEY = set(MoneyParams().fields)  # reports with money figures may convert them
 # A report over one bid id would be that outcome: reports take every filter but these.
 LIST_ONLY = {"ordering", "bid_id"}
 REPORT_FILTER_NAMES = FILTER_PARAMS - LIST_ONLY
@@ -32,11 +33,11 @@ LIST_PARAMS = FILTER_PARAMS | OutcomePagination.query_params | ALWAYS
 ALLOWED_PARAMS = {
     "list": LIST_PARAMS,
     "winners": LIST_PARAMS,
-    "stats": REPORT_FILTER_NAMES | ALWAYS,
-    "daily_stats": REPORT_FILTER_NAMES | ALWAYS,
+    "stats": REPORT_FILTER_NAMES | MONEY | ALWAYS,
+    "daily_stats": REPORT_FILTER_NAMES | MONEY | ALWAYS,
     "reach": REPORT_FILTER_NAMES | ALWAYS,
-    "timeseries": REPORT_FILTER_NAMES | set(TimeseriesParams().fields) | ALWAYS,
-    "breakdown": REPORT_FILTER_NAMES | set(BreakdownParams().fields) | ALWAYS,
+    "timeseries": REPORT_FILTER_NAMES | set(TimeseriesParams().fields) | MONEY | ALWAYS,
+    "breakdown": REPORT_FILTER_NAMES | set(BreakdownParams().fields) | MONEY | ALWAYS,
     "histogram": REPORT_FILTER_NAMES | set(HistogramParams().fields) | ALWAYS,
     "export": FILTER_PARAMS | {"escape_formulas"} | ALWAYS,
 }

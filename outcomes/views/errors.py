@@ -1,4 +1,4 @@
-"""The write service's refusals as HTTP answers, in one place (DRF's ``EXCEPTION_HANDLER``)."""
+"""The services' refusals as HTTP answers, in one place (DRF's ``EXCEPTION_HANDLER``)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from rest_framework import status
 from rest_framework.exceptions import APIException, NotFound, ValidationError
 from rest_framework.views import exception_handler as drf_exception_handler
 
-from outcomes import writes
+from outcomes import money, writes
 
 
 class Conflict(APIException):
@@ -15,9 +15,16 @@ class Conflict(APIException):
 
 
 def exception_handler(exc, context):
-    """``OutcomeConflict`` → 409, ``OutcomeInvalid`` → 400 by field, ``OutcomeNotFound`` → 404;
-    everything else as DRF answers it."""
-    if isinstance(exc, writes.OutcomeConflict):
+    """``OutcomeConflict`` → 409, ``OutcomeInvalid`` → 400 by field, ``OutcomeNotFound`` → 404,
+    ``MissingRate`` → 409 naming the day and currency; everything else as DRF answers it."""
+    if isinstance(exc, money.MissingRate):
+        exc = Conflict(
+            {
+                "convert_to": [str(exc)],
+                "missing_rate": {"day": exc.day.isoformat(), "currency": exc.currency},
+            }
+        )
+    elif isinstance(exc, writes.OutcomeConflict):
         exc = Conflict(exc.errors)
     elif isinstance(exc, writes.OutcomeInvalid):
         exc = ValidationError(exc.errors)

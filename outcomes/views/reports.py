@@ -19,6 +19,7 @@ from outcomes.report_serializers import (
     DailyStatsSerializer,
     HistogramParams,
     HistogramSerializer,
+    MoneyParams,
     ReachSerializer,
     ReportStatsSerializer,
     TimeseriesParams,
@@ -34,31 +35,36 @@ class OutcomeReportViewSet(OutcomeReads, viewsets.GenericViewSet):
 
     @extend_schema(
         summary="Totals, averages, eCPM, shading ratio and exact price percentiles over the filtered outcomes.",
-        parameters=REPORT_FILTERS,
+        parameters=[*REPORT_FILTERS, MoneyParams],
         responses=ReportStatsSerializer,
     )
     @action(detail=False, methods=["get"])
     def stats(self, request):
-        return cached(request, lambda: report(*queries.outcome_stats(query=self._query())))
+        return cached(request, lambda: report(*queries.outcome_stats(query=self._query(), convert_to=self._money())))
 
     @extend_schema(
         summary="The stats measures per UTC day of the event time, oldest first.",
-        parameters=REPORT_FILTERS,
+        parameters=[*REPORT_FILTERS, MoneyParams],
         responses=DailyStatsSerializer(many=True),
     )
     @action(detail=False, methods=["get"])  # a plain list, as the schema says
     def daily_stats(self, request):
-        return cached(request, lambda: report(*queries.outcome_daily_stats(query=self._query())))
+        return cached(
+            request, lambda: report(*queries.outcome_daily_stats(query=self._query(), convert_to=self._money()))
+        )
 
     @extend_schema(
         summary="Measures per time bucket, empty buckets included.",
-        parameters=[*REPORT_FILTERS, TimeseriesParams],
+        parameters=[*REPORT_FILTERS, TimeseriesParams, MoneyParams],
         responses=TimeseriesSerializer,
     )
     @action(detail=False, methods=["get"])
     def timeseries(self, request):
         # Without ``end`` the window ends now: a clock-dependent answer is not cached.
         return cached(request, self._timeseries, cacheable="end" in request.query_params)
+
+    def _money(self) -> str | None:
+        return MoneyParams.target(self._params(MoneyParams))
 
     def _timeseries(self):
         query = self._query()
@@ -73,18 +79,29 @@ class OutcomeReportViewSet(OutcomeReads, viewsets.GenericViewSet):
         except ValueError as exc:
             raise ValidationError({"start": [str(exc)]}) from None
         return report(
-            *queries.outcome_timeseries(query=query, boundaries=boundaries, granularity=params["granularity"], tz=tz)
+            *queries.outcome_timeseries(
+                query=query,
+                boundaries=boundaries,
+                granularity=params["granularity"],
+                tz=tz,
+                convert_to=self._money(),
+            )
         )
 
     @extend_schema(
         summary="Exact top N of a dimension plus an 'others' row, adding up to the total.",
-        parameters=[*REPORT_FILTERS, BreakdownParams],
+        parameters=[*REPORT_FILTERS, BreakdownParams, MoneyParams],
         responses=BreakdownSerializer,
     )
     @action(detail=False, methods=["get"])
     def breakdown(self, request):
         return cached(
-            request, lambda: report(*queries.outcome_breakdown(query=self._query(), **self._params(BreakdownParams)))
+            request,
+            lambda: report(
+                *queries.outcome_breakdown(
+                    query=self._query(), **self._params(BreakdownParams), convert_to=self._money()
+                )
+            ),
         )
 
     @extend_schema(

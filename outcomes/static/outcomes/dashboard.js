@@ -185,6 +185,7 @@
     document.body.dataset.state = nothingStored ? "empty" : "data";
     $("#empty-topic").textContent = config.topic;
     const label = `vs previous ${duration(length)}`;
+    drawMoneyUnit(stats);
     drawCards(stats, previousStats, reach, previousReach, label);
     drawSeries(series, grain);
     drawBreakdown("#domains", domains, "site_domain", (row) => [money.format(row.revenue), number.format(row.wins), `${row.win_rate.toFixed(1)} %`]);
@@ -230,6 +231,24 @@
     const delta = points ? now - before : ((now - before) / before) * 100;
     element.textContent = `${delta >= 0 ? "▲" : "▼"} ${Math.abs(delta).toFixed(1)}${points ? " pt" : " %"} ${label}`;
     element.classList.add(delta >= 0 ? "up" : "down");
+  }
+
+  // Which currency the money figures are in, as the reports say: the one converted to (the
+  // REPORTING_CURRENCY setting), or the one the outcomes have; several added as they are
+  // are said to be.
+  function drawMoneyUnit(stats) {
+    const mixed = stats.mixed_currencies;
+    const unit = stats.currency ? `(${stats.currency})` : mixed ? "(mixed currencies)" : "";
+    const title = mixed
+      ? "Each outcome's amount in its own currency, added as it is: set REPORTING_CURRENCY, or filter by currency"
+      : stats.currency
+        ? `Money in ${stats.currency}`
+        : "";
+    for (const element of document.querySelectorAll("[data-money-unit]")) {
+      element.textContent = unit;
+      element.title = title;
+    }
+    document.body.dataset.moneyCurrency = stats.currency || (mixed ? "mixed" : "");
   }
 
   function drawCards(stats, previousStats, reach, previousReach, label) {

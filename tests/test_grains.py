@@ -36,8 +36,8 @@ def test_every_grain_has_its_model_and_the_documented_table():
 @pytest.mark.fast
 def test_the_filters_a_family_applies_come_from_its_dimensions():
     assert grains.FAMILY_FILTERS["outcomes"] == {"currency", "enriched"}
-    assert grains.FAMILY_FILTERS["domain"] == {"site_domain"}
-    assert grains.FAMILY_FILTERS["interest"] == set() and grains.FAMILY_FILTERS["price"] == set()
+    assert grains.FAMILY_FILTERS["domain"] == {"site_domain", "currency"}
+    assert grains.FAMILY_FILTERS["interest"] == {"currency"} and grains.FAMILY_FILTERS["price"] == set()
 
 
 @pytest.mark.fast

@@ -115,6 +115,8 @@ def _ndjson_line_sql(table: str) -> str:
         "enriched": f"{column('enriched')}::text",
         "user_interests": f"coalesce({column('user_interests')}::text, '[]')",
         "auction_timestamp": f"coalesce({quoted(_ISO_UTC.format(column('auction_timestamp')))}, 'null')",
+        "experiment": f"coalesce(to_json({column('experiment')})::text, 'null')",
+        "variant": f"coalesce(to_json({column('variant')})::text, 'null')",
         "timestamp": quoted(_ISO_UTC.format(column("timestamp"))),
     }
     assert tuple(values) == COLUMNS

@@ -17,7 +17,7 @@ from django.core.exceptions import ValidationError
 from django_filters import rest_framework as filters
 
 from outcomes.queries.query import lookup
-from outcomes.validation import COLUMN_MAX_PRICE, currency_code
+from outcomes.validation import COLUMN_MAX_PRICE, currency_code, slug
 
 _TRUE = {"true", "1", "yes"}
 _FALSE = {"false", "0", "no"}
@@ -54,6 +54,23 @@ class CurrencyField(forms.CharField):
 
 class CurrencyFilter(filters.CharFilter):
     field_class = CurrencyField
+
+
+class SlugField(forms.CharField):
+    """An experiment key or variant name: a value no outcome can carry is refused, not matched."""
+
+    def clean(self, value):
+        value = super().clean(value)
+        if not value:
+            return value
+        try:
+            return slug(value)
+        except ValueError as exc:
+            raise ValidationError(f"The value {exc}.", code="invalid") from None
+
+
+class SlugFilter(filters.CharFilter):
+    field_class = SlugField
 
 
 class StableOrderingFilter(filters.OrderingFilter):
@@ -106,6 +123,8 @@ class OutcomeFilter(filters.FilterSet):
     win_status = StrictBooleanFilter(help_text="true for won auctions, false for lost ones.")
     enriched = StrictBooleanFilter(help_text="true for outcomes enriched with user data.")
     currency = CurrencyFilter(help_text="ISO 4217 code, e.g. USD (either case).")
+    experiment = SlugFilter(help_text="Exact experiment key: the outcomes an experiment tagged.")
+    variant = SlugFilter(help_text="Exact variant name (with `experiment`, that variant's outcomes).")
     min_price = filters.NumberFilter(
         *lookup("min_price"), min_value=0, max_value=COLUMN_MAX_PRICE, help_text="Minimum win price."
     )

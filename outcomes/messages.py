@@ -24,7 +24,15 @@ from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 
 import orjson
 
-from outcomes.validation import CENT, DEFAULT_CURRENCY, DEFAULT_MAX_PRICE, MAX_INTERESTS, MAX_TEXT_LENGTH, currency_code
+from outcomes.validation import (
+    CENT,
+    DEFAULT_CURRENCY,
+    DEFAULT_MAX_PRICE,
+    MAX_INTERESTS,
+    MAX_TEXT_LENGTH,
+    currency_code,
+    slug,
+)
 
 DEFAULT_MAX_MESSAGE_BYTES = 65536
 
@@ -44,6 +52,8 @@ class OutcomeEvent:
     user_interests: tuple[str, ...]
     auction_timestamp: datetime | None
     raw_json: str  # the complete message text, stored as raw_data
+    experiment: str | None = None  # an experiment's key and the variant served (both or neither)
+    variant: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,6 +140,7 @@ def _parse(value: bytes | None, key: bytes | None, max_bytes: int, max_price: De
     enriched = _bool(data, "enriched", required=False)
     interests = _interests(data)
     auction_timestamp = _timestamp(data, "auction_timestamp")
+    experiment, variant = _experiment(data)
 
     return OutcomeEvent(
         bid_id=bid_id,
@@ -143,6 +154,8 @@ def _parse(value: bytes | None, key: bytes | None, max_bytes: int, max_price: De
         user_interests=interests,
         auction_timestamp=auction_timestamp,
         raw_json=text,
+        experiment=experiment,
+        variant=variant,
     )
 
 
@@ -173,6 +186,24 @@ def _bid_id(data: dict) -> str:
     if not result:
         raise _Reject("invalid_value", "bid_request_id must not be empty", "bid_id")
     return result
+
+
+def _experiment(data: dict) -> tuple[str | None, str | None]:
+    """(experiment, variant): both slugs, or both absent (null is absent)."""
+    experiment, variant = data.get("experiment"), data.get("variant")
+    if experiment is None and variant is None:
+        return None, None
+    if experiment is None or variant is None:
+        given, missing = ("variant", "experiment") if experiment is None else ("experiment", "variant")
+        raise _Reject("invalid_experiment", f"{given} is given without {missing}: both or neither", missing)
+    for field, value in (("experiment", experiment), ("variant", variant)):
+        if not isinstance(value, str):
+            raise _Reject("invalid_experiment", f"{field} must be a string, got {_json_type(value)}", field)
+        try:
+            slug(value)
+        except ValueError as exc:
+            raise _Reject("invalid_experiment", f"{field} {exc}", field) from None
+    return experiment, variant
 
 
 def _given(data: dict, field: str, *, required: bool):

@@ -36,7 +36,14 @@ from django.db.models.functions import Cast, Coalesce
 from rest_framework_api_key.models import AbstractAPIKey
 
 from outcomes import grains, money
-from outcomes.validation import CURRENCY_LENGTH, DEFAULT_CURRENCY, MAX_TEXT_LENGTH, PRICE_DIGITS, PRICE_PLACES
+from outcomes.validation import (
+    CURRENCY_LENGTH,
+    DEFAULT_CURRENCY,
+    MAX_TEXT_LENGTH,
+    PRICE_DIGITS,
+    PRICE_PLACES,
+    SLUG_LENGTH,
+)
 
 SAMPLE_BUCKETS = 1024  # ``sample`` is in [0, SAMPLE_BUCKETS)
 SAMPLE_INDEXED = 256  # the sample indexes hold the rows with sample < SAMPLE_INDEXED (1/4)
@@ -58,6 +65,11 @@ class AuctionOutcome(models.Model):
     # Enrichment data
     enriched = models.BooleanField(default=False)
     user_interests = models.JSONField(default=list, blank=True)
+
+    # An experiment's key and the variant this auction served, when the bidder tagged it
+    # (both or neither; registered or not: see ``Experiment``).
+    experiment = models.CharField(max_length=SLUG_LENGTH, null=True, blank=True)
+    variant = models.CharField(max_length=SLUG_LENGTH, null=True, blank=True)
 
     # Timestamps: `timestamp` is when the outcome was stored, `auction_timestamp` when the
     # auction ran (from the message; may be absent).
@@ -177,6 +189,7 @@ class DeadLetter(models.Model):
         PRICE_ABOVE_BOUND = "price_above_bound", "Price above the sanity bound"
         INVALID_CURRENCY = "invalid_currency", "Currency is not a 3-letter code"
         INVALID_TIMESTAMP = "invalid_timestamp", "Timestamp is not ISO 8601"
+        INVALID_EXPERIMENT = "invalid_experiment", "Experiment or variant missing or not a slug"
         CONFLICTING_DUPLICATE = "conflicting_duplicate", "Same bid id, different content"
 
     topic = models.CharField(max_length=MAX_TEXT_LENGTH)

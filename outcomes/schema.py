@@ -8,7 +8,7 @@ from drf_spectacular.openapi import AutoSchema
 from rest_framework.permissions import SAFE_METHODS
 
 from analytics.guards import CONTROL_CHARACTERS
-from outcomes.validation import COLUMN_MAX_PRICE, CURRENCY_PATTERN
+from outcomes.validation import COLUMN_MAX_PRICE, CURRENCY_PATTERN, SLUG_PATTERN
 
 _ERROR = {
     "type": "object",
@@ -45,6 +45,8 @@ def _param_schemas() -> dict[str, dict]:
         "user_id": {"type": "string", "minLength": 1, "pattern": _TEXT},
         "site_domain": {"type": "string", "minLength": 1, "pattern": _TEXT},
         "currency": {"type": "string", "pattern": CURRENCY_PATTERN},
+        "experiment": {"type": "string", "pattern": SLUG_PATTERN},
+        "variant": {"type": "string", "pattern": SLUG_PATTERN},
         "bid_id": {"type": "string", "minLength": 1, "pattern": _TEXT},
         "page": {"type": "integer", "minimum": 1},
         "min_price": {"type": "number", "minimum": 0, "maximum": float(COLUMN_MAX_PRICE)},

@@ -24,6 +24,7 @@ from outcomes.validation import (
     MESSAGE_FIELDS,
     PRICE_DIGITS,
     PRICE_PLACES,
+    SLUG_PATTERN,
 )
 
 # ---------------------------------------------------------------------------- write body (schema)
@@ -73,6 +74,11 @@ class _Currency(serializers.CharField):
     pass
 
 
+@extend_schema_field({"type": "string", "pattern": SLUG_PATTERN, "nullable": True})
+class _Slug(serializers.CharField):
+    pass
+
+
 def _example_bid_id() -> str:
     return f"manual-{uuid.uuid4()}"
 
@@ -118,6 +124,15 @@ class OutcomeWriteSerializer(serializers.Serializer):
         help_text=f"At most {MAX_INTERESTS}; null or absent: none.",
     )
     auction_timestamp = serializers.DateTimeField(required=False, allow_null=True)
+    experiment = _Slug(
+        required=False,
+        allow_null=True,
+        initial=None,
+        help_text="The key of the experiment this auction was part of (with `variant`: both or neither).",
+    )
+    variant = _Slug(
+        required=False, allow_null=True, initial=None, help_text="The variant of `experiment` this auction served."
+    )
 
 
 def _decimal(value) -> str | None:
@@ -138,16 +153,18 @@ def _field(name: str):
 
 
 # An answer's fields, in the specification's order: the message's fields (its time last),
-# what is derived from them, then the storage times.
+# what is derived from them, the storage times, then what the specification does not name.
+_BEYOND_SPECIFICATION = ("experiment", "variant")
 OUTPUT_FIELDS = (
     "id",
-    *(name for name in MESSAGE_FIELDS if name != "auction_timestamp"),
+    *(name for name in MESSAGE_FIELDS if name not in ("auction_timestamp", *_BEYOND_SPECIFICATION)),
     "is_winner",
     "profit_margin",
     "timestamp",
     "auction_timestamp",
     "created_at",
     "updated_at",
+    *_BEYOND_SPECIFICATION,
 )
 _WRITERS = tuple((name, _field(name)) for name in OUTPUT_FIELDS)
 

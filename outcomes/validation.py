@@ -22,6 +22,8 @@ MESSAGE_FIELDS = (
     "enriched",
     "user_interests",
     "auction_timestamp",
+    "experiment",
+    "variant",
 )
 MAX_TEXT_LENGTH = 255  # bid_id, user_id, site_domain, an interest (the columns' varchar)
 MAX_INTERESTS = 100
@@ -33,6 +35,11 @@ CURRENCY_LENGTH = 3
 DEFAULT_CURRENCY = "USD"
 CURRENCY_PATTERN = f"^[A-Za-z]{{{CURRENCY_LENGTH}}}$"  # any case in; stored upper-case
 _LETTERS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZ")
+# An experiment's key and a variant's name: short slugs (GrowthBook's and Statsig's keys),
+# case kept. A message carries both or neither.
+SLUG_LENGTH = 64
+SLUG_PATTERN = f"^[A-Za-z0-9][A-Za-z0-9._-]{{0,{SLUG_LENGTH - 1}}}$"
+_SLUG_CHARACTERS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._-")
 
 
 def currency_code(value: str) -> str:
@@ -48,3 +55,19 @@ def currency_code(value: str) -> str:
         shown = ", ".join(repr(c) for c in others)
         raise ValueError(f"{value!r} contains {shown}; an ISO 4217 currency code is 3 letters A–Z, such as USD")
     return code
+
+
+def slug(value: str) -> str:
+    """An experiment key or variant name: 1 to 64 of A–Z, a–z, 0–9, ``.``, ``_``, ``-``,
+    starting with a letter or digit. Raises ``ValueError`` saying what is wrong."""
+    if not value:
+        raise ValueError("must not be empty")
+    if len(value) > SLUG_LENGTH:
+        raise ValueError(f"is {len(value)} characters long, above {SLUG_LENGTH}")
+    others = sorted({c for c in value if c not in _SLUG_CHARACTERS})
+    if others:
+        shown = ", ".join(repr(c) for c in others[:5])
+        raise ValueError(f"{value[:40]!r} contains {shown}; use letters, digits, '.', '_' and '-'")
+    if not value[0].isalnum():
+        raise ValueError(f"{value[:40]!r} must start with a letter or a digit")
+    return value

@@ -94,6 +94,8 @@ def test_retrieve_shape_matches_the_specification(api, outcome_factory):
         "auction_timestamp",
         "created_at",
         "updated_at",
+        "experiment",
+        "variant",
     ]
     assert body["site_domain"] == ""
     assert body["win_price"] == "0.80" and body["bid_price"] == "0.80"

@@ -63,7 +63,8 @@ def test_spec_example_flows_from_topic_to_api(make_topic, produce, consumer_sett
     assert row.raw_data == SPEC_MESSAGE
     body = APIClient().get(f"/api/outcomes/{row.id}/").json()
     assert {k: body[k] for k in SPEC_RESPONSE} == SPEC_RESPONSE
-    assert set(body) == set(SPEC_RESPONSE) | {"id", "timestamp", "created_at", "updated_at"}
+    assert set(body) == set(SPEC_RESPONSE) | {"id", "timestamp", "created_at", "updated_at", "experiment", "variant"}
+    assert body["experiment"] is None and body["variant"] is None  # the spec's message is untagged
     for key in ("timestamp", "created_at", "updated_at"):
         assert body[key].endswith("Z")
     assert APIClient().get("/api/outcomes/").json()["results"] == [body]

@@ -10,7 +10,10 @@ from decimal import Decimal
 
 # filter → (column, operator): how it reads on the raw outcomes table.
 CONDITIONS: dict[str, tuple[str, str]] = {
-    **{name: (name, "=") for name in ("bid_id", "user_id", "site_domain", "win_status", "enriched", "currency")},
+    **{
+        name: (name, "=")
+        for name in ("bid_id", "user_id", "site_domain", "win_status", "enriched", "currency", "experiment", "variant")
+    },
     "min_price": ("win_price", ">="),
     "max_price": ("win_price", "<="),
     "start": ("event_time", ">="),
@@ -38,6 +41,8 @@ class OutcomeQuery:
     win_status: bool | None = None
     enriched: bool | None = None
     currency: str | None = None
+    experiment: str | None = None
+    variant: str | None = None
     min_price: Decimal | None = None
     max_price: Decimal | None = None
     start: datetime | None = None

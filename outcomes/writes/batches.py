@@ -216,6 +216,7 @@ def copy_rows(events: list[tuple[OutcomeEvent, Position]]) -> str:
         f"{'t' if event.win_status else 'f'}\t{event.win_price}\t{event.bid_price}\t{event.currency}\t"
         f"{'t' if event.enriched else 'f'}\t{escape(orjson.dumps(event.user_interests).decode())}\t"
         f"{NULL if event.auction_timestamp is None else event.auction_timestamp.isoformat()}\t"
+        f"{event.experiment or NULL}\t{event.variant or NULL}\t"  # slugs: nothing to escape
         f"{escape(event.raw_json)}\n"
         for event, _position in events
     )

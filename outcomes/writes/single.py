@@ -78,6 +78,12 @@ def outcome_create(*, document: dict) -> AuctionOutcome:
     return AuctionOutcome.objects.get(bid_id=event.bid_id)
 
 
+def _column_value(event: OutcomeEvent, name: str):
+    """What the outcomes table stores in column ``name`` for ``event``."""
+    value = getattr(event, name)
+    return orjson.dumps(value).decode() if name == "user_interests" else value
+
+
 def _as_message(name: str, value):
     """A stored or parsed value as a message document carries it."""
     if name in ("win_price", "bid_price"):
@@ -123,26 +129,12 @@ def outcome_update(*, outcome_id: int, changes: dict, partial: bool) -> AuctionO
         if _same(event, row) and raw == row.raw_data:
             return row
         hours = rollups.delete_rows(cursor, ids=[row.pk])
+        values = [row.pk, *(_column_value(event, name) for name in MESSAGE_FIELDS), orjson.dumps(raw).decode()]
+        values += [row.timestamp, row.created_at]
         cursor.execute(
-            f"""INSERT INTO {tables.OUTCOME_TABLE} (id, {tables.COLUMN_LIST}, timestamp, created_at, updated_at)
-                VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, now())
-""",
-            [
-                row.pk,
-                event.bid_id,
-                event.user_id,
-                event.site_domain,
-                event.win_status,
-                event.win_price,
-                event.bid_price,
-                event.currency,
-                event.enriched,
-                orjson.dumps(event.user_interests).decode(),
-                event.auction_timestamp,
-                orjson.dumps(raw).decode(),
-                row.timestamp,
-                row.created_at,
-            ],
+            f"INSERT INTO {tables.OUTCOME_TABLE} (id, {tables.COLUMN_LIST}, timestamp, created_at, updated_at) "
+            f"VALUES ({', '.join(['%s'] * len(values))}, now())",
+            values,
         )
         rollups.rebuild_reach_buckets(cursor, [*hours, *rollups.append_rows(cursor, ids=[row.pk])])
     return AuctionOutcome.objects.get(pk=outcome_id)

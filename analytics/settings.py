@@ -301,6 +301,8 @@ SPECTACULAR_SETTINGS = {
     "SERVE_INCLUDE_SCHEMA": False,
     # Request and response shapes apart: a response always carries every field.
     "COMPONENT_SPLIT_REQUEST": True,
+    # One name for the experiments' metric choices (the primary and the guardrail metrics).
+    "ENUM_NAME_OVERRIDES": {"MetricEnum": "outcomes.experiments.METRIC_CHOICES"},
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",

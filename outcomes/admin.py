@@ -30,7 +30,15 @@ from rest_framework_api_key.admin import APIKeyModelAdmin
 from rest_framework_api_key.models import APIKey as UnusedLibraryAPIKey
 
 from outcomes import writes
-from outcomes.models import APIKey, AuctionOutcome, ConsumerOffset, DeadLetter, ExchangeRate, LostOffsets
+from outcomes.models import (
+    APIKey,
+    AuctionOutcome,
+    ConsumerOffset,
+    DeadLetter,
+    ExchangeRate,
+    Experiment,
+    LostOffsets,
+)
 from outcomes.replay import dead_letters_replay
 
 
@@ -334,3 +342,17 @@ class ExchangeRateAdmin(admin.ModelAdmin):
     date_hierarchy = "day"
     readonly_fields = ("loaded_at",)
     ordering = ("-day", "currency")
+
+
+@admin.register(Experiment)
+class ExperimentAdmin(admin.ModelAdmin):
+    """The experiment registry; a plan is validated as the API validates it (the model's ``clean``)."""
+
+    list_display = ("key", "name", "unit", "primary_metric", "start", "end")
+    list_filter = ("unit",)
+    search_fields = ("key", "name")
+    readonly_fields = ("created_at", "updated_at")
+
+    def get_readonly_fields(self, request, obj=None):
+        # Outcomes carry the key: it cannot change once the experiment exists.
+        return (*self.readonly_fields, "key") if obj is not None else self.readonly_fields

@@ -136,13 +136,14 @@ def required_scope(method: str, action: str | None = None) -> str:
 
 READ_PERMISSION = "outcomes.view_auctionoutcome"
 EXPORT_PERMISSION = "outcomes.export_auctionoutcome"
-# What a person needs for each change, as the admin grants it.
-WRITE_PERMISSIONS = {
-    "POST": "outcomes.add_auctionoutcome",
-    "PUT": "outcomes.change_auctionoutcome",
-    "PATCH": "outcomes.change_auctionoutcome",
-    "DELETE": "outcomes.delete_auctionoutcome",
-}
+# What a person needs for each change, as the admin grants it: the model permission of the
+# view's model (``permission_model``: outcomes unless the view says otherwise).
+_CODENAMES = {"POST": "add", "PUT": "change", "PATCH": "change", "DELETE": "delete"}
+
+
+def write_permission(view, method: str) -> str:
+    model = getattr(view, "permission_model", "auctionoutcome")
+    return f"outcomes.{_CODENAMES.get(method, 'change')}_{model}"
 
 
 def user_may_read(user) -> bool:
@@ -175,7 +176,7 @@ class ScopedAccess(BasePermission):
             if user and user.is_authenticated:
                 self.message = "Exporting outcomes needs the 'export auction outcomes' permission."
             return False
-        needed = WRITE_PERMISSIONS.get(request.method, WRITE_PERMISSIONS["PUT"])
+        needed = write_permission(view, request.method)
         if _has(user, needed):
             return True
         if user and user.is_authenticated:

@@ -22,6 +22,8 @@ from outcomes.validation import (
     MAX_INTERESTS,
     MAX_TEXT_LENGTH,
     MESSAGE_FIELDS,
+    NO_NUL_PATTERN,
+    NOT_BLANK_PATTERN,
     PRICE_DIGITS,
     PRICE_PLACES,
     SLUG_PATTERN,
@@ -32,21 +34,19 @@ from outcomes.validation import (
 # OpenAPI schema: validation itself stays in the write service, so there is one definition.
 # Rules across fields the schema cannot state: a won auction needs a win_price no greater
 # than its bid_price.
-_NO_NUL = "^[^\\u0000]*$"
-_NOT_BLANK = "^[^\\u0000]*[^\\s\\u0000][^\\u0000]*$"  # at least one non-space character
 
 
-@extend_schema_field({"type": "string", "minLength": 1, "maxLength": MAX_TEXT_LENGTH, "pattern": _NOT_BLANK})
+@extend_schema_field({"type": "string", "minLength": 1, "maxLength": MAX_TEXT_LENGTH, "pattern": NOT_BLANK_PATTERN})
 class _NonBlankText(serializers.CharField):
     pass
 
 
-@extend_schema_field({"type": "string", "maxLength": MAX_TEXT_LENGTH, "pattern": _NO_NUL, "nullable": True})
+@extend_schema_field({"type": "string", "maxLength": MAX_TEXT_LENGTH, "pattern": NO_NUL_PATTERN, "nullable": True})
 class _OptionalText(serializers.CharField):
     pass
 
 
-@extend_schema_field({"type": "string", "pattern": _NO_NUL})
+@extend_schema_field({"type": "string", "pattern": NO_NUL_PATTERN})
 class _Interest(serializers.CharField):
     pass
 

@@ -1,15 +1,22 @@
 from django.urls import path, reverse
 from rest_framework.routers import APIRootView, DefaultRouter
 
-from outcomes.views import AuctionOutcomeViewSet, IngestionView, OutcomeExportViewSet, OutcomeReportViewSet
+from outcomes.views import (
+    AuctionOutcomeViewSet,
+    ExperimentViewSet,
+    IngestionView,
+    OutcomeExportViewSet,
+    OutcomeReportViewSet,
+)
 
 
 class ServiceRoot(APIRootView):
     """Auction outcomes from real-time-bidding: list, filter and report on them, export them.
 
     Start at `outcomes` (each report is a sub-path: stats, daily_stats, timeseries,
-    breakdown, histogram, reach, winners, export); `ingestion` says whether the consumer keeps
-    up. The OpenAPI schema, Swagger UI and Redoc document every parameter; the dashboard and the
+    breakdown, histogram, reach, winners, export); `experiments` is the registry of the
+    experiments outcomes are tagged with; `ingestion` says whether the consumer keeps up.
+    The OpenAPI schema, Swagger UI and Redoc document every parameter; the dashboard and the
     admin are for people.
     """
 
@@ -38,5 +45,6 @@ router = Router()
 router.register("outcomes", OutcomeReportViewSet, basename="outcome-report")
 router.register("outcomes", OutcomeExportViewSet, basename="outcome-export")
 router.register("outcomes", AuctionOutcomeViewSet, basename="outcome")
+router.register("experiments", ExperimentViewSet, basename="experiment")
 
 urlpatterns = [path("ingestion/", IngestionView.as_view(), name="ingestion"), *router.urls]

@@ -27,6 +27,10 @@ MESSAGE_FIELDS = (
 )
 MAX_TEXT_LENGTH = 255  # bid_id, user_id, site_domain, an interest (the columns' varchar)
 MAX_INTERESTS = 100
+# Text PostgreSQL can store (no NUL character), and text that is not blank besides (JSON
+# Schema patterns, for the OpenAPI schema).
+NO_NUL_PATTERN = "^[^\\u0000]*$"
+NOT_BLANK_PATTERN = "^[^\\u0000]*[^\\s\\u0000][^\\u0000]*$"
 CENT = Decimal("0.01")
 PRICE_DIGITS, PRICE_PLACES = 10, 2  # the price columns: numeric(10, 2)
 COLUMN_MAX_PRICE = Decimal("9" * (PRICE_DIGITS - PRICE_PLACES) + "." + "9" * PRICE_PLACES)  # 99999999.99

@@ -3,8 +3,11 @@ run against a live server.
 
 Rules across parameters or fields, which an OpenAPI schema cannot state (the API answers them
 with a 400, as documented: start before end, min_price at most max_price, pages by number only
-so deep, a won auction pays at most its bid, a stored outcome keeps its bid id), taught to the
-generator for requests meant to be valid. Requests meant to be invalid are left as generated.
+so deep, a won auction pays at most its bid, a stored outcome keeps its bid id, an outcome
+carries an experiment and a variant or neither; an experiment's
+variants have different names, its guardrails are not its primary metric, it ends after it
+starts, and its key is new and never changes), taught to the generator for requests meant to
+be valid. Requests meant to be invalid are left as generated.
 
 ``tests/test_contract.py`` imports this module. Against a running server (``make run``), from
 the checkout, with the database the server uses (stored outcomes are looked up for PUT and
@@ -18,6 +21,7 @@ PATCH bodies)::
 from __future__ import annotations
 
 import os
+import uuid
 from datetime import UTC, datetime
 
 import schemathesis
@@ -32,7 +36,7 @@ if not apps.ready:  # the schemathesis command line (pytest-django has set Djang
 
 from django.conf import settings  # noqa: E402
 
-from outcomes.models import AuctionOutcome  # noqa: E402
+from outcomes.models import AuctionOutcome, Experiment  # noqa: E402
 
 
 @schemathesis.hook
@@ -61,6 +65,9 @@ def before_call(context, case, kwargs):
     body = case.body
     if not isinstance(body, dict) or (case.meta is not None and case.meta.is_negative_at(ParameterLocation.BODY)):
         return
+    if case.path.startswith("/api/experiments/"):
+        _sound_plan(case, body)
+        return
     stored = None
     outcome_id = _whole((case.path_parameters or {}).get("id"))
     if case.method in ("PUT", "PATCH") and outcome_id is not None and 0 < outcome_id < 2**63:
@@ -68,6 +75,7 @@ def before_call(context, case, kwargs):
     merged = dict(body)
     if case.method == "PATCH" and stored is not None:
         current = {"win_status": stored.win_status, "win_price": stored.win_price, "bid_price": stored.bid_price}
+        current |= {"experiment": stored.experiment, "variant": stored.variant}
         merged = {**current, **body}
     bid, win = _number(merged.get("bid_price")), _number(merged.get("win_price"))
     if merged.get("win_status") is True and bid is not None and (win is None or win > bid):
@@ -75,6 +83,44 @@ def before_call(context, case, kwargs):
         body["win_price"] = merged["bid_price"] if isinstance(merged["bid_price"], int | float) else bid
     if stored is not None and "bid_id" in body:
         body["bid_id"] = stored.bid_id
+    if (merged.get("experiment") is None) != (merged.get("variant") is None):  # both or neither
+        body["experiment"] = body["variant"] = None
+
+
+def _sound_plan(case, body: dict) -> None:
+    """An experiment's plan as the registry takes it (``outcomes.experiments.plan_errors``)."""
+    variants = body.get("variants")
+    if isinstance(variants, list):
+        seen: set = set()
+        for position, variant in enumerate(variants):
+            if isinstance(variant, dict) and variant.get("name") in seen:
+                variant["name"] = f"v{position}-{variant['name']}"[:64]
+            if isinstance(variant, dict):
+                seen.add(variant.get("name"))
+    key = (case.path_parameters or {}).get("key")
+    # A PUT or PATCH keeps what it leaves out (DRF's update): the rules hold over both.
+    stored = Experiment.objects.filter(key=key).first() if case.method in ("PUT", "PATCH") else None
+    guardrails = body.get("guardrail_metrics")
+    primary = body.get("primary_metric", stored.primary_metric if stored else None)
+    if isinstance(guardrails, list):
+        body["guardrail_metrics"] = list(dict.fromkeys(m for m in guardrails if m != primary))
+    elif stored is not None and primary in stored.guardrail_metrics:
+        body["guardrail_metrics"] = [m for m in stored.guardrail_metrics if m != primary]
+    start = _moment(body["start"]) if "start" in body else (stored.start if stored else None)
+    end = _moment(body["end"]) if "end" in body else (stored.end if stored else None)
+    if start is not None and end is not None:
+        try:
+            wrong = start >= end
+        except TypeError:  # naive against aware
+            wrong = True
+        if wrong:
+            for name in ("start", "end") if stored else ("end",):
+                body.pop(name, None)
+    if case.method in ("PUT", "PATCH") and isinstance(key, str):
+        if "key" in body or case.method == "PUT":
+            body["key"] = key  # a key never changes
+    elif isinstance(body.get("key"), str) and Experiment.objects.filter(key=body["key"]).exists():
+        body["key"] = f"{body['key'][:40]}-{uuid.uuid4().hex[:12]}"
 
 
 def _few_buckets(query: dict) -> bool:

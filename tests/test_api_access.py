@@ -20,7 +20,7 @@ from django.utils import timezone
 from drf_spectacular.generators import SchemaGenerator
 from rest_framework.test import APIClient
 
-from outcomes.models import APIKey, AuctionOutcome
+from outcomes.models import APIKey, AuctionOutcome, Experiment
 
 pytestmark = pytest.mark.django_db
 _bids = itertools.count()
@@ -42,15 +42,30 @@ REQUIRED_PARAMS = {"/api/outcomes/breakdown/": {"by": "currency"}}
 
 
 def body(method: str, bid_id: str, path: str = "") -> dict:
+    if path.startswith("/api/experiments/"):
+        plan = {
+            "key": bid_id,
+            "name": "A test",
+            "variants": [{"name": "control", "share": 0.5}, {"name": "B", "share": 0.5}],
+            "primary_metric": "win_rate",
+        }
+        return {"POST": plan, "PUT": plan, "PATCH": {"name": "Renamed"}}.get(method, {})
     document = {"bid_id": bid_id, "user_id": "u", "win_status": True, "win_price": "0.50", "bid_price": "0.70"}
     return {"POST": document, "PUT": document, "PATCH": {"site_domain": "x.example"}}.get(
         method, REQUIRED_PARAMS.get(path, {})
     )
 
 
+def an_experiment(key: str) -> Experiment:
+    return Experiment.objects.create(**body("PUT", key, "/api/experiments/"))
+
+
 def call(client: APIClient, method: str, path: str, credential: str | None, outcome_factory):
     """One request; an operation on one outcome gets an outcome of its own to work on."""
     bid_id = f"access-{next(_bids)}"
+    if "{key}" in path:  # an experiment of its own to change, or the one there to read
+        key = an_experiment(bid_id).key if method != "GET" else Experiment.objects.values_list("key", flat=True)[0]
+        path = path.replace("{key}", key)
     if "{id}" in path and method != "GET":
         (row,) = outcome_factory(1, bid_id=bid_id)
         path = path.replace("{id}", str(row.id))
@@ -106,18 +121,21 @@ def test_the_walk_covers_every_operation():
     assert ("GET", "/api/outcomes/stats/") in found
     assert {m for m, _ in found} == {"GET", "POST", "PUT", "PATCH", "DELETE"}
     assert ("GET", "/api/ingestion/") in found and ("GET", "/api/outcomes/export/") in found
-    # 8 reads of lists and reports, the export, ingestion, retrieve, create, two updates, delete
-    assert len(found) == 15
+    # 8 reads of lists and reports, the export, ingestion, retrieve, create, two updates, delete;
+    # the experiment registry's list, retrieve, create, two updates and delete
+    assert len(found) == 21
 
 
 @pytest.mark.parametrize("read_access", ["authenticated", "public"])
 def test_every_operation_with_every_credential(settings, outcome_factory, credentials, read_access):
     settings.API_READ_ACCESS = read_access
     outcome_factory(1, bid_id="existing")
+    an_experiment("existing")
     client = APIClient()
     failures = []
     for (method, path), (name, credential) in itertools.product(operations(), credentials.items()):
         before = AuctionOutcome.objects.count() + (1 if "{id}" in path and method != "GET" else 0)
+        experiments_before = Experiment.objects.count() + (1 if "{key}" in path and method != "GET" else 0)
         response, bid_id = call(client, method, path, credential, outcome_factory)
         want = expected_status(method, path, name, read_access)
         got = response.status_code
@@ -126,7 +144,10 @@ def test_every_operation_with_every_credential(settings, outcome_factory, creden
             ok = response.headers.get("WWW-Authenticate", "").startswith("Api-Key")
         if ok and want in (401, 403):
             ok = AuctionOutcome.objects.count() == before and "detail" in response.json()
-            if method in ("PUT", "PATCH"):  # the outcome is as the factory stored it
+            ok = ok and Experiment.objects.count() == experiments_before
+            if method in ("PUT", "PATCH") and "{key}" in path:  # the experiment is as it was made
+                ok = ok and Experiment.objects.filter(key=bid_id, name="A test").exists()
+            elif method in ("PUT", "PATCH"):  # the outcome is as the factory stored it
                 ok = (
                     ok
                     and AuctionOutcome.objects.filter(

@@ -3,9 +3,16 @@ service, one module per use case: ``outcomes`` (list, retrieve, winners, writes)
 ``reports``, ``export``, ``ingestion``; what they share is in ``common``, the write
 service's refusals as HTTP answers in ``errors``."""
 
+from outcomes.views.experiments import ExperimentViewSet
 from outcomes.views.export import OutcomeExportViewSet
 from outcomes.views.ingestion import IngestionView
 from outcomes.views.outcomes import AuctionOutcomeViewSet
 from outcomes.views.reports import OutcomeReportViewSet
 
-__all__ = ["AuctionOutcomeViewSet", "IngestionView", "OutcomeExportViewSet", "OutcomeReportViewSet"]
+__all__ = [
+    "AuctionOutcomeViewSet",
+    "ExperimentViewSet",
+    "IngestionView",
+    "OutcomeExportViewSet",
+    "OutcomeReportViewSet",
+]

@@ -35,7 +35,7 @@ from django.db.models import F, Func, Q
 from django.db.models.functions import Cast, Coalesce
 from rest_framework_api_key.models import AbstractAPIKey
 
-from outcomes import grains, money
+from outcomes import grains
 from outcomes.validation import (
     CURRENCY_LENGTH,
     DEFAULT_CURRENCY,
@@ -400,34 +400,5 @@ class RawRetention(models.Model):
         verbose_name = "raw retention"
 
 
-class ExchangeRate(models.Model):
-    """A reference exchange rate: how many units of ``currency`` one euro bought on ``day``
-    (the ECB's quotation; ``manage.py load_fx_rates``). Reports convert money with them
-    (``convert_to``): see ``outcomes.money``."""
-
-    day = models.DateField()
-    currency = models.CharField(max_length=CURRENCY_LENGTH)
-    per_euro = models.DecimalField(
-        max_digits=money.RATE_DIGITS, decimal_places=money.RATE_PLACES, help_text="Units of the currency per euro."
-    )
-    source = models.CharField(max_length=200, blank=True, help_text="The file the rate was loaded from.")
-    loaded_at = models.DateTimeField(auto_now=True)
-
-    class Meta:
-        ordering = ["-day", "currency"]
-        constraints = [
-            models.UniqueConstraint(fields=["currency", "day"], name="exchange_rate_currency_day"),
-            models.CheckConstraint(
-                condition=Q(per_euro__gt=0),
-                name="exchange_rate_positive",
-                violation_error_message="A rate is a positive number of units per euro.",
-            ),
-            models.CheckConstraint(
-                condition=Q(currency__regex=r"^[A-Z]{3}$"),
-                name="exchange_rate_currency_code",
-                violation_error_message="The currency is an ISO 4217 code: three capital letters, such as USD.",
-            ),
-        ]
-
-    def __str__(self) -> str:
-        return f"1 EUR = {self.per_euro} {self.currency} on {self.day.isoformat()}"
+# Reference data (rates, the experiment registry), in their own module.
+from outcomes.models.planning import ExchangeRate, Experiment  # noqa: E402, F401

@@ -39,34 +39,47 @@ class StrictBooleanFilter(filters.Filter):
     field_class = StrictBooleanField
 
 
-class CurrencyField(forms.CharField):
-    """Three letters, either case (codes are stored upper-case: ``usd`` means ``USD``)."""
+class RuleField(forms.CharField):
+    """A value checked by a rule of ``outcomes.validation``: what it returns is the filter's
+    value, and its ``ValueError`` the 400's message (a value no outcome can carry is refused,
+    not matched)."""
+
+    def rule(self, value: str) -> str:
+        raise NotImplementedError
+
+    def message(self, error: ValueError) -> str:
+        text = str(error)
+        return f"{text[0].upper()}{text[1:]}."
 
     def clean(self, value):
         value = super().clean(value)
         if not value:
             return value
         try:
-            return currency_code(value)
+            return self.rule(value)
         except ValueError as exc:
-            raise ValidationError(f"{str(exc)[0].upper()}{str(exc)[1:]}.", code="invalid") from None
+            raise ValidationError(self.message(exc), code="invalid") from None
+
+
+class CurrencyField(RuleField):
+    """Three letters, either case (codes are stored upper-case: ``usd`` means ``USD``)."""
+
+    def rule(self, value: str) -> str:
+        return currency_code(value)
+
+
+class SlugField(RuleField):
+    """An experiment key or variant name."""
+
+    def rule(self, value: str) -> str:
+        return slug(value)
+
+    def message(self, error: ValueError) -> str:
+        return f"The value {error}."
 
 
 class CurrencyFilter(filters.CharFilter):
     field_class = CurrencyField
-
-
-class SlugField(forms.CharField):
-    """An experiment key or variant name: a value no outcome can carry is refused, not matched."""
-
-    def clean(self, value):
-        value = super().clean(value)
-        if not value:
-            return value
-        try:
-            return slug(value)
-        except ValueError as exc:
-            raise ValidationError(f"The value {exc}.", code="invalid") from None
 
 
 class SlugFilter(filters.CharFilter):

@@ -10,6 +10,7 @@ logger = logging.getLogger("outcomes.migrations")
 REBUILT_AFTER: dict[str, tuple[str, ...] | None] = {
     "0004_build_rollups": None,
     "0014_currency_in_domain_and_interest_rollups": ("domain.hour", "domain.day", "domain.all", "interest.hour"),
+    "0017_experiment_rollup": ("experiment.hour",),
 }
 
 

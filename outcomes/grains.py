@@ -25,10 +25,12 @@ from dataclasses import dataclass
 
 from outcomes.buckets import ALL_TIME
 
-# The shape every grain is computed from: one row per outcome, money in cents, no NULL domain.
+# The shape every grain is computed from: one row per outcome, money in cents, no NULL domain
+# or experiment tags ('' for none).
 DELTA_COLUMNS = (
     "event_time, coalesce(site_domain, '') AS site_domain, win_status, (win_price * 100)::bigint AS w, "
-    "(bid_price * 100)::bigint AS bd, currency, enriched, user_interests"
+    "(bid_price * 100)::bigint AS bd, currency, enriched, user_interests, "
+    "coalesce(experiment, '') AS experiment, coalesce(variant, '') AS variant"
 )
 
 
@@ -39,7 +41,7 @@ class Dimension:
 
     name: str
     sql: str
-    kind: str  # "text", "currency", "boolean", "cents"
+    kind: str  # "text", "currency", "boolean", "cents", "slug"
     filter: bool = False
     help: str = ""
 
@@ -94,6 +96,8 @@ SITE_DOMAIN = Dimension(
 )
 INTEREST = Dimension("interest", "coalesce(i.value, '')", "text", help="'' for outcomes without interests.")
 CENTS = Dimension("cents", "p.cents", "cents")
+EXPERIMENT = Dimension("experiment", "experiment", "slug", filter=True, help="'' for outcomes no experiment tagged.")
+VARIANT = Dimension("variant", "variant", "slug", filter=True, help="'' for outcomes no experiment tagged.")
 
 
 @dataclass(frozen=True)
@@ -257,6 +261,15 @@ GRAINS: tuple[Grain, ...] = (
         folded_from="hour",
         doc="All time (``bucket`` is always 1970-01-01): unbounded percentiles read one row per price.",
     ),
+    Grain(
+        "experiment",
+        "hour",
+        "ExperimentRollupHour",
+        "outcomes_rollup_experiment_hour",
+        (EXPERIMENT, VARIANT, CURRENCY),
+        doc="Per experiment, variant and currency by hour: experiments' results and reports filtered by "
+        "experiment. Untagged outcomes add one row per hour and currency (experiment '').",
+    ),
     Grain("reach", "hour", "ReachRollupHour", "outcomes_rollup_reach_hour", (), SKETCH),
     Grain("reach", "day", "ReachRollupDay", "outcomes_rollup_reach_day", (), SKETCH),
 )
@@ -275,6 +288,7 @@ ANSWERS = {
     "domain": "site_domain filter (with win_status, currency); breakdown by site_domain",
     "interest": "breakdown by interest",
     "price": "exact percentiles and histograms",
+    "experiment": "experiment and variant filters (with win_status, currency)",
     "reach": "distinct users (HyperLogLog sketches)",
 }
 # The grain whose deltas say which hours a write touched (every outcome has a row there).

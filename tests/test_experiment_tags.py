@@ -62,7 +62,9 @@ def test_tags_are_stored_written_answered_and_filtered(outcome_factory):
     tagged = api.get("/api/outcomes/", {"experiment": "shading-v2", "variant": "B"}).json()
     assert tagged["count"] == 2 and {row["variant"] for row in tagged["results"]} == {"B"}
     stats = api.get("/api/outcomes/stats/", {"experiment": "shading-v2", "variant": "control"})
-    assert stats.json()["total_outcomes"] == 3 and stats["X-Report-Source"] == "raw"
+    assert stats.json()["total_outcomes"] == 3 and stats["X-Report-Source"].startswith("rollup:experiment:hour")
+    variants = api.get("/api/outcomes/breakdown/", {"by": "variant", "experiment": "shading-v2"}).json()
+    assert {row["variant"]: row["outcomes"] for row in variants["rows"]} == {"control": 3, "B": 2}
     untagged = api.get("/api/outcomes/", {"page_size": 10}).json()["results"]
     assert sum(row["experiment"] is None and row["variant"] is None for row in untagged) == 4
     bad = api.get("/api/outcomes/", {"experiment": "a b"})

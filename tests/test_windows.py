@@ -41,6 +41,8 @@ def stored():
                 BASE + timedelta(seconds=rng.randrange(4 * 86400), microseconds=rng.randrange(10**6))
             ).isoformat(),
         }
+        if i % 3:  # two in three tagged by one experiment
+            document |= {"experiment": "exp-a", "variant": "control" if i % 3 == 1 else "B"}
         batch.events.append((parse_document(document), writes.Position("t", 0, i)))
         rows.append(document)
     assert writes.write_batch(batch, consumer_group="t").stored == len(rows)
@@ -73,6 +75,12 @@ REQUESTS = [
     ("breakdown/", {"by": "interest", "order": "win_rate"}),
     ("breakdown/", {"by": "currency", "win_status": "true"}),
     ("breakdown/", {"by": "enriched", "order": "outcomes"}),
+    ("stats/", {"experiment": "exp-a"}),
+    ("stats/", {"experiment": "exp-a", "variant": "B", "win_status": "true", "currency": "usd"}),
+    ("daily_stats/", {"variant": "control"}),
+    ("timeseries/", {"granularity": "hour", "experiment": "exp-a", "variant": "control"}),
+    ("breakdown/", {"by": "variant", "experiment": "exp-a"}),
+    ("breakdown/", {"by": "experiment", "order": "outcomes"}),
     ("histogram/", {"bins": 7}),
     ("histogram/", {"price": "bid_price", "win_status": "false"}),
     ("", {"page_size": 1}),
@@ -111,6 +119,7 @@ def test_random_windows_equal_the_raw_answer(stored, monkeypatch, clock):
     # The windows were answered by rollups with raw edges and trims, not by the raw table.
     assert any(s.startswith("rollup:outcomes:day+hour+minute + raw edges") for s in sources), sources
     assert any(s.startswith("rollup:domain:") and "raw edges" in s for s in sources), sources
+    assert any(s.startswith("rollup:experiment:hour") and "raw edges" in s for s in sources), sources
     assert any("raw trims" in s for s in sources), sources
     assert any(":all+" in s for s in sources), sources  # everything less what is outside
     raw_only(monkeypatch)

@@ -304,6 +304,8 @@ def _dimension_field(dimension: grains.Dimension) -> models.Field:
         return models.CharField(max_length=MAX_TEXT_LENGTH, help_text=dimension.help)
     if kind == "currency":
         return models.CharField(max_length=CURRENCY_LENGTH)
+    if kind == "slug":
+        return models.CharField(max_length=SLUG_LENGTH, help_text=dimension.help)
     if kind == "boolean":
         return models.BooleanField()
     if kind == "cents":

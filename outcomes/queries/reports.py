@@ -24,12 +24,17 @@ from outcomes.queries.query import OutcomeQuery
 from outcomes.queries.routing import UNITS_UP_TO, plan_for, stats_family
 from outcomes.rollups import FAMILY_FILTERS
 
-BREAKDOWN_DIMENSIONS = ("site_domain", "currency", "enriched", "interest")
+BREAKDOWN_DIMENSIONS = ("site_domain", "currency", "enriched", "interest", "experiment", "variant")
 BREAKDOWN_ORDERS = ("revenue", "wins", "outcomes", "win_rate")
 # Exact orders (win rate as an exact fraction, not the rounded figure shown); ties go to
 # more outcomes, then to the value in code-point order.
 _BREAKDOWN_ORDER = {"revenue": "r", "wins": "w", "outcomes": "o", "win_rate": "w * 100.0 / o"}
-_BREAKDOWN_FAMILY = {"site_domain": "domain", "interest": "interest"}
+_BREAKDOWN_FAMILY = {
+    "site_domain": "domain",
+    "interest": "interest",
+    "experiment": "experiment",
+    "variant": "experiment",
+}
 
 
 def _plan(query: OutcomeQuery, family: str, convert_to: str | None, **options):

@@ -64,6 +64,8 @@ def forget_extent() -> None:
 
 
 def stats_family(query: OutcomeQuery) -> str:
+    if query.experiment is not None or query.variant is not None:
+        return "experiment"
     return "domain" if query.site_domain is not None else "outcomes"
 
 

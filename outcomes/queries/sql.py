@@ -93,6 +93,8 @@ _RAW_KEYS = {
     "interest": "coalesce(i.value, '')",
     "currency": "o.currency",
     "enriched": "o.enriched",
+    "experiment": "coalesce(o.experiment, '')",
+    "variant": "coalesce(o.variant, '')",
 }
 
 

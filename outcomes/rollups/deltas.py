@@ -22,7 +22,7 @@ OUTCOMES = AuctionOutcome._meta.db_table
 _BUCKETED = (
     "date_bin('1 minute', event_time, TIMESTAMPTZ '2000-01-01 00:00:00+00') AS mi, "
     "date_bin('1 hour', event_time, TIMESTAMPTZ '2000-01-01 00:00:00+00') AS h, "
-    "site_domain, win_status, w, bd, currency, enriched, user_interests"
+    "site_domain, win_status, w, bd, currency, enriched, user_interests, experiment, variant"
 )
 _ROW_BUCKET = {"minute": "mi", "hour": "h", "day": "date_trunc('day', h, 'UTC')"}
 

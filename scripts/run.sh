@@ -60,13 +60,14 @@ for _ in $(seq 1 60); do
   sleep 0.5
 done
 
+if [ -n "$REPORTING_CURRENCY" ]; then MONEY="money in $REPORTING_CURRENCY"; else MONEY="money in each outcome's own currency"; fi
 cat <<MSG
 
   The pipeline is running: simulate_auctions (${RATE}/s) → Kafka → process_outcomes → PostgreSQL → API
 
   Dashboard       http://$GUNICORN_BIND/dashboard/   (admin / admin)
   API             http://$GUNICORN_BIND/api/outcomes/
-  Statistics      http://$GUNICORN_BIND/api/outcomes/stats/   (money in ${REPORTING_CURRENCY:-each outcome's own currency}; ?convert_to=XXX or none)
+  Statistics      http://$GUNICORN_BIND/api/outcomes/stats/   ($MONEY; ?convert_to=XXX or none)
   Daily stats     http://$GUNICORN_BIND/api/outcomes/daily_stats/
   Export (CSV)    http://$GUNICORN_BIND/api/outcomes/export/?format=csv
   Ingestion       http://$GUNICORN_BIND/api/ingestion/

@@ -41,6 +41,21 @@ INTERESTS = (
     "business",
 )
 CURRENCIES = (("USD", 0.80), ("EUR", 0.10), ("GBP", 0.06), ("CAD", 0.04))
+# The experiment the simulated bidder runs, with a known effect: one user in five takes part,
+# half of them (by user) in variant B, which shades its bids by 10% and so wins 5 points less
+# often. Its plan, as the registry holds it (``simulate_auctions --register-experiment``).
+EXPERIMENT = {
+    "key": "shading-v2",
+    "name": "Bid shading v2 (simulated)",
+    "hypothesis": "Bidding 10% lower pays less per win at a cost of 5 points of win rate.",
+    "unit": "user",
+    "variants": [{"name": "control", "share": 0.5}, {"name": "B", "share": 0.5}],
+    "primary_metric": "avg_win_price",
+    "guardrail_metrics": ["win_rate"],
+}
+EXPERIMENT_USERS = 5  # one user in this many takes part
+EFFECT_BID = 0.90  # variant B's bids, as a fraction of the control's
+EFFECT_WIN_RATE = -0.05  # variant B's win rate, against the control's
 _TLDS = ("com", "net", "org", "io", "co.uk", "de", "news", "tv")
 _WORDS = (
     "daily",
@@ -106,8 +121,10 @@ class OutcomeSimulator:
         )
         domain = self.domains[bisect_left(self._domain_cdf, r.random() * self._domain_cdf[-1])]
         currency = CURRENCIES[bisect_left(self._currency_cdf, r.random() * self._currency_cdf[-1])][0]
-        bid_price = round(min(50.0, math.exp(r.gauss(-0.3, 0.6))), 2) or 0.01
-        won = r.random() < self.win_rate
+        variant = self.variant_of(user_number)
+        shade = EFFECT_BID if variant == "B" else 1.0
+        bid_price = round(min(50.0, math.exp(r.gauss(-0.3, 0.6)) * shade), 2) or 0.01
+        won = r.random() < self.win_rate + (EFFECT_WIN_RATE if variant == "B" else 0.0)
         win_price = round(bid_price * r.uniform(0.55, 1.0), 2) if won else 0.0
         enriched = r.random() < self.enriched_rate
         message = {
@@ -122,7 +139,16 @@ class OutcomeSimulator:
             "user_interests": self.interests_of(user_number) if enriched else [],
             "auction_timestamp": iso_utc(at, timespec="milliseconds"),
         }
+        if variant is not None:
+            message |= {"experiment": EXPERIMENT["key"], "variant": variant}
         return message
+
+    @staticmethod
+    def variant_of(user_number: int) -> str | None:
+        """The variant a user sees (by user, as ``unit: "user"`` says), or None outside the experiment."""
+        if user_number % EXPERIMENT_USERS:
+            return None
+        return "B" if (user_number // EXPERIMENT_USERS) % 2 else "control"
 
     def stream(
         self, *, count: int | None = None, days: float = 0.0, now: datetime | None = None, in_order: bool = False

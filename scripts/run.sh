@@ -52,7 +52,7 @@ RUN_MIGRATIONS=false ./entrypoint.sh api >"$LOGS/api.log" 2>&1 &
 pids+=($!)
 RUN_MIGRATIONS=false ./entrypoint.sh consumer >"$LOGS/consumer.log" 2>&1 &
 pids+=($!)
-"$PYTHON" manage.py simulate_auctions --rate "$RATE" >"$LOGS/producer.log" 2>&1 &
+"$PYTHON" manage.py simulate_auctions --rate "$RATE" --register-experiment >"$LOGS/producer.log" 2>&1 &
 pids+=($!)
 
 for _ in $(seq 1 60); do

@@ -32,6 +32,33 @@ def test_simulated_outcomes_are_valid_and_realistic():
 
 
 @pytest.mark.fast
+def test_the_simulated_bidder_runs_an_experiment_with_a_known_effect():
+    from outcomes.experiments import plan_errors
+    from outcomes.simulation import EFFECT_BID, EFFECT_WIN_RATE, EXPERIMENT
+
+    events = [parse_outcome(orjson.dumps(m)) for m in OutcomeSimulator(seed=9).stream(count=60000)]
+    tagged = [e for e in events if e.experiment is not None]
+    assert {e.experiment for e in tagged} == {"shading-v2"}
+    assert 0.17 < len(tagged) / len(events) < 0.23  # one user in five
+    by_variant = {v: [e for e in tagged if e.variant == v] for v in ("control", "B")}
+    assert 0.45 < len(by_variant["B"]) / len(tagged) < 0.55
+    users = {}
+    for e in tagged:
+        users.setdefault(e.user_id, set()).add(e.variant)
+    assert all(len(seen) == 1 for seen in users.values())  # a user sees one variant
+    win_rate = {v: sum(e.win_status for e in es) / len(es) for v, es in by_variant.items()}
+    assert abs(win_rate["B"] - win_rate["control"] - EFFECT_WIN_RATE) < 0.02
+    mean_bid = {v: sum(float(e.bid_price) for e in es) / len(es) for v, es in by_variant.items()}
+    assert abs(mean_bid["B"] / mean_bid["control"] - EFFECT_BID) < 0.04
+    assert (
+        plan_errors(
+            **{k: EXPERIMENT.get(k) for k in ("variants", "primary_metric", "guardrail_metrics")}, start=None, end=None
+        )
+        == {}
+    )
+
+
+@pytest.mark.fast
 def test_same_seed_same_stream():
     first = [m["bid_request_id"] for m in OutcomeSimulator(seed=5).stream(count=50, days=1)]
     second = [m["bid_request_id"] for m in OutcomeSimulator(seed=5).stream(count=50, days=1)]
@@ -57,6 +84,7 @@ def test_create_topic_is_idempotent(kafka_admin, settings):
 
 
 @pytest.mark.kafka
+@pytest.mark.django_db
 def test_the_simulator_reports_progress_every_few_seconds(make_topic, settings, monkeypatch):
     import dataclasses
 
@@ -70,11 +98,17 @@ def test_the_simulator_reports_progress_every_few_seconds(make_topic, settings, 
     out = io.StringIO()
     handlers = signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)
     try:
-        call_command("simulate_auctions", "--topic", topic, "--count", "60", "--rate", "200", stdout=out)
+        call_command(
+            "simulate_auctions", "--topic", topic, "--count", "60", "--rate", "200", "--register-experiment", stdout=out
+        )
     finally:  # the command stops on SIGINT/SIGTERM by its own handlers: give pytest its own back
         signal.signal(signal.SIGINT, handlers[0])
         signal.signal(signal.SIGTERM, handlers[1])
     lines = out.getvalue().splitlines()
+    from outcomes.models import Experiment
+
+    assert lines[0] == "experiment shading-v2 registered"  # what make run asks for: its experiment known
+    assert Experiment.objects.get(key="shading-v2").full_clean() is None
     progress = [line for line in lines if line.startswith("sent ") and "/s)" in line]
     assert len(progress) >= 2, lines  # ~0.3 s at 200/s: a line every 0.1 s, not every 10,000 messages
     assert lines[-1].startswith(f"sent 60 outcomes to {topic} in ")

@@ -11,7 +11,8 @@ from django.core.management.base import BaseCommand, CommandError
 from kafka import KafkaProducer
 from kafka.errors import KafkaError
 
-from outcomes.simulation import OutcomeSimulator
+from outcomes.models import Experiment
+from outcomes.simulation import EXPERIMENT, OutcomeSimulator
 
 REPORT_EVERY_S = 5.0  # a progress line this often, whatever the rate
 
@@ -34,6 +35,11 @@ class Command(BaseCommand):
             help="Make every Nth message malformed, to exercise the dead-letter path.",
         )
         parser.add_argument("--topic", default=None, help="Topic (default KAFKA_TOPIC_AUCTION_OUTCOMES).")
+        parser.add_argument(
+            "--register-experiment",
+            action="store_true",
+            help="Register the experiment the simulated bidder runs (shading-v2) in the registry first.",
+        )
 
     def handle(self, *args, **options):
         if options["rate"] < 0 or options["count"] < 0 or options["days"] < 0:
@@ -41,6 +47,10 @@ class Command(BaseCommand):
         topic = options["topic"] or settings.CONSUMER.topic
         seed = options["seed"] if options["seed"] is not None else time.time_ns()
         simulator = OutcomeSimulator(seed=seed)
+        if options["register_experiment"]:
+            plan = {k: v for k, v in EXPERIMENT.items() if k != "key"}
+            _, created = Experiment.objects.update_or_create(key=EXPERIMENT["key"], defaults=plan)
+            self.stdout.write(f"experiment {EXPERIMENT['key']} {'registered' if created else 'up to date'}")
         try:
             producer = KafkaProducer(
                 bootstrap_servers=list(settings.CONSUMER.brokers),

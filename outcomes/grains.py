@@ -30,7 +30,7 @@ from outcomes.buckets import ALL_TIME
 DELTA_COLUMNS = (
     "event_time, coalesce(site_domain, '') AS site_domain, win_status, (win_price * 100)::bigint AS w, "
     "(bid_price * 100)::bigint AS bd, currency, enriched, user_interests, "
-    "coalesce(experiment, '') AS experiment, coalesce(variant, '') AS variant"
+    "coalesce(experiment, '') AS experiment, coalesce(variant, '') AS variant, user_id"
 )
 
 
@@ -54,6 +54,12 @@ class Values:
     aggregates: tuple[str, ...]
     helps: tuple[str, ...]
     kind: str = "sums"  # "sums" (bigint columns) or "sketch" (a HyperLogLog, kept by Python)
+    # Sums that may outgrow a bigint (squares of cents): exact numeric columns.
+    wide: frozenset[str] = frozenset()
+
+    def total(self, name: str) -> str:
+        """SQL summing column ``name`` of several rows, in the column's own type."""
+        return f"sum({name})" if name in self.wide else f"sum({name})::bigint"
 
 
 MEASURES = Values(
@@ -77,6 +83,38 @@ MEASURES = Values(
         "Sum of bid_price over won auctions.",
     ),
 )
+# The measures and the second moments of the money an experiment's results need for their
+# variances (the delta method): squares and the cross product of win and bid prices over won
+# auctions, in cents², exact. A variance from sums of squares is a difference of large numbers,
+# which floating point would get wrong; numeric does not.
+MOMENTS = ("revenue_sq", "won_bid_sq", "revenue_won_bid")
+EXPERIMENT_MEASURES = Values(
+    names=MEASURES.names + MOMENTS,
+    aggregates=MEASURES.aggregates
+    + (
+        "coalesce(sum(w::numeric * w) FILTER (WHERE win_status), 0)",
+        "coalesce(sum(bd::numeric * bd) FILTER (WHERE win_status), 0)",
+        "coalesce(sum(w::numeric * bd) FILTER (WHERE win_status), 0)",
+    ),
+    helps=MEASURES.helps
+    + (
+        "Sum of win_price² over won auctions (cents²).",
+        "Sum of bid_price² over won auctions (cents²).",
+        "Sum of win_price × bid_price over won auctions (cents²).",
+    ),
+    wide=frozenset(MOMENTS),
+)
+# A user's outcomes in an experiment: the per-user sums a user-level analysis needs.
+USER_MEASURES = Values(
+    names=("outcomes", "wins", "revenue_cents", "won_bid_cents"),
+    aggregates=(
+        "count(*)",
+        "count(*) FILTER (WHERE win_status)",
+        "coalesce(sum(w) FILTER (WHERE win_status), 0)",
+        "coalesce(sum(bd) FILTER (WHERE win_status), 0)",
+    ),
+    helps=("", "", "Sum of win_price over won auctions.", "Sum of bid_price over won auctions."),
+)
 PRICE_COUNTS = Values(
     names=("won_at_win_price", "won_at_bid_price", "lost_at_bid_price"),
     aggregates=("sum(p.ww)", "sum(p.wb)", "sum(p.lb)"),
@@ -98,6 +136,7 @@ INTEREST = Dimension("interest", "coalesce(i.value, '')", "text", help="'' for o
 CENTS = Dimension("cents", "p.cents", "cents")
 EXPERIMENT = Dimension("experiment", "experiment", "slug", filter=True, help="'' for outcomes no experiment tagged.")
 VARIANT = Dimension("variant", "variant", "slug", filter=True, help="'' for outcomes no experiment tagged.")
+USER = Dimension("user_id", "user_id", "text", filter=True)
 
 
 @dataclass(frozen=True)
@@ -142,6 +181,8 @@ class Grain:
     summed_from: str | None = None
     folded_from: str | None = None
     pending_index: bool = False  # readers of a grain folded from this one add its pending rows
+    # Only the outcomes this SQL condition over a delta row holds for ('' : all of them).
+    where: str = ""
     by_bucket: bool = False  # also indexed by bucket alone (reports with no filter on the dimension)
     doc: str = ""
 
@@ -267,8 +308,21 @@ GRAINS: tuple[Grain, ...] = (
         "ExperimentRollupHour",
         "outcomes_rollup_experiment_hour",
         (EXPERIMENT, VARIANT, CURRENCY),
+        EXPERIMENT_MEASURES,
         doc="Per experiment, variant and currency by hour: experiments' results and reports filtered by "
-        "experiment. Untagged outcomes add one row per hour and currency (experiment '').",
+        "experiment. Untagged outcomes add one row per hour and currency (experiment ''). The second "
+        "moments of the money give the results' variances.",
+    ),
+    Grain(
+        "experiment_user",
+        "day",
+        "ExperimentUserRollupDay",
+        "outcomes_rollup_experiment_user_day",
+        (EXPERIMENT, VARIANT, CURRENCY, USER),
+        USER_MEASURES,
+        where="experiment <> ''",
+        doc="Per experiment, variant, currency and user by UTC day, tagged outcomes only: the exact "
+        "per-user sums the results of an experiment randomised by user are computed from.",
     ),
     Grain("reach", "hour", "ReachRollupHour", "outcomes_rollup_reach_hour", (), SKETCH),
     Grain("reach", "day", "ReachRollupDay", "outcomes_rollup_reach_day", (), SKETCH),
@@ -288,7 +342,8 @@ ANSWERS = {
     "domain": "site_domain filter (with win_status, currency); breakdown by site_domain",
     "interest": "breakdown by interest",
     "price": "exact percentiles and histograms",
-    "experiment": "experiment and variant filters (with win_status, currency)",
+    "experiment": "experiment and variant filters (with win_status, currency); results of experiments by auction",
+    "experiment_user": "results of experiments randomised by user (per-user sums)",
     "reach": "distinct users (HyperLogLog sketches)",
 }
 # The grain whose deltas say which hours a write touched (every outcome has a row there).
@@ -320,7 +375,14 @@ def catalogue_table() -> str:
                 how = f"folded from {family}.{grain.folded_from} by compaction"
             else:
                 how = "computed from the written rows"
+                if grain.where:
+                    how += f" where `{grain.where}`"
             dims = ", ".join(grain.dims) or "—"
-            values = "the measures" if grain.values is MEASURES else ", ".join(grain.values.names)
+            if grain.values is MEASURES:
+                values = "the measures"
+            elif grain.values.names[: len(MEASURES.names)] == MEASURES.names:
+                values = "the measures, " + ", ".join(grain.values.names[len(MEASURES.names) :])
+            else:
+                values = ", ".join(grain.values.names)
             lines.append(f"| {family} | {grain.unit} | {dims} | {values} | {how} | {ANSWERS[family]} |")
     return "\n".join(lines)

@@ -295,7 +295,15 @@ class ReachRollup(models.Model):
         abstract = True
 
 
-_BASES = {grains.MEASURES: RollupMeasures, grains.PRICE_COUNTS: PriceRollup, grains.SKETCH: ReachRollup}
+_BASES = {
+    grains.MEASURES: RollupMeasures,
+    grains.EXPERIMENT_MEASURES: RollupMeasures,
+    grains.USER_MEASURES: RollupMeasures,
+    grains.PRICE_COUNTS: PriceRollup,
+    grains.SKETCH: ReachRollup,
+}
+# Squares of cents: up to 10^20 a row (prices below 10^8), summed over billions of rows.
+WIDE_DIGITS = 40
 
 
 def _dimension_field(dimension: grains.Dimension) -> models.Field:
@@ -316,10 +324,14 @@ def _dimension_field(dimension: grains.Dimension) -> models.Field:
 def _value_fields(values: grains.Values) -> dict[str, models.Field]:
     if values.kind == "sketch":
         return {"sketch": models.BinaryField()}
-    return {
-        name: models.BigIntegerField(default=0, **({"help_text": help} if help else {}))
-        for name, help in zip(values.names, values.helps, strict=True)
-    }
+    fields: dict[str, models.Field] = {}
+    for name, help in zip(values.names, values.helps, strict=True):
+        extra = {"help_text": help} if help else {}
+        if name in values.wide:
+            fields[name] = models.DecimalField(max_digits=WIDE_DIGITS, decimal_places=0, default=0, **extra)
+        else:
+            fields[name] = models.BigIntegerField(default=0, **extra)
+    return fields
 
 
 def _rollup_meta(grain: grains.Grain):

@@ -22,7 +22,7 @@ OUTCOMES = AuctionOutcome._meta.db_table
 _BUCKETED = (
     "date_bin('1 minute', event_time, TIMESTAMPTZ '2000-01-01 00:00:00+00') AS mi, "
     "date_bin('1 hour', event_time, TIMESTAMPTZ '2000-01-01 00:00:00+00') AS h, "
-    "site_domain, win_status, w, bd, currency, enriched, user_interests, experiment, variant"
+    "site_domain, win_status, w, bd, currency, enriched, user_interests, experiment, variant, user_id"
 )
 _ROW_BUCKET = {"minute": "mi", "hour": "h", "day": "date_trunc('day', h, 'UTC')"}
 
@@ -39,12 +39,14 @@ def grain_select(grain: Grain, relation: str, bucket: str, *, sign: int = 1) -> 
     keys = ", ".join(str(i) for i in range(1, len(dims) + 2))
     select = ", ".join([*dims, *sums])
     expand = grain.expand
+    only = f" AND ({grain.where})" if grain.where else ""
     if expand.copies:
         copies = " UNION ALL ".join(
-            f"SELECT {bucket} AS bk, {columns} FROM {relation} WHERE {where}" for columns, where in expand.copies
+            f"SELECT {bucket} AS bk, {columns} FROM {relation} WHERE {where}{only}" for columns, where in expand.copies
         )
         return f"SELECT bk AS bucket, {select} FROM ({copies}) {expand.alias} GROUP BY {keys}"
-    return f"SELECT {bucket} AS bucket, {select} FROM {relation} {expand.sql} GROUP BY {keys}"
+    where = f" WHERE {grain.where}" if grain.where else ""
+    return f"SELECT {bucket} AS bucket, {select} FROM {relation} {expand.sql}{where} GROUP BY {keys}"
 
 
 def _summed(grain: Grain, base: Grain) -> str:

@@ -57,7 +57,7 @@ def _rollup_select(grain: Grain, since: datetime | None, until: datetime | None)
         )
         params = params * 2
     keys = ", ".join(("bucket", *grain.dims))
-    sums = ", ".join(f"sum({v})::bigint" for v in grain.values.names)
+    sums = ", ".join(grain.values.total(v) for v in grain.values.names)
     nonzero = " OR ".join(f"sum({v}) <> 0" for v in grain.values.names)
     sql = f"SELECT {keys}, {sums} FROM ({source}) x GROUP BY {keys} HAVING {nonzero}"
     return sql, params

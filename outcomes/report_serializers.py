@@ -299,3 +299,83 @@ class MoneyParams(serializers.Serializer):
 class HistogramParams(serializers.Serializer):
     price = serializers.ChoiceField(choices=("win_price", "bid_price"), default="win_price")
     bins = serializers.IntegerField(min_value=1, max_value=200, default=20)
+
+
+# ---------------------------------------------------------------------------- experiment results
+class ResultsParams(serializers.Serializer):
+    confidence = serializers.FloatField(
+        default=0.95,
+        min_value=0.8,
+        max_value=0.999,
+        help_text="The intervals' confidence (1 − alpha), 0.8 to 0.999.",
+    )
+    inference = serializers.ChoiceField(
+        choices=("sequential", "fixed"),
+        default="sequential",
+        help_text="sequential (default): always-valid intervals (asymptotic confidence sequences), right to read "
+        "every day; fixed: fixed-horizon intervals (Newcombe for the win rate by auction, the delta method "
+        "otherwise), valid only when read once, at the sample size planned in advance.",
+    )
+
+
+class ResultsVariantSerializer(Answer):
+    variant = serializers.CharField()
+    planned_share = serializers.FloatField(allow_null=True, help_text="Its planned proportion (null: unregistered).")
+    units = serializers.IntegerField(help_text="Units of randomisation: outcomes by auction, distinct users by user.")
+    outcomes = serializers.IntegerField()
+    wins = serializers.IntegerField()
+    win_rate = serializers.FloatField(allow_null=True, help_text="Percent of outcomes won.")
+    revenue = serializers.FloatField(help_text="Sum of win_price over won auctions.")
+    ecpm = serializers.FloatField(allow_null=True, help_text="Revenue per 1,000 won impressions.")
+    avg_win_price = serializers.FloatField(allow_null=True)
+    shading_ratio = serializers.FloatField(allow_null=True, help_text="Σ win_price / Σ bid_price over won auctions.")
+    revenue_per_outcome = serializers.FloatField(allow_null=True)
+
+
+class ResultsComparisonSerializer(Answer):
+    variant = serializers.CharField(help_text="The treatment compared with the control.")
+    metric = serializers.CharField(
+        help_text="The plan's primary metric first, then its guardrails, then the others. revenue is compared "
+        "per unit (per outcome or per user): the total depends on the traffic split."
+    )
+    control_value = serializers.FloatField(allow_null=True)
+    value = serializers.FloatField(allow_null=True)
+    difference = serializers.FloatField(allow_null=True, help_text="value − control_value (win_rate: in points).")
+    relative_lift = serializers.FloatField(allow_null=True, help_text="value / control_value − 1.")
+    ci_low = serializers.FloatField(allow_null=True, help_text="The difference's interval, at `confidence`.")
+    ci_high = serializers.FloatField(allow_null=True)
+    relative_lift_ci_low = serializers.FloatField(allow_null=True)
+    relative_lift_ci_high = serializers.FloatField(allow_null=True)
+    p_value = serializers.FloatField(allow_null=True, help_text="Always-valid when `inference` is sequential.")
+    significant = serializers.BooleanField(help_text="The difference's interval excludes 0.")
+    method = serializers.CharField(help_text="newcombe, delta or confidence-sequence ('' when undefined).")
+
+
+class SampleRatioSerializer(Answer):
+    p_value = serializers.FloatField(help_text="Pearson's chi-square of the units per variant against the plan.")
+    mismatch = serializers.BooleanField(help_text="p_value < 0.001.")
+    observed = serializers.DictField(child=serializers.IntegerField())
+    expected = serializers.DictField(child=serializers.FloatField())
+
+
+class ResultsWarningSerializer(Answer):
+    code = serializers.CharField()
+    message = serializers.CharField()
+
+
+class ExperimentResultsSerializer(Answer):
+    experiment = serializers.CharField()
+    registered = serializers.BooleanField(help_text="false: outcomes carry this key but the registry does not know it.")
+    name = serializers.CharField(allow_null=True)
+    unit = serializers.ChoiceField(choices=("auction", "user"))
+    start = serializers.DateTimeField(allow_null=True, help_text="The window: `start`, else the plan's start.")
+    end = serializers.DateTimeField(allow_null=True, help_text="`end`, else the plan's end.")
+    confidence = serializers.FloatField()
+    inference = serializers.CharField()
+    currency = _currency()
+    mixed_currencies = _mixed()
+    control = serializers.CharField(allow_null=True)
+    variants = ResultsVariantSerializer(many=True)
+    comparisons = ResultsComparisonSerializer(many=True)
+    srm = SampleRatioSerializer(allow_null=True)
+    warnings = ResultsWarningSerializer(many=True)

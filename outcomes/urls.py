@@ -3,6 +3,7 @@ from rest_framework.routers import APIRootView, DefaultRouter
 
 from outcomes.views import (
     AuctionOutcomeViewSet,
+    ExperimentResultsViewSet,
     ExperimentViewSet,
     IngestionView,
     OutcomeExportViewSet,
@@ -45,6 +46,7 @@ router = Router()
 router.register("outcomes", OutcomeReportViewSet, basename="outcome-report")
 router.register("outcomes", OutcomeExportViewSet, basename="outcome-export")
 router.register("outcomes", AuctionOutcomeViewSet, basename="outcome")
+router.register("experiments", ExperimentResultsViewSet, basename="experiment-results")
 router.register("experiments", ExperimentViewSet, basename="experiment")
 
 urlpatterns = [path("ingestion/", IngestionView.as_view(), name="ingestion"), *router.urls]

@@ -81,3 +81,34 @@ def test_every_report_answers_exactly_its_schema(path, schema, outcome_factory, 
     declared = schema["paths"][path]["get"]["responses"]["200"]["content"]["application/json"]["schema"]
     # A breakdown row names its group under the dimension's own name (here site_domain).
     assert mismatches(answer, declared, schema, path, extra_keys=frozenset({"site_domain"})) == []
+
+
+@pytest.mark.parametrize("registered", [True, False])
+def test_experiment_results_answer_exactly_their_schema(registered, schema, outcome_factory, settings):
+    from outcomes.models import Experiment
+
+    settings.API_READ_ACCESS = "public"
+    now = datetime.now(UTC)
+    for i in range(8):
+        outcome_factory(
+            3,
+            user_id=f"u{i}",
+            experiment="shading-v2",
+            variant="B" if i % 2 else "control",
+            win_status=i % 3 != 0,
+            auction_timestamp=now - timedelta(hours=i * 5, minutes=7),
+        )
+    if registered:
+        Experiment.objects.create(
+            key="shading-v2",
+            name="Shading",
+            variants=[{"name": "control", "share": 1}, {"name": "B", "share": 1}],
+            primary_metric="win_rate",
+        )
+    response = APIClient().get("/api/experiments/shading-v2/results/")
+    assert response.status_code == 200, response.content[:500]
+    answer = response.json()
+    assert answer["comparisons"] and answer["warnings"] and (answer["srm"] is not None) == registered
+    path = "/api/experiments/{key}/results/"
+    declared = schema["paths"][path]["get"]["responses"]["200"]["content"]["application/json"]["schema"]
+    assert mismatches(answer, declared, schema, path) == []

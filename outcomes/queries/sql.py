@@ -197,14 +197,28 @@ def _rate(currency: str) -> str:
     )
 
 
+def factors(target: str | None, relation: str) -> str:
+    """A CTE ``f(d, c, factor, missing)``: for each UTC day ``d`` and currency ``c`` of
+    ``relation``, what one unit of ``c`` is worth in ``target`` that day (1 when ``target``
+    is None: no conversion) and which currency's rate is missing, if one is."""
+    if target is None:
+        return f"f AS (SELECT DISTINCT d, c, 1::numeric AS factor, NULL::text AS missing FROM {relation})"
+    if currency_code(target) != target:
+        raise ValueError(f"not a currency code: {target!r}")
+    to = f"'{target}'"  # three capital letters, checked above
+    return (
+        f"f AS (SELECT d, c, CASE WHEN c = {to} THEN 1 ELSE rt / rc END AS factor, "
+        f"CASE WHEN c = {to} THEN NULL WHEN rc IS NULL THEN c WHEN rt IS NULL THEN {to} END AS missing "
+        f"FROM (SELECT dc.d, dc.c, {_rate('dc.c')} AS rc, {_rate(to)} AS rt "
+        f"FROM (SELECT DISTINCT d, c FROM {relation}) dc) q)"
+    )
+
+
 def converted(union: str, target: str) -> str:
     """Rows (k, d, c, measures…) summed per key with money in ``target``: each UTC day and
     currency's sums times that day's factor (one rate lookup per day and currency, not per
     row). Counts stay bigint, money is numeric cents; the last column names the first missing
     rate as 'YYYY-MM-DD XXX'."""
-    if currency_code(target) != target:
-        raise ValueError(f"not a currency code: {target!r}")
-    to = f"'{target}'"  # three capital letters, checked above
     columns = ", ".join(COLUMNS)
     sums = ", ".join(f"sum({column}) AS {column}" for column in COLUMNS)
     out = ", ".join(
@@ -213,9 +227,7 @@ def converted(union: str, target: str) -> str:
     return (
         f"WITH x(k, d, c, {columns}) AS ({union}), "
         f"g AS (SELECT k, d, c, {sums} FROM x GROUP BY k, d, c HAVING sum(o) <> 0), "
-        f"f AS (SELECT d, c, CASE WHEN c = {to} THEN 1 ELSE rt / rc END AS factor, "
-        f"CASE WHEN c = {to} THEN NULL WHEN rc IS NULL THEN c WHEN rt IS NULL THEN {to} END AS missing "
-        f"FROM (SELECT dc.d, dc.c, {_rate('dc.c')} AS rc, {_rate(to)} AS rt FROM (SELECT DISTINCT d, c FROM g) dc) q) "
+        f"{factors(target, 'g')} "
         f"SELECT k, {out}, min(d::text || ' ' || f.missing) FROM g JOIN f USING (d, c) GROUP BY k"
     )
 

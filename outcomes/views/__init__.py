@@ -1,9 +1,9 @@
 """The HTTP layer: thin DRF views over the selectors in ``outcomes.queries`` and the write
 service, one module per use case: ``outcomes`` (list, retrieve, winners, writes),
-``reports``, ``export``, ``ingestion``; what they share is in ``common``, the write
-service's refusals as HTTP answers in ``errors``."""
+``reports``, ``export``, ``ingestion``, ``experiments`` (the registry and results); what
+they share is in ``common``, the write service's refusals as HTTP answers in ``errors``."""
 
-from outcomes.views.experiments import ExperimentViewSet
+from outcomes.views.experiments import ExperimentResultsViewSet, ExperimentViewSet
 from outcomes.views.export import OutcomeExportViewSet
 from outcomes.views.ingestion import IngestionView
 from outcomes.views.outcomes import AuctionOutcomeViewSet
@@ -11,6 +11,7 @@ from outcomes.views.reports import OutcomeReportViewSet
 
 __all__ = [
     "AuctionOutcomeViewSet",
+    "ExperimentResultsViewSet",
     "ExperimentViewSet",
     "IngestionView",
     "OutcomeExportViewSet",

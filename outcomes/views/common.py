@@ -21,7 +21,7 @@ from outcomes import cache, exports, queries
 from outcomes.filters import FILTER_PARAMS, OutcomeFilter
 from outcomes.pagination import OutcomePagination
 from outcomes.renderers import StrictJSONParser
-from outcomes.report_serializers import BreakdownParams, HistogramParams, MoneyParams, TimeseriesParams
+from outcomes.report_serializers import BreakdownParams, HistogramParams, MoneyParams, ResultsParams, TimeseriesParams
 from outcomes.serializers import AuctionOutcomeSerializer
 
 ALWAYS = {"format"}
@@ -41,6 +41,14 @@ ALLOWED_PARAMS = {
     "histogram": REPORT_FILTER_NAMES | set(HistogramParams().fields) | ALWAYS,
     "export": FILTER_PARAMS | {"escape_formulas"} | ALWAYS,
 }
+# An experiment's results compare all its variants, the key is in the path, and the win rate
+# is one of the metrics: these filters would defeat them.
+NOT_IN_RESULTS = {
+    "experiment": "The experiment is the one in the path.",
+    "variant": "The results compare every variant; filter other reports by variant.",
+    "win_status": "The win rate is one of the metrics compared; filter other reports by win_status.",
+}
+ALLOWED_PARAMS["results"] = (REPORT_FILTER_NAMES - set(NOT_IN_RESULTS)) | set(ResultsParams().fields) | MONEY | ALWAYS
 
 
 def _filter_parameters() -> list[OpenApiParameter]:
@@ -72,9 +80,10 @@ def report(data, source: str) -> Response:
     return Response(data, headers={"X-Report-Source": source})
 
 
-def cached(request, respond, *, cacheable: bool = True) -> HttpResponse | Response:
+def cached(request, respond, *, cacheable: bool = True, vary: str = "") -> HttpResponse | Response:
     """``respond()``'s response, or the one given to the same URL at the current database
-    snapshot (``outcomes.cache``); ``cacheable=False`` for answers that depend on the clock.
+    snapshot (``outcomes.cache``); ``cacheable=False`` for answers that depend on the clock;
+    ``vary``: what else the answer depends on (a registry row's version).
 
     JSON answers are kept as the bytes sent (the cache's budget is in bytes); another media
     type (the browsable API's HTML) is computed each time."""
@@ -89,7 +98,8 @@ def cached(request, respond, *, cacheable: bool = True) -> HttpResponse | Respon
         return JSONRenderer().render(response.data), (response.status_code, headers)
 
     if cacheable:
-        (body, (code, headers)), how = cache.answers.get_or_compute(request.build_absolute_uri(), compute)
+        key = request.build_absolute_uri() + (f"#{vary}" if vary else "")
+        (body, (code, headers)), how = cache.answers.get_or_compute(key, compute)
     else:
         (body, (code, headers)), how = compute(), cache.BYPASS
     response = HttpResponse(body, status=code, content_type="application/json")
@@ -127,6 +137,8 @@ class OutcomeReads:
         if empty:
             raise ValidationError({name[:60]: ["Empty value: give one, or leave the parameter out."] for name in empty})
         allowed = ALLOWED_PARAMS.get(self.action, ALWAYS)
+        if self.action == "results" and (refused := set(request.query_params) & set(NOT_IN_RESULTS)):
+            raise ValidationError({name: [NOT_IN_RESULTS[name]] for name in sorted(refused)})
         unknown = sorted(set(request.query_params) - allowed)
         if unknown:
             hint = f"Allowed here: {', '.join(sorted(allowed))}."

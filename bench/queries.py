@@ -159,6 +159,7 @@ def main() -> None:
 def analyze_and_pick_targets() -> dict:
     from django.db import connection
 
+    tagged = tag_experiments()
     with connection.cursor() as cursor:
         cursor.execute("VACUUM ANALYZE")
         cursor.execute("SELECT site_domain FROM outcomes_auctionoutcome GROUP BY 1 ORDER BY count(*) DESC LIMIT 1")
@@ -169,6 +170,7 @@ def analyze_and_pick_targets() -> dict:
         newest = cursor.fetchone()[0]
     day = newest.replace(hour=0, minute=0, second=0, microsecond=0)
     return {
+        "tagged": tagged,
         "busiest": busiest,
         "user": user,
         "id": some_id,
@@ -245,6 +247,7 @@ def measure_windows(client: Client, t: dict, count: int, *, naive: bool) -> list
             ("breakdown domains", "breakdown/", {"by": "site_domain", "limit": 10}),
             ("histogram", "histogram/", {"bins": 30}),
             ("reach", "reach/", {}),
+            *experiment_reports(t),
         ):
             shift = timedelta(seconds=7)
             aligned = {"start": iso_utc(t["day"] - span), "end": iso_utc(t["day"]), **extra}
@@ -312,6 +315,79 @@ def write_chart(results: dict, path: str) -> None:
     Path(path).write_text("\n".join(parts))
 
 
+# The experiments measured: one randomised by auction, one by user (the simulated bidder's
+# own, which a fresh load has already; ``tag_experiments`` tags an older database's outcomes,
+# one user in ten for each).
+BENCH_EXPERIMENTS = {"floor-test": ("auction", 1), "shading-v2": ("user", 0)}
+
+
+def experiment_reports(t: dict) -> list[tuple[str, str, dict]]:
+    """Results of the tagged experiments, when the database has them."""
+    return [
+        (f"results by {unit}", f"/api/experiments/{key}/results/", {"convert_to": "none"})
+        for key, (unit, _residue) in BENCH_EXPERIMENTS.items()
+        if t.get("tagged")
+    ]
+
+
+def tag_experiments() -> bool:
+    """Outcomes of each bench experiment: an experiment no outcome carries yet gets one user
+    in ten of the untagged ones (half of them, by user, in variant B), and its rollups are
+    computed again; plans are registered. True when every experiment has outcomes."""
+    from django.db import connection
+
+    from outcomes import rollups
+    from outcomes.models import Experiment
+
+    tagged = False
+    with connection.cursor() as cursor:
+        for key, (_unit, residue) in BENCH_EXPERIMENTS.items():
+            cursor.execute("SELECT EXISTS (SELECT 1 FROM outcomes_rollup_experiment_hour WHERE experiment = %s)", [key])
+            if cursor.fetchone()[0]:
+                continue
+            cursor.execute(
+                "UPDATE outcomes_auctionoutcome SET experiment = %s, "
+                "variant = CASE WHEN abs(hashtext(user_id || 'v')) % 2 = 0 THEN 'control' ELSE 'B' END "
+                "WHERE experiment IS NULL AND abs(hashtext(user_id)) % 10 = %s",
+                [key, residue],
+            )
+            tagged = True
+    for key, (unit, _residue) in BENCH_EXPERIMENTS.items():
+        Experiment.objects.update_or_create(
+            key=key,
+            defaults={
+                "name": key,
+                "unit": unit,
+                "variants": [{"name": "control", "share": 1}, {"name": "B", "share": 1}],
+                "primary_metric": "win_rate",
+            },
+        )
+    if tagged:
+        rollups.rebuild(only={"experiment.hour", "experiment_user.day"})
+    return True
+
+
+def naive_results_ms(key: str, params: dict) -> float:
+    """An experiment's sums from the raw table alone (a filter the rollups lack, which every outcome matches)."""
+    from decimal import Decimal
+
+    from outcomes.queries import OutcomeQuery
+    from outcomes.queries.experiments import experiment_sums
+
+    query = OutcomeQuery(
+        experiment=key,
+        max_price=Decimal("99999999"),
+        start=datetime.fromisoformat(params["start"]),
+        end=datetime.fromisoformat(params["end"]),
+    )
+    timings = []
+    for _ in range(3):
+        started = time.perf_counter()
+        experiment_sums(query=query, unit=BENCH_EXPERIMENTS[key][0])
+        timings.append((time.perf_counter() - started) * 1000)
+    return statistics.median(timings)
+
+
 def naive_ms(path: str, params: dict) -> float | None:
     """The same report from the raw table (what the service did before rollups)."""
     from django.db import connection
@@ -319,6 +395,8 @@ def naive_ms(path: str, params: dict) -> float | None:
     from outcomes.queries import OutcomeQuery, sql
 
     name = path.rstrip("/")
+    if name.endswith("/results"):
+        return naive_results_ms(name.split("/")[-2], params)
     query = OutcomeQuery.from_filters(
         {k: (datetime.fromisoformat(v) if k in ("start", "end") else v) for k, v in params.items()}
     )
@@ -382,7 +460,8 @@ class Client:
         self.conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
 
     def get(self, path: str, params: dict) -> tuple[int, dict, bytes]:
-        url = f"/api/outcomes/{path}" + (f"?{urlencode(params)}" if params else "")
+        base = path if path.startswith("/") else f"/api/outcomes/{path}"
+        url = base + (f"?{urlencode(params)}" if params else "")
         for attempt in (1, 2):
             try:
                 self.conn.request("GET", url)

@@ -122,8 +122,9 @@ def test_the_walk_covers_every_operation():
     assert {m for m, _ in found} == {"GET", "POST", "PUT", "PATCH", "DELETE"}
     assert ("GET", "/api/ingestion/") in found and ("GET", "/api/outcomes/export/") in found
     # 8 reads of lists and reports, the export, ingestion, retrieve, create, two updates, delete;
-    # the experiment registry's list, retrieve, create, two updates and delete
-    assert len(found) == 21
+    # the experiment registry's list, retrieve, create, two updates and delete; an experiment's results
+    assert len(found) == 22
+    assert ("GET", "/api/experiments/{key}/results/") in found
 
 
 @pytest.mark.parametrize("read_access", ["authenticated", "public"])

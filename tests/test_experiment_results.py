@@ -14,7 +14,7 @@ import pytest
 from rest_framework.test import APIClient
 
 from outcomes import inference
-from outcomes.models import Experiment, ExchangeRate
+from outcomes.models import ExchangeRate, Experiment
 from outcomes.queries import OutcomeQuery
 from outcomes.queries.experiments import experiment_sums
 from tests.factories import encode, message
@@ -123,9 +123,11 @@ def test_by_user_the_units_are_users_and_money_can_be_converted(outcome_factory)
     assert answer["unit"] == "user" and answer["currency"] == "EUR" and not answer["mixed_currencies"]
     assert {row["variant"]: row["units"] for row in answer["variants"]} == {"control": 20, "B": 20}
     stats = APIClient().get("/api/outcomes/stats/", {"experiment": "shading-v2", "variant": "B"}).json()
-    converted = APIClient().get(
-        "/api/outcomes/stats/", {"experiment": "shading-v2", "variant": "B", "convert_to": "EUR"}
-    ).json()
+    converted = (
+        APIClient()
+        .get("/api/outcomes/stats/", {"experiment": "shading-v2", "variant": "B", "convert_to": "EUR"})
+        .json()
+    )
     b = next(row for row in answer["variants"] if row["variant"] == "B")
     assert b["revenue"] == converted["total_revenue"] != stats["total_revenue"]
     assert "mixed_currencies" not in {w["code"] for w in answer["warnings"]}

@@ -168,7 +168,11 @@ def false_positive_rate(sums, metric: str, method: str, *, peek: bool) -> float:
     for e in range(EXPERIMENTS):
         for day in days:
             found = inference.compare(
-                arm_on(sums, e, 0, day), arm_on(sums, e, 1, day), metric, confidence=1 - ALPHA, inference=method,
+                arm_on(sums, e, 0, day),
+                arm_on(sums, e, 1, day),
+                metric,
+                confidence=1 - ALPHA,
+                inference=method,
                 unit="auction",
             )
             if found.significant:

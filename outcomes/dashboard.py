@@ -2,7 +2,8 @@
 
 The page is static HTML and JavaScript (``outcomes/static/outcomes/dashboard.js``): it asks
 the same API a program would (``stats``, ``reach``, ``timeseries``, ``breakdown``,
-``histogram``, ``/api/ingestion/``, the list), with the visitor's session, so it is as fast
+``histogram``, ``/api/ingestion/``, the list, the experiments and their results), with the
+visitor's session, so it is as fast
 as the reports at any data size and shows nothing the API would not. Charts are drawn by
 uPlot, installed from npm (``make assets``).
 
@@ -30,6 +31,7 @@ def dashboard(request):
     config = {
         "api": "/api/outcomes/",
         "ingestion": reverse("ingestion"),
+        "experiments": reverse("experiment-list"),
         "deadLetters": reverse("admin:outcomes_deadletter_changelist"),
         "outcomeAdmin": reverse("admin:outcomes_auctionoutcome_changelist"),
         "refreshSeconds": settings.DASHBOARD_REFRESH_SECONDS,

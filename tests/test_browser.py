@@ -529,3 +529,73 @@ def test_the_dashboard_refuses_an_injected_inline_script(logged_in, live_server,
         )
     assert logged_in.evaluate("window.injected === undefined")
     assert any(text.startswith("csp-violation: script-src") and " on /dashboard" in text for text in policy_violations)
+
+
+def test_the_experiments_view_shows_the_results_the_api_gives(logged_in, live_server, outcome_factory):
+    """Variants side by side, each comparison's interval against 0, the SRM state and the
+    warnings, for a registered experiment (an arm short of traffic) and an unregistered key."""
+    from outcomes.models import Experiment
+
+    page = logged_in
+    rng = random.Random(3)
+    now = datetime.now(UTC)
+    for i in range(260):
+        variant = "B" if i % 3 == 0 else "control"  # planned 50/50: B is short of traffic
+        won = rng.random() < (0.75 if variant == "B" else 0.4)
+        bid = Decimal(rng.randint(50, 250)) / 100
+        outcome_factory(
+            1,
+            user_id=f"user-{i}",
+            experiment="shading-v2",
+            variant=variant,
+            win_status=won,
+            bid_price=bid,
+            win_price=(bid * Decimal("0.7")).quantize(Decimal("0.01")) if won else Decimal("0"),
+            auction_timestamp=now - timedelta(minutes=rng.randint(5, 600)),
+        )
+    outcome_factory(3, experiment="bidder-x", variant="control", auction_timestamp=now - timedelta(minutes=30))
+    Experiment.objects.create(
+        key="shading-v2",
+        name="Shading v2",
+        unit="user",
+        variants=[{"name": "control", "share": 0.5}, {"name": "B", "share": 0.5}],
+        primary_metric="win_rate",
+        guardrail_metrics=["ecpm"],
+        start=now - timedelta(days=1),
+    )
+    page.goto(f"{live_server.url}/dashboard/")
+    wait_refresh(page, after=0)
+    page.wait_for_selector("#comparisons tbody tr[data-metric]")
+    assert page.is_visible("#experiments")
+    assert page.eval_on_selector_all("#experiment option", "options => options.map(o => o.value)") == [
+        "shading-v2",
+        "bidder-x",
+    ]
+    response = page.request.get(f"{live_server.url}/api/experiments/shading-v2/results/")
+    results = response.json()
+    for variant in results["variants"]:
+        row = page.locator(f'#variants tbody tr[data-variant="{variant["variant"]}"]')
+        cells = row.locator("td").all_inner_texts()
+        assert int(cells[2].replace(",", "")) == variant["units"]
+        assert cells[4] == f"{variant['win_rate']:.2f} %"
+    shown = page.locator("#comparisons tbody tr[data-metric]")
+    assert shown.count() == len(results["comparisons"]) == 6
+    first = results["comparisons"][0]
+    assert shown.first.get_attribute("data-metric") == first["metric"] == "win_rate"
+    assert shown.first.get_attribute("data-significant") == str(first["significant"]).lower() == "true"
+    assert page.locator('#comparisons tr[data-metric="win_rate"] .range.up').count() == 1  # B wins more
+    assert results["srm"]["mismatch"] and page.inner_text("#srm").lower() == "sample-ratio mismatch"
+    codes = page.eval_on_selector_all("#experiment-warnings li", "items => items.map(i => i.dataset.code)")
+    assert codes == [w["code"] for w in results["warnings"]] and "sample_ratio_mismatch" in codes
+    assert "randomised by user" in page.inner_text("#experiment-about")
+    page.locator("#experiments").scroll_into_view_if_needed()
+    shot(page, "dashboard-experiments")
+
+    before = refreshes(page)
+    page.select_option("#experiment", "bidder-x")
+    wait_refresh(page, after=before)
+    page.wait_for_function("() => document.querySelector('#experiment-about').textContent.startsWith('Not registered')")
+    assert page.inner_text("#srm").lower() == "no srm check"
+    assert "unregistered" in page.eval_on_selector_all(
+        "#experiment-warnings li", "items => items.map(i => i.dataset.code)"
+    )

@@ -193,6 +193,9 @@
     drawHistogram(histogram, stats);
     drawIngestion(ingestion);
     drawLatest(latest.results);
+    refreshExperiments(mine, current).catch((error) => {
+      if (mine === generation) $("#experiment-about").textContent = `Cannot load the experiment's results: ${error.message}`;
+    });
     lastSuccess = new Date();
     $("#updated").textContent = `Updated ${lastSuccess.toISOString().slice(11, 19)} UTC · ${stats.total_outcomes.toLocaleString("en-US")} outcomes in the window · refreshes every ${config.refreshSeconds} s`;
     document.body.dataset.refreshes = String(Number(document.body.dataset.refreshes || 0) + 1);
@@ -355,6 +358,98 @@
     );
   }
 
+  // ------------------------------------------------------------------ experiments
+  // The registered experiments and the keys outcomes of this window carry; the chosen one's
+  // results over its own planned window (the plan's start and end), every site.
+  const METRIC_NAMES = {
+    win_rate: "Win rate",
+    revenue: "Revenue per unit",
+    ecpm: "eCPM",
+    avg_win_price: "Avg win price",
+    shading_ratio: "Shading ratio",
+    revenue_per_outcome: "Revenue per outcome",
+  };
+  const percent = new Intl.NumberFormat("en-US", { style: "percent", maximumFractionDigits: 1, signDisplay: "exceptZero" });
+
+  async function refreshExperiments(mine, current) {
+    const [registry, tagged] = await Promise.all([
+      api(config.experiments, { page_size: 100 }),
+      api(`${config.api}breakdown/`, { start: current.start, end: current.end, by: "experiment", order: "outcomes", limit: 20 }),
+    ]);
+    if (mine !== generation) return;
+    const keys = [...registry.results.map((e) => e.key)];
+    for (const row of tagged.rows) if (row.experiment && !keys.includes(row.experiment)) keys.push(row.experiment);
+    const select = $("#experiment");
+    $("#experiments").hidden = keys.length === 0;
+    if (!keys.length) return;
+    const chosen = keys.includes(select.value) ? select.value : keys[0];
+    if ([...select.options].map((o) => o.value).join() !== keys.join()) {
+      select.replaceChildren(...keys.map((key) => new Option(key, key)));
+    }
+    select.value = chosen;
+    const results = await api(`${config.experiments}${encodeURIComponent(chosen)}/results/`, {});
+    if (mine !== generation) return;
+    drawExperiment(results);
+  }
+
+  function drawExperiment(results) {
+    const window = results.start || results.end
+      ? `${results.start ? results.start.slice(0, 16).replace("T", " ") : "the first outcome"} → ${results.end ? results.end.slice(0, 16).replace("T", " ") : "now"} UTC`
+      : "all its outcomes";
+    const method = results.inference === "sequential" ? "always-valid (sequential) intervals" : "fixed-horizon intervals";
+    $("#experiment-about").textContent = `${results.registered ? results.name : "Not registered"} · randomised by ${results.unit} · ${window} · ${Math.round(results.confidence * 100)}% ${method} · control: ${results.control || "–"}`;
+    for (const element of document.querySelectorAll("[data-experiment-unit]")) element.textContent = results.currency || "";
+    const srm = $("#srm");
+    srm.textContent = results.srm === null ? "no SRM check" : results.srm.mismatch ? "sample-ratio mismatch" : "traffic as planned";
+    srm.className = `status status-${results.srm === null ? "unknown" : results.srm.mismatch ? "failing" : "ok"}`;
+    if (results.srm) srm.title = `Chi-square p = ${results.srm.p_value.toPrecision(2)} (mismatch below 0.001)`;
+    const warnings = $("#experiment-warnings");
+    warnings.replaceChildren(...results.warnings.map((w) => {
+      const item = document.createElement("li");
+      item.textContent = w.message;
+      item.dataset.code = w.code;
+      return item;
+    }));
+    const variants = $("#variants tbody");
+    variants.replaceChildren();
+    const fixed = (value, digits) => (value === null ? "–" : value.toFixed(digits));
+    for (const v of results.variants) {
+      const tr = variants.insertRow();
+      tr.dataset.variant = v.variant;
+      cell(tr, v.variant === results.control ? `${v.variant} (control)` : v.variant, "name");
+      cell(tr, v.planned_share === null ? "–" : `${Math.round(v.planned_share * 100)} %`, "num");
+      for (const value of [v.units, v.outcomes]) cell(tr, number.format(value), "num");
+      cell(tr, v.win_rate === null ? "–" : `${v.win_rate.toFixed(2)} %`, "num");
+      cell(tr, fixed(v.ecpm, 2), "num");
+      cell(tr, fixed(v.avg_win_price, 4), "num");
+      cell(tr, fixed(v.shading_ratio, 4), "num");
+    }
+    const comparisons = $("#comparisons tbody");
+    comparisons.replaceChildren();
+    const bounds = results.comparisons.flatMap((c) => [c.relative_lift_ci_low, c.relative_lift_ci_high]).filter((b) => b !== null);
+    const scale = Math.max(0.01, ...bounds.map(Math.abs));
+    for (const c of results.comparisons) {
+      const tr = comparisons.insertRow();
+      tr.dataset.metric = c.metric;
+      tr.dataset.variant = c.variant;
+      tr.dataset.significant = String(c.significant);
+      cell(tr, METRIC_NAMES[c.metric] || c.metric, "name");
+      cell(tr, c.variant);
+      cell(tr, c.relative_lift === null ? "–" : percent.format(c.relative_lift), "num");
+      const bar = cell(tr, "", "interval");
+      if (c.relative_lift_ci_low !== null && c.relative_lift_ci_high !== null) {
+        const span = document.createElement("span");
+        span.className = `range ${c.significant ? (c.difference > 0 ? "up" : "down") : "flat"}`;
+        span.style.setProperty("--from", `${50 + (c.relative_lift_ci_low / scale) * 50}%`);
+        span.style.setProperty("--to", `${50 + (c.relative_lift_ci_high / scale) * 50}%`);
+        bar.title = `${percent.format(c.relative_lift_ci_low)} to ${percent.format(c.relative_lift_ci_high)} (difference ${fixed(c.ci_low, 4)} to ${fixed(c.ci_high, 4)})`;
+        bar.append(span);
+      }
+      cell(tr, c.p_value === null ? "–" : c.p_value < 0.001 ? "< 0.001" : c.p_value.toFixed(3), "num");
+    }
+    if (!results.comparisons.length) cell(comparisons.insertRow(), "Nothing to compare yet.", "none").colSpan = 5;
+  }
+
   // ------------------------------------------------------------------ tables
   function cell(row, text, className) {
     const td = row.insertCell();
@@ -470,6 +565,7 @@
     changed();
   };
   $("#clear").addEventListener("click", clearFilters);
+  $("#experiment").addEventListener("change", () => refresh());
   $("#nomatch-clear").addEventListener("click", clearFilters);
   document.addEventListener("visibilitychange", () => (document.hidden ? schedule() : tick()));
   window.addEventListener("popstate", () => {

@@ -125,6 +125,48 @@ PRICE_COUNTS = Values(
     ),
 )
 SKETCH = Values(names=("sketch",), aggregates=(), helps=("",), kind="sketch")
+# The bid landscape: per price bucket, the outcomes that bid in it, those of them won, and the
+# won auctions that paid a price in it (a second-price auction's market price).
+LANDSCAPE_COUNTS = Values(
+    names=("bids", "bid_wins", "paid"),
+    aggregates=("sum(p.b)", "sum(p.bw)", "sum(p.pd)"),
+    helps=(
+        "Outcomes whose bid_price is in the bucket.",
+        "Won auctions whose bid_price is in the bucket.",
+        "Won auctions whose win_price is in the bucket.",
+    ),
+)
+
+# Price buckets of the bid landscape, by their lower bound in cents: 1 cent wide below 5.00,
+# then 5 cents to 20.00, 50 cents to 100.00, 5.00 to 1,000.00, 100.00 above. Fine enough for a
+# curve where bids are, few enough rows where they are not.
+PRICE_STEPS: tuple[tuple[int | None, int], ...] = ((500, 1), (2000, 5), (10000, 50), (100000, 500), (None, 10000))
+
+
+def price_bucket_sql(cents: str) -> str:
+    """SQL: the lower bound (cents) of the landscape bucket of integer cents ``cents`` (``mod``,
+    not ``%``: the statements go through the driver's parameter formatting)."""
+    cases = " ".join(
+        f"WHEN {cents} < {upper} THEN {cents}" + (f" - mod({cents}, {step})" if step > 1 else "")
+        for upper, step in PRICE_STEPS
+        if upper is not None
+    )
+    return f"(CASE {cases} ELSE {cents} - mod({cents}, {PRICE_STEPS[-1][1]}) END)"
+
+
+def price_width_sql(cents: str) -> str:
+    """SQL: the width (cents) of the landscape bucket whose lower bound is ``cents``."""
+    cases = " ".join(f"WHEN {cents} < {upper} THEN {step}" for upper, step in PRICE_STEPS if upper is not None)
+    return f"(CASE {cases} ELSE {PRICE_STEPS[-1][1]} END)"
+
+
+def price_bucket(cents: int) -> tuple[int, int]:
+    """The landscape bucket of ``cents``: (lower bound, width), in cents."""
+    for upper, step in PRICE_STEPS:
+        if upper is None or cents < upper:
+            return cents - cents % step, step
+    raise AssertionError("unreachable")
+
 
 # Dimensions shared by several grains.
 CURRENCY = Dimension("currency", "currency", "currency", filter=True)
@@ -134,6 +176,7 @@ SITE_DOMAIN = Dimension(
 )
 INTEREST = Dimension("interest", "coalesce(i.value, '')", "text", help="'' for outcomes without interests.")
 CENTS = Dimension("cents", "p.cents", "cents")
+PRICE_BUCKET = Dimension("cents", "p.cents", "cents", help="The price bucket's lower bound, in cents.")
 EXPERIMENT = Dimension("experiment", "experiment", "slug", filter=True, help="'' for outcomes no experiment tagged.")
 VARIANT = Dimension("variant", "variant", "slug", filter=True, help="'' for outcomes no experiment tagged.")
 USER = Dimension("user_id", "user_id", "text", filter=True)
@@ -160,6 +203,14 @@ EACH_PRICE = Expansion(
         ("w AS cents, 1 AS ww, 0 AS wb, 0 AS lb", "win_status"),
         ("bd, 0, 1, 0", "win_status"),
         ("bd, 0, 0, 1", "NOT win_status"),
+    ),
+    alias="p",
+)
+# … or as its bid's bucket (every outcome) and its win price's bucket (won ones).
+EACH_BID_AND_PAID = Expansion(
+    copies=(
+        (f"{price_bucket_sql('bd')} AS cents, 1 AS b, win_status::int AS bw, 0 AS pd", "true"),
+        (f"{price_bucket_sql('w')}, 0, 0, 1", "win_status"),
     ),
     alias="p",
 )
@@ -324,6 +375,39 @@ GRAINS: tuple[Grain, ...] = (
         doc="Per experiment, variant, currency and user by UTC day, tagged outcomes only: the exact "
         "per-user sums the results of an experiment randomised by user are computed from.",
     ),
+    Grain(
+        "landscape",
+        "hour",
+        "LandscapeRollupHour",
+        "outcomes_rollup_bids_hour",
+        (CURRENCY, PRICE_BUCKET),
+        LANDSCAPE_COUNTS,
+        expand=EACH_BID_AND_PAID,
+        pending_index=True,
+        doc="The bid landscape by currency and price bucket per hour: win rate by bid, market prices.",
+    ),
+    Grain(
+        "landscape",
+        "day",
+        "LandscapeRollupDay",
+        "outcomes_rollup_bids_day",
+        (CURRENCY, PRICE_BUCKET),
+        LANDSCAPE_COUNTS,
+        expand=EACH_BID_AND_PAID,
+        folded_from="hour",
+    ),
+    Grain(
+        "landscape_domain",
+        "day",
+        "LandscapeDomainRollupDay",
+        "outcomes_rollup_bids_site_day",
+        (SITE_DOMAIN, CURRENCY, PRICE_BUCKET),
+        LANDSCAPE_COUNTS,
+        expand=EACH_BID_AND_PAID,
+        by_bucket=True,
+        doc="The bid landscape per site domain, currency and price bucket by UTC day: one domain's "
+        "curve, and the segments bid models are fitted on.",
+    ),
     Grain("reach", "hour", "ReachRollupHour", "outcomes_rollup_reach_hour", (), SKETCH),
     Grain("reach", "day", "ReachRollupDay", "outcomes_rollup_reach_day", (), SKETCH),
 )
@@ -344,6 +428,8 @@ ANSWERS = {
     "price": "exact percentiles and histograms",
     "experiment": "experiment and variant filters (with win_status, currency); results of experiments by auction",
     "experiment_user": "results of experiments randomised by user (per-user sums)",
+    "landscape": "the bid landscape (currency, start, end filters)",
+    "landscape_domain": "the bid landscape of a site domain; bid models' segments",
     "reach": "distinct users (HyperLogLog sketches)",
 }
 # The grain whose deltas say which hours a write touched (every outcome has a row there).

@@ -300,6 +300,7 @@ _BASES = {
     grains.EXPERIMENT_MEASURES: RollupMeasures,
     grains.USER_MEASURES: RollupMeasures,
     grains.PRICE_COUNTS: PriceRollup,
+    grains.LANDSCAPE_COUNTS: PriceRollup,
     grains.SKETCH: ReachRollup,
 }
 # Squares of cents: up to 10^20 a row (prices below 10^8), summed over billions of rows.
@@ -415,4 +416,4 @@ class RawRetention(models.Model):
 
 
 # Reference data (rates, the experiment registry), in their own module.
-from outcomes.models.planning import ExchangeRate, Experiment  # noqa: E402, F401
+from outcomes.models.planning import BidModel, ExchangeRate, Experiment  # noqa: E402, F401

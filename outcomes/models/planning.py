@@ -1,6 +1,6 @@
-"""Reference data that reports are planned and read with: exchange rates and the experiment
-registry. Neither is an outcome, and no rollup depends on them: changing one changes the
-next answer and nothing else."""
+"""Reference data that reports are planned and read with: exchange rates, the experiment
+registry and the fitted bid models. None is an outcome, and no rollup depends on them:
+changing one changes the next answer and nothing else."""
 
 from __future__ import annotations
 
@@ -94,3 +94,37 @@ class Experiment(models.Model):
         )
         if errors:
             raise ValidationError(errors)
+
+
+class BidModel(models.Model):
+    """A fitted win-probability curve W(b) for one segment — a site domain ('' for every
+    domain) and a currency — as ``manage.py fit_bid_models`` stored it: the latest version of a
+    segment is what the bid landscape and the optimal bid serve (``outcomes.landscape``)."""
+
+    site_domain = models.CharField(max_length=253, blank=True, help_text="'' for every site domain.")
+    currency = models.CharField(max_length=CURRENCY_LENGTH)
+    version = models.PositiveIntegerField(help_text="1, 2, … per segment: each fit adds one.")
+    fitted_at = models.DateTimeField(auto_now_add=True)
+    method = models.CharField(max_length=40, default="isotonic")
+    pooled = models.BooleanField(
+        default=False, help_text="Fitted with too few outcomes of its own: shrunk toward every domain's curve."
+    )
+    window_start = models.DateTimeField()
+    window_end = models.DateTimeField()
+    outcomes = models.BigIntegerField(help_text="Outcomes fitted on.")
+    holdout_outcomes = models.BigIntegerField(default=0)
+    log_loss = models.FloatField(null=True, help_text="On the held-out outcomes.")
+    empirical_log_loss = models.FloatField(null=True, help_text="The empirical curve's, on the same outcomes.")
+    baseline_log_loss = models.FloatField(null=True, help_text="One win rate for every bid, on the same outcomes.")
+    prices = models.JSONField(help_text="The curve's knots: prices (currency units) …")
+    probabilities = models.JSONField(help_text="… and W at each (linear between them).")
+
+    class Meta:
+        ordering = ["site_domain", "currency", "-version"]
+        constraints = [
+            models.UniqueConstraint(fields=["site_domain", "currency", "version"], name="bid_model_segment_version")
+        ]
+        verbose_name = "bid model"
+
+    def __str__(self) -> str:
+        return f"W(b) for {self.site_domain or 'every domain'} in {self.currency}, v{self.version}"

@@ -33,16 +33,20 @@ def grain_select(grain: Grain, relation: str, bucket: str, *, sign: int = 1) -> 
     ``bucket`` as their bucket expression and every sum multiplied by ``sign``. The write path
     and the raw recomputation both use it."""
     s = int(sign)
-    dims = [f"{d.sql} AS {d.name}" for d in grain.dimensions]
+    expand = grain.expand
+    # With copies, the dimensions not read from a copy's own columns are carried through each copy.
+    carried = [d for d in grain.dimensions if expand.copies and not d.sql.startswith(f"{expand.alias}.")]
+    dims = [(d.name if d in carried else f"{d.sql} AS {d.name}") for d in grain.dimensions]
     values = zip(grain.values.names, grain.values.aggregates, strict=True)
     sums = [f"{s} * {aggregate} AS {name}" for name, aggregate in values]
     keys = ", ".join(str(i) for i in range(1, len(dims) + 2))
     select = ", ".join([*dims, *sums])
-    expand = grain.expand
     only = f" AND ({grain.where})" if grain.where else ""
     if expand.copies:
+        through = "".join(f"{d.sql} AS {d.name}, " for d in carried)
         copies = " UNION ALL ".join(
-            f"SELECT {bucket} AS bk, {columns} FROM {relation} WHERE {where}{only}" for columns, where in expand.copies
+            f"SELECT {bucket} AS bk, {through}{columns} FROM {relation} WHERE {where}{only}"
+            for columns, where in expand.copies
         )
         return f"SELECT bk AS bucket, {select} FROM ({copies}) {expand.alias} GROUP BY {keys}"
     where = f" WHERE {grain.where}" if grain.where else ""

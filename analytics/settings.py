@@ -252,6 +252,14 @@ if REPORTING_CURRENCY and not re.fullmatch(r"[A-Z]{3}", REPORTING_CURRENCY):
         f"REPORTING_CURRENCY={REPORTING_CURRENCY!r} must be an ISO 4217 currency code (three letters, such as USD), "
         "or empty for no conversion."
     )
+# How the exchange prices the auctions this service's outcomes come from: the optimal bid and
+# the market price's estimate depend on it (outcomes/landscape.py).
+AUCTION_TYPE = env_str("AUCTION_TYPE", "first_price").strip().lower()
+if AUCTION_TYPE not in ("first_price", "second_price"):
+    raise ImproperlyConfigured(
+        f"AUCTION_TYPE={AUCTION_TYPE!r} must be first_price (the winner pays its bid) or second_price "
+        "(the winner pays the highest other bid)."
+    )
 # Reads need an API key with the read scope (or a login) unless "public"; public by default
 # only in development.
 API_READ_ACCESS = env_str("API_READ_ACCESS", "public" if DEBUG else "authenticated")

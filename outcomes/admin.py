@@ -33,6 +33,7 @@ from outcomes import writes
 from outcomes.models import (
     APIKey,
     AuctionOutcome,
+    BidModel,
     ConsumerOffset,
     DeadLetter,
     ExchangeRate,
@@ -356,3 +357,19 @@ class ExperimentAdmin(admin.ModelAdmin):
     def get_readonly_fields(self, request, obj=None):
         # Outcomes carry the key: it cannot change once the experiment exists.
         return (*self.readonly_fields, "key") if obj is not None else self.readonly_fields
+
+
+@admin.register(BidModel)
+class BidModelAdmin(admin.ModelAdmin):
+    """Fitted bid models, as ``fit_bid_models`` stored them (facts of a fit: read, or delete a
+    bad version so the one before it is served again)."""
+
+    list_display = ("site_domain", "currency", "version", "fitted_at", "outcomes", "pooled", "log_loss")
+    list_filter = ("currency", "pooled")
+    search_fields = ("site_domain",)
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False

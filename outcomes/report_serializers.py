@@ -7,6 +7,7 @@ can neither go missing nor appear undeclared.
 
 from __future__ import annotations
 
+from decimal import Decimal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
 from django.conf import settings
@@ -379,3 +380,103 @@ class ExperimentResultsSerializer(Answer):
     comparisons = ResultsComparisonSerializer(many=True)
     srm = SampleRatioSerializer(allow_null=True)
     warnings = ResultsWarningSerializer(many=True)
+
+
+# ---------------------------------------------------------------------------- insights
+class LandscapePointSerializer(Answer):
+    bid_price = serializers.FloatField(help_text="The bid bucket's lowest price.")
+    bid_price_high = serializers.FloatField(help_text="Its highest (the same for a one-cent bucket).")
+    outcomes = serializers.IntegerField(help_text="Outcomes that bid in the bucket.")
+    wins = serializers.IntegerField()
+    win_rate = serializers.FloatField(help_text="Percent of them won.")
+    ci_low = serializers.FloatField(help_text="Wilson 95% interval of the win rate, percent.")
+    ci_high = serializers.FloatField()
+
+
+class ModelHoldoutSerializer(Answer):
+    outcomes = serializers.IntegerField(help_text="Outcomes held out of the fit they were scored on.")
+    log_loss = serializers.FloatField(allow_null=True, help_text="The fitted curve's, on them.")
+    empirical_log_loss = serializers.FloatField(allow_null=True, help_text="The empirical win rate per bucket's.")
+    baseline_log_loss = serializers.FloatField(allow_null=True, help_text="One win rate for every bid's.")
+
+
+class BidModelSerializer(Answer):
+    site_domain = serializers.CharField(allow_null=True, help_text="null: every domain.")
+    currency = serializers.CharField()
+    version = serializers.IntegerField()
+    fitted_at = serializers.DateTimeField()
+    method = serializers.CharField(help_text="isotonic: monotone in the bid, no shape assumed.")
+    outcomes = serializers.IntegerField()
+    window_start = serializers.DateTimeField()
+    window_end = serializers.DateTimeField()
+    pooled = serializers.BooleanField(help_text="true: shrunk toward, or served from, every domain's curve.")
+    holdout = ModelHoldoutSerializer()
+
+
+class LandscapeModelSerializer(BidModelSerializer):
+    win_probability = serializers.ListField(
+        child=serializers.FloatField(), help_text="W(b) at each point's bid (0–1), in the points' order."
+    )
+
+
+class MarketPriceStepSerializer(Answer):
+    price = serializers.FloatField()
+    cdf = serializers.FloatField(help_text="P(market price ≤ price).")
+
+
+class MarketPriceSerializer(Answer):
+    method = serializers.CharField()
+    observed = serializers.IntegerField(help_text="Wins: the price paid is the market price.")
+    censored = serializers.IntegerField(help_text="Losses: the market price was at least the bid.")
+    p25 = serializers.FloatField(allow_null=True)
+    median = serializers.FloatField(allow_null=True, help_text="null when the losses leave it unknown.")
+    p75 = serializers.FloatField(allow_null=True)
+    distribution = MarketPriceStepSerializer(many=True)
+
+
+class BidLandscapeSerializer(Answer):
+    currency = _currency()
+    mixed_currencies = _mixed()
+    auction_type = serializers.CharField(help_text="The AUCTION_TYPE setting.")
+    points = LandscapePointSerializer(many=True)
+    model = LandscapeModelSerializer(allow_null=True, help_text="The served W(b); null when none applies.")
+    market_price = MarketPriceSerializer(allow_null=True, help_text="Second-price auctions only.")
+    warnings = ResultsWarningSerializer(many=True)
+
+
+class BidChoiceSerializer(Answer):
+    bid = serializers.FloatField()
+    win_probability = serializers.FloatField()
+    expected_cost = serializers.FloatField(help_text="Per auction bid in: what is paid times how often.")
+    expected_surplus = serializers.FloatField(help_text="value × W(b) − expected_cost.")
+
+
+class OptimalBidSerializer(Answer):
+    value = serializers.FloatField()
+    currency = serializers.CharField()
+    auction_type = serializers.CharField()
+    optimal = BidChoiceSerializer()
+    alternatives = BidChoiceSerializer(many=True, help_text="The same at a few fractions of the value.")
+    model = BidModelSerializer()
+
+
+class OptimalBidParams(serializers.Serializer):
+    value = serializers.DecimalField(
+        max_digits=12,
+        decimal_places=4,
+        min_value=Decimal("0.01"),
+        max_value=Decimal("100000"),
+        help_text="What an impression is worth to you, in the currency (0.01 to 100,000).",
+    )
+    site_domain = serializers.CharField(
+        required=False, max_length=253, help_text="The segment; every domain if absent."
+    )
+    currency = serializers.CharField(
+        required=False, help_text="The value's currency; may be left out when the models are of one currency."
+    )
+
+    def validate_currency(self, value: str) -> str:
+        try:
+            return currency_code(value)
+        except ValueError as exc:
+            raise serializers.ValidationError(str(exc)) from None

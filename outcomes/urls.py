@@ -6,6 +6,7 @@ from outcomes.views import (
     ExperimentResultsViewSet,
     ExperimentViewSet,
     IngestionView,
+    InsightsViewSet,
     OutcomeExportViewSet,
     OutcomeReportViewSet,
 )
@@ -16,7 +17,8 @@ class ServiceRoot(APIRootView):
 
     Start at `outcomes` (each report is a sub-path: stats, daily_stats, timeseries,
     breakdown, histogram, reach, winners, export); `experiments` is the registry of the
-    experiments outcomes are tagged with; `ingestion` says whether the consumer keeps up.
+    experiments outcomes are tagged with (and their results); `insights/bid_landscape/` and
+    `insights/optimal_bid/` say how bids win; `ingestion` says whether the consumer keeps up.
     The OpenAPI schema, Swagger UI and Redoc document every parameter; the dashboard and the
     admin are for people.
     """
@@ -46,6 +48,7 @@ router = Router()
 router.register("outcomes", OutcomeReportViewSet, basename="outcome-report")
 router.register("outcomes", OutcomeExportViewSet, basename="outcome-export")
 router.register("outcomes", AuctionOutcomeViewSet, basename="outcome")
+router.register("insights", InsightsViewSet, basename="insights")
 router.register("experiments", ExperimentResultsViewSet, basename="experiment-results")
 router.register("experiments", ExperimentViewSet, basename="experiment")
 

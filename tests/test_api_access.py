@@ -38,7 +38,10 @@ def operations() -> list[tuple[str, str]]:
     )
 
 
-REQUIRED_PARAMS = {"/api/outcomes/breakdown/": {"by": "currency"}}
+REQUIRED_PARAMS = {
+    "/api/outcomes/breakdown/": {"by": "currency"},
+    "/api/insights/optimal_bid/": {"value": "1.50", "currency": "USD"},
+}
 
 
 def body(method: str, bid_id: str, path: str = "") -> dict:
@@ -53,6 +56,15 @@ def body(method: str, bid_id: str, path: str = "") -> dict:
     document = {"bid_id": bid_id, "user_id": "u", "win_status": True, "win_price": "0.50", "bid_price": "0.70"}
     return {"POST": document, "PUT": document, "PATCH": {"site_domain": "x.example"}}.get(
         method, REQUIRED_PARAMS.get(path, {})
+    )
+
+
+def a_bid_model() -> None:
+    from outcomes.models import BidModel
+
+    now = timezone.now()
+    BidModel.objects.create(
+        currency="USD", version=1, window_start=now, window_end=now, outcomes=10, prices=[0, 2], probabilities=[0, 1]
     )
 
 
@@ -122,8 +134,10 @@ def test_the_walk_covers_every_operation():
     assert {m for m, _ in found} == {"GET", "POST", "PUT", "PATCH", "DELETE"}
     assert ("GET", "/api/ingestion/") in found and ("GET", "/api/outcomes/export/") in found
     # 8 reads of lists and reports, the export, ingestion, retrieve, create, two updates, delete;
-    # the experiment registry's list, retrieve, create, two updates and delete; an experiment's results
-    assert len(found) == 22
+    # the experiment registry's list, retrieve, create, two updates and delete; an experiment's results;
+    # the bid landscape and the optimal bid
+    assert len(found) == 24
+    assert ("GET", "/api/insights/optimal_bid/") in found
     assert ("GET", "/api/experiments/{key}/results/") in found
 
 
@@ -132,6 +146,7 @@ def test_every_operation_with_every_credential(settings, outcome_factory, creden
     settings.API_READ_ACCESS = read_access
     outcome_factory(1, bid_id="existing")
     an_experiment("existing")
+    a_bid_model()
     client = APIClient()
     failures = []
     for (method, path), (name, credential) in itertools.product(operations(), credentials.items()):

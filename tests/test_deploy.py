@@ -196,6 +196,9 @@ def test_the_api_scales_and_the_network_is_closed_by_default():
     (container,) = cron["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"]
     assert container["args"][:2] == ["manage", "prune_outcomes"]
     assert cron["spec"]["concurrencyPolicy"] == "Forbid"
+    fit = found[("CronJob", "analytics-fit-bid-models")]
+    (container,) = fit["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"]
+    assert container["args"][:2] == ["manage", "fit_bid_models"] and fit["spec"]["concurrencyPolicy"] == "Forbid"
 
 
 def test_checkov_passes_with_every_skip_named_and_justified():
@@ -224,7 +227,7 @@ def test_checkov_passes_with_every_skip_named_and_justified():
 
 
 # ---------------------------------------------------------------- safe as shipped
-ROLE_OF = {"api": "api", "consumer": "consumer", "migrate": "database", "prune": "database"}
+ROLE_OF = {"api": "api", "consumer": "consumer", "migrate": "database", "prune": "database", "fit": "database"}
 
 
 def containers() -> list[tuple[dict, dict]]:

@@ -112,3 +112,32 @@ def test_experiment_results_answer_exactly_their_schema(registered, schema, outc
     path = "/api/experiments/{key}/results/"
     declared = schema["paths"][path]["get"]["responses"]["200"]["content"]["application/json"]["schema"]
     assert mismatches(answer, declared, schema, path) == []
+
+
+def test_insights_answer_exactly_their_schema(schema, outcome_factory, settings):
+    from django.core.management import call_command
+
+    settings.API_READ_ACCESS = "public"
+    settings.AUCTION_TYPE = "second_price"
+    now = datetime.now(UTC)
+    for i in range(40):
+        won = i % 3 != 0
+        outcome_factory(
+            5,
+            bid_price=f"{0.5 + (i % 8) / 10:.2f}",
+            win_status=won,
+            win_price=f"{0.3 + (i % 3) / 10:.2f}" if won else "0",
+            auction_timestamp=now - timedelta(days=1, hours=i % 20),
+        )
+    call_command("fit_bid_models", "--min-outcomes", "10")
+    for path, params in (
+        ("/api/insights/bid_landscape/", {}),
+        ("/api/insights/optimal_bid/", {"value": "1.2"}),
+    ):
+        response = APIClient().get(path, params)
+        assert response.status_code == 200, response.content[:500]
+        answer = response.json()
+        assert answer["model"] is not None
+        declared = schema["paths"][path]["get"]["responses"]["200"]["content"]["application/json"]["schema"]
+        assert mismatches(answer, declared, schema, path) == []
+    assert APIClient().get("/api/insights/bid_landscape/").json()["market_price"]["median"] is not None

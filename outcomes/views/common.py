@@ -48,6 +48,10 @@ NOT_IN_RESULTS = {
     "variant": "The results compare every variant; filter other reports by variant.",
     "win_status": "The win rate is one of the metrics compared; filter other reports by win_status.",
 }
+# The bid landscape needs wins and losses alike.
+NOT_IN_LANDSCAPE = {"win_status": "The landscape is the win rate by bid: it needs wins and losses alike."}
+ALLOWED_PARAMS["bid_landscape"] = (REPORT_FILTER_NAMES - set(NOT_IN_LANDSCAPE)) | MONEY | ALWAYS
+ALLOWED_PARAMS["optimal_bid"] = {"value", "site_domain", "currency"} | ALWAYS
 ALLOWED_PARAMS["results"] = (REPORT_FILTER_NAMES - set(NOT_IN_RESULTS)) | set(ResultsParams().fields) | MONEY | ALWAYS
 
 
@@ -137,8 +141,9 @@ class OutcomeReads:
         if empty:
             raise ValidationError({name[:60]: ["Empty value: give one, or leave the parameter out."] for name in empty})
         allowed = ALLOWED_PARAMS.get(self.action, ALWAYS)
-        if self.action == "results" and (refused := set(request.query_params) & set(NOT_IN_RESULTS)):
-            raise ValidationError({name: [NOT_IN_RESULTS[name]] for name in sorted(refused)})
+        refusing = {"results": NOT_IN_RESULTS, "bid_landscape": NOT_IN_LANDSCAPE}.get(self.action, {})
+        if refused := set(request.query_params) & set(refusing):
+            raise ValidationError({name: [refusing[name]] for name in sorted(refused)})
         unknown = sorted(set(request.query_params) - allowed)
         if unknown:
             hint = f"Allowed here: {', '.join(sorted(allowed))}."

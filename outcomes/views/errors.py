@@ -7,6 +7,7 @@ from rest_framework.exceptions import APIException, NotFound, ValidationError
 from rest_framework.views import exception_handler as drf_exception_handler
 
 from outcomes import money, writes
+from outcomes.queries.landscape import NoModel
 
 
 class Conflict(APIException):
@@ -16,7 +17,8 @@ class Conflict(APIException):
 
 def exception_handler(exc, context):
     """``OutcomeConflict`` → 409, ``OutcomeInvalid`` → 400 by field, ``OutcomeNotFound`` → 404,
-    ``MissingRate`` → 409 naming the day and currency; everything else as DRF answers it."""
+    ``MissingRate`` → 409 naming the day and currency, ``NoModel`` → 409 saying how to fit one;
+    everything else as DRF answers it."""
     if isinstance(exc, money.MissingRate):
         exc = Conflict(
             {
@@ -24,6 +26,8 @@ def exception_handler(exc, context):
                 "missing_rate": {"day": exc.day.isoformat(), "currency": exc.currency},
             }
         )
+    elif isinstance(exc, NoModel):
+        exc = Conflict({"model": [str(exc)]})
     elif isinstance(exc, writes.OutcomeConflict):
         exc = Conflict(exc.errors)
     elif isinstance(exc, writes.OutcomeInvalid):

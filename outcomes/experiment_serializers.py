@@ -37,7 +37,13 @@ class _Variants(serializers.JSONField):
 
 @extend_schema_field({"type": "string", "minLength": 1, "maxLength": 200, "pattern": NOT_BLANK_PATTERN})
 class _Name(serializers.CharField):
-    pass
+    """At most ``max_length`` characters as given (the schema's limit), before the trimming of
+    surrounding whitespace that would let a longer one through."""
+
+    def to_internal_value(self, data):
+        if isinstance(data, str) and self.max_length is not None and len(data) > self.max_length:
+            self.fail("max_length", max_length=self.max_length)
+        return super().to_internal_value(data)
 
 
 @extend_schema_field({"type": "string", "pattern": NO_NUL_PATTERN})

@@ -7,7 +7,7 @@ can neither go missing nor appear undeclared.
 
 from __future__ import annotations
 
-from decimal import Decimal
+import math
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
 from django.conf import settings
@@ -461,11 +461,9 @@ class OptimalBidSerializer(Answer):
 
 
 class OptimalBidParams(serializers.Serializer):
-    value = serializers.DecimalField(
-        max_digits=12,
-        decimal_places=4,
-        min_value=Decimal("0.01"),
-        max_value=Decimal("100000"),
+    value = serializers.FloatField(
+        min_value=0.01,
+        max_value=100000,
         help_text="What an impression is worth to you, in the currency (0.01 to 100,000).",
     )
     site_domain = serializers.CharField(
@@ -474,6 +472,11 @@ class OptimalBidParams(serializers.Serializer):
     currency = serializers.CharField(
         required=False, help_text="The value's currency; may be left out when the models are of one currency."
     )
+
+    def validate_value(self, value: float) -> float:
+        if not math.isfinite(value):
+            raise serializers.ValidationError("A finite number from 0.01 to 100,000.")
+        return value
 
     def validate_currency(self, value: str) -> str:
         try:

@@ -34,7 +34,7 @@ _MISSING_RATE = {
     },
     "required": ["convert_to", "missing_rate"],
 }
-MONEY_REPORTS = ("stats", "daily_stats", "timeseries", "breakdown")
+MONEY_REPORTS = ("stats", "daily_stats", "timeseries", "breakdown", "results", "bid_landscape")
 # Query parameters, as strictly as the API checks them. An empty value is a 400 (but for
 # ``cursor``, where it starts a walk).
 _TEXT = f"^[^{CONTROL_CHARACTERS}]*$"  # what the guards let through
@@ -54,6 +54,7 @@ def _param_schemas() -> dict[str, dict]:
         "page_size": {"type": "integer", "minimum": 1, "maximum": settings.API_MAX_PAGE_SIZE},
         "cursor": {"type": "string", "pattern": _TEXT},
         "convert_to": {"type": "string", "pattern": "^([A-Za-z]{3}|[Nn][Oo][Nn][Ee])$"},
+        "value": {"type": "number", "minimum": 0.01, "maximum": 100000},
     }
 
 
@@ -133,7 +134,11 @@ class ScopedAutoSchema(AutoSchema):
             ),
         }
         if detail:
-            errors["404"] = _json(_FIELD_ERRORS, "No such outcome, or (lists) a page past the last one.")
+            errors["404"] = _json(
+                _FIELD_ERRORS,
+                "No such outcome or experiment (results: not registered, and no outcome in the window carries the "
+                "key), or (lists) a page past the last one.",
+            )
         if self.method in ("POST", "PUT", "PATCH"):
             errors["413"] = _json(_ERROR, "Request body above API_MAX_BODY_BYTES.")
         if self.method == "POST":
@@ -141,6 +146,12 @@ class ScopedAutoSchema(AutoSchema):
         if self.method == "GET" and action in MONEY_REPORTS:
             errors["409"] = _json(
                 _MISSING_RATE, "Money is converted (convert_to) and an exchange rate it needs is not loaded."
+            )
+        if self.method == "GET" and action == "optimal_bid":
+            errors["409"] = _json(
+                _FIELD_ERRORS,
+                "No bid model serves the segment yet (manage.py fit_bid_models), or no currency was given and "
+                "models exist for several.",
             )
         for code, response in errors.items():
             responses.setdefault(code, response)

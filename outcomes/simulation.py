@@ -2,9 +2,14 @@
 
 Pure and seeded: the same seed gives the same stream. The shape follows what an RTB
 exchange sees: ~100k users, 2,000 site domains with Zipf-like popularity (the top one
-holds about an eighth of the traffic), ~70% won auctions, log-normal bid prices around a
-dollar, second-price clearing below the bid, a few currencies, most traffic enriched with
-a stable set of interests per user.
+holds about an eighth of the traffic), log-normal bid prices around a dollar, a few
+currencies, most traffic enriched with a stable set of interests per user.
+
+Bidding matters: each auction is a **second-price auction** against a market price (the
+highest competing bid) drawn log-normally around its site domain's own level. A bid above
+it wins and pays it; ~70% of bids win. So the win rate rises with the bid along the market
+price's distribution, and a shaded bid wins less often and pays less — the bid landscape and
+the experiment below have real, known shapes (``make run`` sets ``AUCTION_TYPE=second_price``).
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ import random
 import uuid
 from bisect import bisect_left
 from datetime import UTC, datetime, timedelta
+from statistics import NormalDist
 
 from outcomes.buckets import iso_utc
 
@@ -55,7 +61,22 @@ EXPERIMENT = {
 }
 EXPERIMENT_USERS = 5  # one user in this many takes part
 EFFECT_BID = 0.90  # variant B's bids, as a fraction of the control's
-EFFECT_WIN_RATE = -0.05  # variant B's win rate, against the control's
+# The auctions: log bids ~ N(BID_MU, BID_SIGMA); log market prices ~ N(domain level,
+# MARKET_SIGMA), the domains' levels ~ N(market level, DOMAIN_SIGMA) around the level that
+# makes WIN_RATE of the bids win.
+BID_MU, BID_SIGMA, MARKET_SIGMA, DOMAIN_SIGMA = -0.3, 0.6, 0.5, 0.2
+WIN_RATE = 0.70
+_SPREAD = math.sqrt(BID_SIGMA**2 + MARKET_SIGMA**2 + DOMAIN_SIGMA**2)  # of log bid − log market price
+
+
+def market_level(win_rate: float) -> float:
+    """The mean log market price at which ``win_rate`` of the bids win."""
+    return BID_MU - NormalDist().inv_cdf(win_rate) * _SPREAD
+
+
+# Variant B's win rate against the control's, as the auction model makes it: a bid shaded by
+# EFFECT_BID beats the market price less often (about −4.7 points).
+EFFECT_WIN_RATE = NormalDist().cdf((BID_MU + math.log(EFFECT_BID) - market_level(WIN_RATE)) / _SPREAD) - WIN_RATE
 _TLDS = ("com", "net", "org", "io", "co.uk", "de", "news", "tv")
 _WORDS = (
     "daily",
@@ -88,7 +109,7 @@ class OutcomeSimulator:
         seed: int = 42,
         users: int = 100_000,
         domains: int = 2_000,
-        win_rate: float = 0.70,
+        win_rate: float = WIN_RATE,
         enriched_rate: float = 0.85,
     ) -> None:
         self.random = random.Random(seed)
@@ -96,6 +117,8 @@ class OutcomeSimulator:
         self.win_rate = win_rate
         self.enriched_rate = enriched_rate
         self.domains = [self._domain_name(i) for i in range(domains)]
+        level = market_level(win_rate)
+        self._market = [level + random.Random(i).gauss(0, DOMAIN_SIGMA) for i in range(domains)]
         # Zipf(s≈1.0) popularity: cumulative weights for bisect sampling.
         weights = [1 / (rank + 1) ** 1.0 for rank in range(domains)]
         self._domain_cdf = list(itertools.accumulate(weights))
@@ -119,13 +142,15 @@ class OutcomeSimulator:
             if r.random() < 0.3
             else r.randrange(self.users)
         )
-        domain = self.domains[bisect_left(self._domain_cdf, r.random() * self._domain_cdf[-1])]
+        where = bisect_left(self._domain_cdf, r.random() * self._domain_cdf[-1])
+        domain = self.domains[where]
         currency = CURRENCIES[bisect_left(self._currency_cdf, r.random() * self._currency_cdf[-1])][0]
         variant = self.variant_of(user_number)
         shade = EFFECT_BID if variant == "B" else 1.0
-        bid_price = round(min(50.0, math.exp(r.gauss(-0.3, 0.6)) * shade), 2) or 0.01
-        won = r.random() < self.win_rate + (EFFECT_WIN_RATE if variant == "B" else 0.0)
-        win_price = round(bid_price * r.uniform(0.55, 1.0), 2) if won else 0.0
+        bid_price = round(min(50.0, math.exp(r.gauss(BID_MU, BID_SIGMA)) * shade), 2) or 0.01
+        market = math.exp(r.gauss(self._market[where], MARKET_SIGMA))  # the highest competing bid
+        won = bid_price > market
+        win_price = min(bid_price, max(0.01, round(market, 2))) if won else 0.0  # second price
         enriched = r.random() < self.enriched_rate
         message = {
             "bid_request_id": str(uuid.uuid5(self._namespace, str(sequence))),

@@ -42,6 +42,8 @@ done
 export REPORTING_CURRENCY="${REPORTING_CURRENCY-USD}"
 "$PYTHON" manage.py simulate_fx_rates .cache/fx/simulated-eurofxref-hist.csv >/dev/null
 "$PYTHON" manage.py load_fx_rates .cache/fx/simulated-eurofxref-hist.csv
+# The simulated exchange runs second-price auctions (outcomes/simulation.py).
+export AUCTION_TYPE="${AUCTION_TYPE-second_price}"
 # A local admin account, so the admin pages can be tried at once (DEBUG only).
 if [ "${DEBUG:-}" = "true" ]; then
   DJANGO_SUPERUSER_PASSWORD=admin "$PYTHON" manage.py createsuperuser --noinput --username admin \
@@ -53,6 +55,17 @@ pids+=($!)
 RUN_MIGRATIONS=false ./entrypoint.sh consumer >"$LOGS/consumer.log" 2>&1 &
 pids+=($!)
 "$PYTHON" manage.py simulate_auctions --rate "$RATE" --register-experiment >"$LOGS/producer.log" 2>&1 &
+pids+=($!)
+# The bid models, as the CronJob fits them in a deployment: here every two minutes, so the
+# dashboard's bid landscape has a curve soon after the first outcomes.
+(
+  trap 'kill "$nap" 2>/dev/null; exit 0' TERM
+  sleep 20 & nap=$!; wait "$nap"
+  while true; do
+    "$PYTHON" manage.py fit_bid_models --days 2 --min-outcomes 500 || true
+    sleep 120 & nap=$!; wait "$nap"
+  done
+) >"$LOGS/fit.log" 2>&1 &
 pids+=($!)
 
 for _ in $(seq 1 60); do
@@ -70,6 +83,9 @@ cat <<MSG
   Statistics      http://$GUNICORN_BIND/api/outcomes/stats/   ($MONEY; ?convert_to=XXX or none)
   Daily stats     http://$GUNICORN_BIND/api/outcomes/daily_stats/
   Export (CSV)    http://$GUNICORN_BIND/api/outcomes/export/?format=csv
+  Experiment      http://$GUNICORN_BIND/api/experiments/shading-v2/results/
+  Bid landscape   http://$GUNICORN_BIND/api/insights/bid_landscape/?currency=USD   (second-price auctions)
+  Optimal bid     http://$GUNICORN_BIND/api/insights/optimal_bid/?value=1.50&currency=USD
   Ingestion       http://$GUNICORN_BIND/api/ingestion/
   OpenAPI schema  http://$GUNICORN_BIND/api/schema/
   API docs        http://$GUNICORN_BIND/api/docs/   (Swagger UI; Redoc: /api/redoc/)
@@ -80,7 +96,7 @@ cat <<MSG
   Data            database ${DB_NAME}, topic ${KAFKA_TOPIC_AUCTION_OUTCOMES}, group ${KAFKA_CONSUMER_GROUP}
                   (this checkout's own: \`make clean-data\` empties them; \`eval "\$(make -s env)"\` for a shell)
 
-  Logs: $LOGS/{producer,consumer,api}.log
+  Logs: $LOGS/{producer,consumer,api,fit}.log
   Ctrl-C stops the producer, consumer and API; PostgreSQL, Kafka and Redis keep running
   (\`make services-down\` stops them).
 

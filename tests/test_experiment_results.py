@@ -157,8 +157,10 @@ def test_an_unregistered_experiment_is_answered_and_marked(outcome_factory):
     assert not answer["registered"] and answer["name"] is None and answer["srm"] is None
     assert answer["control"] == "control"
     assert "unregistered" in {w["code"] for w in answer["warnings"]}
-    nothing = results("never-seen")
-    assert nothing["variants"] == [] and nothing["comparisons"] == [] and nothing["control"] is None
+    nothing = APIClient().get("/api/experiments/never-seen/results/")
+    assert nothing.status_code == 404 and "no outcome in this window carries it" in nothing.json()["detail"]
+    registered = register("planned-only")
+    assert results(registered.key)["variants"][0]["outcomes"] == 0  # registered, no data yet: answered
 
 
 def test_a_planned_variant_without_data_and_an_unplanned_one_are_warned_about(outcome_factory):

@@ -112,3 +112,19 @@ def test_the_simulator_reports_progress_every_few_seconds(make_topic, settings, 
     progress = [line for line in lines if line.startswith("sent ") and "/s)" in line]
     assert len(progress) >= 2, lines  # ~0.3 s at 200/s: a line every 0.1 s, not every 10,000 messages
     assert lines[-1].startswith(f"sent 60 outcomes to {topic} in ")
+
+
+@pytest.mark.fast
+def test_bidding_matters_in_the_simulated_auctions():
+    """Second-price auctions against a market price: a higher bid wins more often, a win pays
+    the market price (at most the bid), so the bid landscape has a real shape."""
+    events = [parse_outcome(orjson.dumps(m)) for m in OutcomeSimulator(seed=4).stream(count=20000)]
+    ordered = sorted(events, key=lambda e: e.bid_price)
+    fifth = len(ordered) // 5
+    low, high = ordered[:fifth], ordered[-fifth:]
+    low_rate = sum(e.win_status for e in low) / len(low)
+    high_rate = sum(e.win_status for e in high) / len(high)
+    assert low_rate < 0.45 and high_rate > 0.9
+    won = [e for e in events if e.win_status]
+    assert all(e.win_price <= e.bid_price for e in won)
+    assert 0.3 < sum(float(e.win_price) for e in won) / sum(float(e.bid_price) for e in won) < 0.7

@@ -10,7 +10,7 @@ from django.conf import settings
 from drf_spectacular.utils import extend_schema
 from rest_framework import viewsets
 from rest_framework.decorators import action
-from rest_framework.exceptions import ValidationError
+from rest_framework.exceptions import NotFound, ValidationError
 from rest_framework.pagination import PageNumberPagination
 
 from outcomes.experiment_serializers import ExperimentSerializer
@@ -105,6 +105,8 @@ class ExperimentResultsViewSet(OutcomeReads, viewsets.GenericViewSet):
             method=params["inference"],
             convert_to=convert_to,
         )
+        if experiment is None and not answer["variants"]:
+            raise NotFound(f"No experiment {key!r} is registered, and no outcome in this window carries it.")
         head = {
             "experiment": key,
             "registered": experiment is not None,

@@ -8,7 +8,6 @@ from django.conf import settings
 from drf_spectacular.utils import extend_schema
 from rest_framework import viewsets
 from rest_framework.decorators import action
-from rest_framework.exceptions import ValidationError
 
 from outcomes.models import BidModel
 from outcomes.queries import landscape
@@ -55,9 +54,13 @@ class InsightsViewSet(OutcomeReads, viewsets.GenericViewSet):
         params = self._params(OptimalBidParams)
         currency = params.get("currency")
         if currency is None:
+            # The one currency models exist for; with several, the state of the models makes the
+            # request ambiguous (a 409 saying to name one), with none there is nothing to serve.
             currencies = sorted(set(BidModel.objects.values_list("currency", flat=True)))
-            if len(currencies) != 1:
-                raise ValidationError({"currency": [f"Give the value's currency (models exist for {currencies})."]})
+            if not currencies:
+                raise landscape.NoModel("No bid model yet: run manage.py fit_bid_models (a CronJob does).")
+            if len(currencies) > 1:
+                raise landscape.NoModel(f"Bid models exist for {', '.join(currencies)}: give the value's currency.")
             currency = currencies[0]
         answer = landscape.optimal_bid(
             site_domain=params.get("site_domain"),

@@ -32,6 +32,8 @@ def dashboard(request):
         "api": "/api/outcomes/",
         "ingestion": reverse("ingestion"),
         "experiments": reverse("experiment-list"),
+        "landscape": reverse("insights-bid-landscape"),
+        "optimalBid": reverse("insights-optimal-bid"),
         "deadLetters": reverse("admin:outcomes_deadletter_changelist"),
         "outcomeAdmin": reverse("admin:outcomes_auctionoutcome_changelist"),
         "refreshSeconds": settings.DASHBOARD_REFRESH_SECONDS,

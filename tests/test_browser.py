@@ -599,3 +599,45 @@ def test_the_experiments_view_shows_the_results_the_api_gives(logged_in, live_se
     assert "unregistered" in page.eval_on_selector_all(
         "#experiment-warnings li", "items => items.map(i => i.dataset.code)"
     )
+
+
+def test_the_bid_landscape_view_draws_the_curve_and_the_optimal_bid(logged_in, live_server, outcome_factory, settings):
+    """Empirical points with intervals, the fitted curve, the market price (second price), and a
+    value box whose optimal bid is the API's."""
+    from django.core.management import call_command
+
+    settings.AUCTION_TYPE = "second_price"
+    page = logged_in
+    rng = random.Random(8)
+    now = datetime.now(UTC)
+    for i in range(400):
+        bid = Decimal(rng.choice([40, 60, 80, 100, 120, 140, 160])) / 100
+        market = Decimal(str(round(rng.lognormvariate(0, 0.4), 2)))
+        won = bid > market
+        outcome_factory(
+            1,
+            user_id=f"user-{i}",
+            bid_price=bid,
+            win_status=won,
+            win_price=max(market, Decimal("0.01")) if won else Decimal("0"),
+            auction_timestamp=now - timedelta(minutes=rng.randint(5, 600)),
+        )
+    call_command("fit_bid_models", "--min-outcomes", "50")
+    page.goto(f"{live_server.url}/dashboard/")
+    wait_refresh(page, after=0)
+    page.wait_for_selector("#optimal[data-bid]")
+    assert page.is_visible("#landscape")
+    assert drawn(page, "chart-landscape", (219, 39, 119)) > 50  # the fitted W(b)
+    assert int(page.get_attribute("#chart-landscape", "data-points")) == 7
+    assert "isotonic v1" in page.inner_text("#landscape-about")
+    assert "Kaplan–Meier" in page.inner_text("#market")
+    wanted = page.request.get(f"{live_server.url}/api/insights/optimal_bid/", params={"value": "1.5"}).json()
+    assert float(page.get_attribute("#optimal", "data-bid")) == wanted["optimal"]["bid"]
+    assert page.locator("#bid-choices tbody tr").count() == len(wanted["alternatives"])
+    page.locator("#landscape").scroll_into_view_if_needed()
+    shot(page, "dashboard-bid-landscape")
+
+    page.fill("#value-box input[name=value]", "0.8")
+    page.press("#value-box input[name=value]", "Enter")
+    cheaper = page.request.get(f"{live_server.url}/api/insights/optimal_bid/", params={"value": "0.8"}).json()
+    page.wait_for_function(f"() => document.querySelector('#optimal').dataset.bid === '{cheaper['optimal']['bid']}'")

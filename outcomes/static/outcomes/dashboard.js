@@ -193,6 +193,9 @@
     drawHistogram(histogram, stats);
     drawIngestion(ingestion);
     drawLatest(latest.results);
+    refreshLandscape(mine, state, current, currencies).catch((error) => {
+      if (mine === generation) $("#landscape-about").textContent = `Cannot load the bid landscape: ${error.message}`;
+    });
     refreshExperiments(mine, current).catch((error) => {
       if (mine === generation) $("#experiment-about").textContent = `Cannot load the experiment's results: ${error.message}`;
     });
@@ -356,6 +359,121 @@
       },
       [x, histogram.bins.map((bin) => bin.count)],
     );
+  }
+
+  // ------------------------------------------------------------------ bid landscape
+  // Win rate by bid in one currency (the filter's, else the one with most revenue), unconverted:
+  // bid models are per currency. The value box asks for the optimal bid under the served model.
+  let landscapeSegment = null;
+
+  async function refreshLandscape(mine, state, current, currencies) {
+    const currency = state.currency || (currencies.rows[0] && currencies.rows[0].currency) || "";
+    if (!currency) return;
+    const answer = await api(config.landscape, {
+      site_domain: state.site_domain,
+      currency,
+      enriched: state.enriched,
+      start: current.start,
+      end: current.end,
+      convert_to: "none",
+    });
+    if (mine !== generation) return;
+    $("#landscape").hidden = answer.points.length === 0;
+    if (!answer.points.length) return;
+    landscapeSegment = { currency, site_domain: state.site_domain };
+    for (const element of document.querySelectorAll("[data-landscape-currency]")) element.textContent = currency;
+    const model = answer.model;
+    $("#landscape-about").textContent = model
+      ? `${currency} · W(b) ${model.method} v${model.version}, fitted on ${number.format(model.outcomes)} outcomes${model.pooled ? " (pooled)" : ""} · ${answer.auction_type.replace("_", "-")} auctions`
+      : `${currency} · no fitted model yet · ${answer.auction_type.replace("_", "-")} auctions`;
+    $("#landscape-warnings").replaceChildren(...answer.warnings.map((w) => {
+      const item = document.createElement("li");
+      item.textContent = w.message;
+      item.dataset.code = w.code;
+      return item;
+    }));
+    drawLandscape(answer);
+    const market = answer.market_price;
+    $("#market").textContent = market
+      ? `Market price (Kaplan–Meier, ${number.format(market.observed)} seen, ${number.format(market.censored)} censored by losses): median ${fmtPrice(market.median)}, quartiles ${fmtPrice(market.p25)}–${fmtPrice(market.p75)}`
+      : "";
+    await refreshOptimal(mine);
+  }
+
+  function drawLandscape(answer) {
+    // Bids up to the 99th percentile of the outcomes: the tail's few points would squash the curve.
+    const total = answer.points.reduce((sum, p) => sum + p.outcomes, 0);
+    let seen = 0;
+    const shown = [];
+    answer.points.forEach((p, i) => {
+      if (seen <= 0.99 * total) shown.push(i);
+      seen += p.outcomes;
+    });
+    const x = shown.map((i) => (answer.points[i].bid_price + answer.points[i].bid_price_high) / 2);
+    const fitted = shown.map((i) => (answer.model ? answer.model.win_probability[i] * 100 : null));
+    const market = answer.market_price ? answer.market_price.distribution : [];
+    let step = 0;
+    const marketCdf = x.map((price) => {
+      while (step < market.length && market[step].price <= price) step += 1;
+      return market.length ? (step ? market[step - 1].cdf * 100 : 0) : null;
+    });
+    const percentAxis = { values: (u, ticks) => ticks.map((t) => `${t}%`) };
+    chart(
+      "chart-landscape",
+      {
+        scales: { x: { time: false }, y: { range: [0, 100] } },
+        axes: [{ values: (u, ticks) => ticks.map((t) => money.format(t)) }, percentAxis],
+        series: [
+          { label: "Bid", value: (u, v) => (v === null ? "–" : money.format(v)) },
+          { label: "Won", stroke: "#0f766e", width: 0, points: { show: true, size: 4, fill: "#0f766e" }, paths: () => null, value: (u, v) => (v === null ? "–" : `${v.toFixed(1)}%`) },
+          { label: "95% low", stroke: "rgba(15, 118, 110, 0.35)", width: 1, dash: [4, 4], value: (u, v) => (v === null ? "–" : `${v.toFixed(1)}%`) },
+          { label: "95% high", stroke: "rgba(15, 118, 110, 0.35)", width: 1, dash: [4, 4], value: (u, v) => (v === null ? "–" : `${v.toFixed(1)}%`) },
+          { label: "W(b) fitted", stroke: "#db2777", width: 2, value: (u, v) => (v === null ? "–" : `${v.toFixed(1)}%`) },
+          { label: "Market price ≤ b", stroke: "#64748b", width: 1, value: (u, v) => (v === null ? "–" : `${v.toFixed(1)}%`) },
+        ],
+      },
+      [
+        x,
+        shown.map((i) => answer.points[i].win_rate),
+        shown.map((i) => answer.points[i].ci_low),
+        shown.map((i) => answer.points[i].ci_high),
+        fitted,
+        marketCdf,
+      ],
+    );
+  }
+
+  async function refreshOptimal(mine) {
+    const value = Number($("#value-box").elements.value.value);
+    const body = $("#bid-choices tbody");
+    if (!landscapeSegment || !(value >= 0.01 && value <= 100000)) {
+      $("#optimal").textContent = "Give a value from 0.01 to 100,000.";
+      body.replaceChildren();
+      return;
+    }
+    let answer;
+    try {
+      answer = await api(config.optimalBid, { ...landscapeSegment, value });
+    } catch (error) {
+      if (mine !== undefined && mine !== generation) return;
+      $("#optimal").textContent = error.status === 409 ? "No fitted bid model for this segment yet." : `Cannot compute the optimal bid: ${error.message}`;
+      body.replaceChildren();
+      return;
+    }
+    if (mine !== undefined && mine !== generation) return;
+    const best = answer.optimal;
+    const optimal = $("#optimal");
+    optimal.dataset.bid = String(best.bid);
+    optimal.textContent = `Bid ${money.format(best.bid)} ${answer.currency}: wins ${(best.win_probability * 100).toFixed(1)}% of auctions, pays ${fmtPrice(best.expected_cost)} and gains ${fmtPrice(best.expected_surplus)} per auction on average.`;
+    body.replaceChildren();
+    for (const choice of answer.alternatives) {
+      const tr = body.insertRow();
+      if (choice.bid === best.bid) tr.className = "best";
+      cell(tr, money.format(choice.bid), "num");
+      cell(tr, `${(choice.win_probability * 100).toFixed(1)} %`, "num");
+      cell(tr, money.format(choice.expected_cost), "num");
+      cell(tr, money.format(choice.expected_surplus), "num");
+    }
   }
 
   // ------------------------------------------------------------------ experiments
@@ -566,6 +684,11 @@
   };
   $("#clear").addEventListener("click", clearFilters);
   $("#experiment").addEventListener("change", () => refresh());
+  $("#value-box").addEventListener("change", () => refreshOptimal());
+  $("#value-box").addEventListener("submit", (event) => {
+    event.preventDefault();
+    refreshOptimal();
+  });
   $("#nomatch-clear").addEventListener("click", clearFilters);
   document.addEventListener("visibilitychange", () => (document.hidden ? schedule() : tick()));
   window.addEventListener("popstate", () => {

@@ -140,29 +140,34 @@ LANDSCAPE_COUNTS = Values(
 # Price buckets of the bid landscape, by their lower bound in cents: 1 cent wide below 5.00,
 # then 5 cents to 20.00, 50 cents to 100.00, 5.00 to 1,000.00, 100.00 above. Fine enough for a
 # curve where bids are, few enough rows where they are not.
-PRICE_STEPS: tuple[tuple[int | None, int], ...] = ((500, 1), (2000, 5), (10000, 50), (100000, 500), (None, 10000))
+Steps = tuple[tuple[int | None, int], ...]
+PRICE_STEPS: Steps = ((500, 1), (2000, 5), (10000, 50), (100000, 500), (None, 10000))
+# Per site domain, ten times coarser below 1,000.00: a domain's curve needs fewer points, and a
+# batch's rows per domain and bucket would otherwise outnumber its outcomes (the long tail of
+# domains sees a handful of bids each), which every write would pay for.
+DOMAIN_PRICE_STEPS: Steps = ((500, 10), (2000, 50), (10000, 500), (100000, 5000), (None, 10000))
 
 
-def price_bucket_sql(cents: str) -> str:
+def price_bucket_sql(cents: str, steps: Steps = PRICE_STEPS) -> str:
     """SQL: the lower bound (cents) of the landscape bucket of integer cents ``cents`` (``mod``,
     not ``%``: the statements go through the driver's parameter formatting)."""
     cases = " ".join(
         f"WHEN {cents} < {upper} THEN {cents}" + (f" - mod({cents}, {step})" if step > 1 else "")
-        for upper, step in PRICE_STEPS
+        for upper, step in steps
         if upper is not None
     )
-    return f"(CASE {cases} ELSE {cents} - mod({cents}, {PRICE_STEPS[-1][1]}) END)"
+    return f"(CASE {cases} ELSE {cents} - mod({cents}, {steps[-1][1]}) END)"
 
 
-def price_width_sql(cents: str) -> str:
+def price_width_sql(cents: str, steps: Steps = PRICE_STEPS) -> str:
     """SQL: the width (cents) of the landscape bucket whose lower bound is ``cents``."""
-    cases = " ".join(f"WHEN {cents} < {upper} THEN {step}" for upper, step in PRICE_STEPS if upper is not None)
-    return f"(CASE {cases} ELSE {PRICE_STEPS[-1][1]} END)"
+    cases = " ".join(f"WHEN {cents} < {upper} THEN {step}" for upper, step in steps if upper is not None)
+    return f"(CASE {cases} ELSE {steps[-1][1]} END)"
 
 
-def price_bucket(cents: int) -> tuple[int, int]:
+def price_bucket(cents: int, steps: Steps = PRICE_STEPS) -> tuple[int, int]:
     """The landscape bucket of ``cents``: (lower bound, width), in cents."""
-    for upper, step in PRICE_STEPS:
+    for upper, step in steps:
         if upper is None or cents < upper:
             return cents - cents % step, step
     raise AssertionError("unreachable")
@@ -206,14 +211,21 @@ EACH_PRICE = Expansion(
     ),
     alias="p",
 )
+
+
 # … or as its bid's bucket (every outcome) and its win price's bucket (won ones).
-EACH_BID_AND_PAID = Expansion(
-    copies=(
-        (f"{price_bucket_sql('bd')} AS cents, 1 AS b, win_status::int AS bw, 0 AS pd", "true"),
-        (f"{price_bucket_sql('w')}, 0, 0, 1", "win_status"),
-    ),
-    alias="p",
-)
+def _bid_and_paid(steps: Steps) -> Expansion:
+    return Expansion(
+        copies=(
+            (f"{price_bucket_sql('bd', steps)} AS cents, 1 AS b, win_status::int AS bw, 0 AS pd", "true"),
+            (f"{price_bucket_sql('w', steps)}, 0, 0, 1", "win_status"),
+        ),
+        alias="p",
+    )
+
+
+EACH_BID_AND_PAID = _bid_and_paid(PRICE_STEPS)
+EACH_BID_AND_PAID_BY_DOMAIN = _bid_and_paid(DOMAIN_PRICE_STEPS)
 NO_EXPANSION = Expansion()
 
 
@@ -403,10 +415,10 @@ GRAINS: tuple[Grain, ...] = (
         "outcomes_rollup_bids_site_day",
         (SITE_DOMAIN, CURRENCY, PRICE_BUCKET),
         LANDSCAPE_COUNTS,
-        expand=EACH_BID_AND_PAID,
+        expand=EACH_BID_AND_PAID_BY_DOMAIN,
         by_bucket=True,
-        doc="The bid landscape per site domain, currency and price bucket by UTC day: one domain's "
-        "curve, and the segments bid models are fitted on.",
+        doc="The bid landscape per site domain, currency and (coarser) price bucket by UTC day: one "
+        "domain's curve, and the segments bid models are fitted on.",
     ),
     Grain("reach", "hour", "ReachRollupHour", "outcomes_rollup_reach_hour", (), SKETCH),
     Grain("reach", "day", "ReachRollupDay", "outcomes_rollup_reach_day", (), SKETCH),
@@ -419,6 +431,8 @@ BY_KEY: dict[str, Grain] = {grain.key: grain for grain in GRAINS}
 FAMILY_FILTERS: dict[str, frozenset[str]] = {
     family: frozenset().union(*(g.filters for g in grains.values())) for family, grains in FAMILIES.items()
 }
+# The price buckets of each landscape family.
+LANDSCAPE_STEPS: dict[str, Steps] = {"landscape": PRICE_STEPS, "landscape_domain": DOMAIN_PRICE_STEPS}
 # What each family answers, for the documentation table.
 ANSWERS = {
     "outcomes": "totals and series with win_status, currency, enriched filters",

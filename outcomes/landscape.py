@@ -16,7 +16,8 @@ price in real time bidding with censored data", KDD 2015):
 * **The optimal bid** for a value v: first price, argmax_b (v − b)·W(b); second price, the
   expected surplus ∫₀ᵇ (v − m) dF(m), with F the market price's distribution (W).
 
-Prices here are in currency units; the rollups keep cents (``grains.PRICE_STEPS``).
+Prices here are in currency units; the rollups keep cents (``grains.PRICE_STEPS``, and
+``DOMAIN_PRICE_STEPS`` per site domain).
 """
 
 from __future__ import annotations
@@ -24,8 +25,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
-
-from outcomes.grains import price_bucket
 
 AUCTION_TYPES = ("first_price", "second_price")
 HOLDOUT_SHARE = 0.2
@@ -39,10 +38,7 @@ class Bucket:
     bids: int
     bid_wins: int
     paid: int
-
-    @property
-    def width(self) -> int:
-        return price_bucket(self.cents)[1]
+    width: int = 1  # cents
 
     @property
     def mid(self) -> float:

@@ -35,7 +35,7 @@ class FitSummary:
     outcomes: int
 
 
-def _segments(statement: str, params: list, keys: int) -> Iterator[tuple[tuple, list[Bucket]]]:
+def _segments(statement: str, params: list, keys: int, steps: grains.Steps) -> Iterator[tuple[tuple, list[Bucket]]]:
     """(key, buckets) per segment, from rows ordered by key then cents."""
     with transaction.atomic(), connection.chunked_cursor() as cursor:
         cursor.execute(statement, params)
@@ -46,7 +46,7 @@ def _segments(statement: str, params: list, keys: int) -> Iterator[tuple[tuple, 
                     yield key, buckets
                 key, buckets = row[:keys], []
             cents, bids, wins = row[keys:]
-            buckets.append(Bucket(int(cents), int(bids), int(wins), 0))
+            buckets.append(Bucket(int(cents), int(bids), int(wins), 0, grains.price_bucket(int(cents), steps)[1]))
         if buckets:
             yield key, buckets
 
@@ -93,7 +93,7 @@ def fit_bid_models(*, start: datetime, end: datetime, min_outcomes: int = MIN_OU
         "WHERE pending AND bucket >= %s AND bucket < %s) x GROUP BY 1, 2 HAVING sum(bids) > 0 ORDER BY 1, 2"
     )
     total = 0
-    for (currency,), buckets in _segments(every, [start, end, start, end], 1):
+    for (currency,), buckets in _segments(every, [start, end, start, end], 1, grains.PRICE_STEPS):
         fit = landscape.fit_curve(buckets, seed=zlib.crc32(currency.encode()))
         if fit is None or fit.outcomes < min_outcomes:
             continue
@@ -107,7 +107,7 @@ def fit_bid_models(*, start: datetime, end: datetime, min_outcomes: int = MIN_OU
         "GROUP BY 1, 2, 3 HAVING sum(bids) > 0 ORDER BY 1, 2, 3"
     )
     pooled = skipped = 0
-    for (domain, currency), buckets in _segments(by_domain, [start, end], 2):
+    for (domain, currency), buckets in _segments(by_domain, [start, end], 2, grains.DOMAIN_PRICE_STEPS):
         outcomes = sum(b.bids for b in buckets)
         if outcomes < min_outcomes:
             skipped += 1

@@ -32,11 +32,11 @@ def simulated_buckets(rng: np.random.Generator, per_level: int) -> list[Bucket]:
         for price in np.maximum(np.round(market[won] * 100), 1).astype(int):
             lower = grains.price_bucket(int(price))[0]
             paid[lower] = paid.get(lower, 0) + 1
-        out.append(Bucket(int(round(bid * 100)), per_level, int(won.sum()), 0))
+        out.append(Bucket(int(round(bid * 100)), per_level, int(won.sum()), 0, 1))
     cents = {b.cents: b for b in out}
     for lower, count in paid.items():
-        b = cents.get(lower, Bucket(lower, 0, 0, 0))
-        cents[lower] = Bucket(b.cents, b.bids, b.bid_wins, b.paid + count)
+        b = cents.get(lower, Bucket(lower, 0, 0, 0, grains.price_bucket(lower)[1]))
+        cents[lower] = Bucket(b.cents, b.bids, b.bid_wins, b.paid + count, b.width)
     return sorted(cents.values(), key=lambda b: b.cents)
 
 
@@ -45,7 +45,9 @@ def test_price_buckets_are_one_cent_where_bids_are_and_wider_above():
     assert grains.price_bucket(0) == (0, 1) and grains.price_bucket(499) == (499, 1)
     assert grains.price_bucket(503) == (500, 5) and grains.price_bucket(1999) == (1995, 5)
     assert grains.price_bucket(2049) == (2000, 50) and grains.price_bucket(123456) == (120000, 10000)
-    assert Bucket(1995, 1, 0, 0).mid == pytest.approx(19.97)  # the middle of 19.95–19.99
+    assert Bucket(1995, 1, 0, 0, 5).mid == pytest.approx(19.97)  # the middle of 19.95–19.99
+    coarse = grains.DOMAIN_PRICE_STEPS  # per site domain: ten cents below 5.00
+    assert grains.price_bucket(137, coarse) == (130, 10) and grains.price_bucket(2049, coarse) == (2000, 500)
 
 
 @pytest.mark.fast
@@ -108,14 +110,14 @@ def test_the_bucket_sql_is_the_bucket_rule():
 
     samples = [0, 1, 499, 500, 503, 1999, 2000, 2049, 9999, 10000, 10499, 99999, 100000, 123456, 9_999_999]
     with connection.cursor() as cursor:
-        cursor.execute(
-            f"SELECT c, {grains.price_bucket_sql('c')}, {grains.price_width_sql(grains.price_bucket_sql('c'))} "
-            "FROM unnest(%s::bigint[]) c",
-            [samples],
-        )
-        assert {c: (lower, width) for c, lower, width in cursor.fetchall()} == {
-            c: grains.price_bucket(c) for c in samples
-        }
+        for steps in (grains.PRICE_STEPS, grains.DOMAIN_PRICE_STEPS):
+            lower = grains.price_bucket_sql("c", steps)
+            cursor.execute(
+                f"SELECT c, {lower}, {grains.price_width_sql(lower, steps)} FROM unnest(%s::bigint[]) c", [samples]
+            )
+            assert {c: (lo, width) for c, lo, width in cursor.fetchall()} == {
+                c: grains.price_bucket(c, steps) for c in samples
+            }
 
 
 @pytest.mark.django_db

@@ -24,7 +24,6 @@ from outcomes.rollups import FAMILY_FILTERS
 from outcomes.rollups.deltas import grain_select
 
 _ROW = "d, c, cents, n, k, p"
-_RAW_GRAIN = grains.FAMILIES["landscape_domain"]["day"]
 
 
 @dataclass(frozen=True)
@@ -39,10 +38,11 @@ def _family(query: OutcomeQuery) -> tuple[str, tuple[str, ...]]:
     return ("landscape_domain", ("day",)) if query.site_domain is not None else ("landscape", ("day", "hour"))
 
 
-def _raw_part(query: OutcomeQuery, ranges, sign: int) -> tuple[str, list]:
+def _raw_part(query: OutcomeQuery, family: str, ranges, sign: int) -> tuple[str, list]:
+    """The raw rows' counts in the family's own buckets (its day grain's declaration)."""
     where, params = sql.raw_where(query, ranges=ranges)
     rows = f"SELECT {grains.DELTA_COLUMNS} FROM {sql.RAW} o WHERE {where}"
-    counts = grain_select(_RAW_GRAIN, "b", "date_trunc('day', event_time, 'UTC')", sign=sign)
+    counts = grain_select(grains.FAMILIES[family]["day"], "b", "date_trunc('day', event_time, 'UTC')", sign=sign)
     return (
         f"(WITH b AS ({rows}) SELECT (bucket AT TIME ZONE 'UTC')::date, currency, cents, bids, bid_wins, paid "
         f"FROM ({counts}) r)",
@@ -58,7 +58,7 @@ def landscape_counts(*, query: OutcomeQuery, convert_to: str | None = None) -> L
     plan = plan_for(query, family=family, units=units)
     parts, params = [], []
     if plan is None:
-        part, part_params = _raw_part(query, None, 1)
+        part, part_params = _raw_part(query, family, None, 1)
         parts.append(part)
         params += part_params
     else:
@@ -79,7 +79,7 @@ def landscape_counts(*, query: OutcomeQuery, convert_to: str | None = None) -> L
             params += cond_params
         for ranges, sign in ((plan.edges, 1), (plan.trims, -1)):
             if ranges:
-                part, part_params = _raw_part(untimed, ranges, sign)
+                part, part_params = _raw_part(untimed, family, ranges, sign)
                 parts.append(part)
                 params += part_params
     grouped = (
@@ -90,11 +90,12 @@ def landscape_counts(*, query: OutcomeQuery, convert_to: str | None = None) -> L
         "info AS (SELECT count(DISTINCT c) AS currencies, min(c) AS currency, "
         "min(d::text || ' ' || f.missing) AS missing FROM g JOIN f USING (d, c))"
     )
+    steps = grains.LANDSCAPE_STEPS[family]
     if convert_to is None:
         moved = "cents"
     else:
-        middle = f"((cents + ({grains.price_width_sql('cents')} - 1) / 2.0) * factor)::bigint"
-        moved = grains.price_bucket_sql(f"({middle})")
+        middle = f"((cents + ({grains.price_width_sql('cents', steps)} - 1) / 2.0) * factor)::bigint"
+        moved = grains.price_bucket_sql(f"({middle})", steps)
     statement = (
         f"{grouped}, m AS (SELECT {moved} AS cents, n, k, p FROM g JOIN f USING (d, c)) "
         "SELECT cents, sum(n), sum(k), sum(p), (SELECT currencies FROM info), (SELECT currency FROM info), "
@@ -108,7 +109,10 @@ def landscape_counts(*, query: OutcomeQuery, convert_to: str | None = None) -> L
         return LandscapeCounts([], 0, None, source)
     *_counts, currencies, currency, missing = rows[0]
     sql.check_rates([missing])
-    buckets = [Bucket(int(cents), int(n), int(k), int(p)) for cents, n, k, p, *_info in rows]
+    buckets = [
+        Bucket(int(cents), int(n), int(k), int(p), grains.price_bucket(int(cents), steps)[1])
+        for cents, n, k, p, *_info in rows
+    ]
     currencies = int(currencies or 0)
     return LandscapeCounts(buckets, currencies, currency if currencies == 1 else None, source)
 

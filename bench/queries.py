@@ -322,11 +322,15 @@ BENCH_EXPERIMENTS = {"floor-test": ("auction", 1), "shading-v2": ("user", 0)}
 
 
 def experiment_reports(t: dict) -> list[tuple[str, str, dict]]:
-    """Results of the tagged experiments, when the database has them."""
+    """Results of the tagged experiments (when the database has them) and the bid landscape."""
     return [
-        (f"results by {unit}", f"/api/experiments/{key}/results/", {"convert_to": "none"})
-        for key, (unit, _residue) in BENCH_EXPERIMENTS.items()
-        if t.get("tagged")
+        *(
+            (f"results by {unit}", f"/api/experiments/{key}/results/", {"convert_to": "none"})
+            for key, (unit, _residue) in BENCH_EXPERIMENTS.items()
+            if t.get("tagged")
+        ),
+        ("bid landscape", "/api/insights/bid_landscape/", {"convert_to": "none"}),
+        ("bid landscape USD", "/api/insights/bid_landscape/", {"convert_to": "none", "currency": "USD"}),
     ]
 
 
@@ -388,6 +392,27 @@ def naive_results_ms(key: str, params: dict) -> float:
     return statistics.median(timings)
 
 
+def naive_landscape_ms(params: dict) -> float:
+    """The landscape's counts from the raw table alone (a filter the rollups lack, which every outcome matches)."""
+    from decimal import Decimal
+
+    from outcomes.queries import OutcomeQuery
+    from outcomes.queries.landscape import landscape_counts
+
+    query = OutcomeQuery(
+        currency=params.get("currency"),
+        max_price=Decimal("99999999"),
+        start=datetime.fromisoformat(params["start"]),
+        end=datetime.fromisoformat(params["end"]),
+    )
+    timings = []
+    for _ in range(3):
+        started = time.perf_counter()
+        landscape_counts(query=query)
+        timings.append((time.perf_counter() - started) * 1000)
+    return statistics.median(timings)
+
+
 def naive_ms(path: str, params: dict) -> float | None:
     """The same report from the raw table (what the service did before rollups)."""
     from django.db import connection
@@ -397,6 +422,8 @@ def naive_ms(path: str, params: dict) -> float | None:
     name = path.rstrip("/")
     if name.endswith("/results"):
         return naive_results_ms(name.split("/")[-2], params)
+    if name.endswith("/bid_landscape"):
+        return naive_landscape_ms(params)
     query = OutcomeQuery.from_filters(
         {k: (datetime.fromisoformat(v) if k in ("start", "end") else v) for k, v in params.items()}
     )

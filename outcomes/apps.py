@@ -12,7 +12,13 @@ REBUILT_AFTER: dict[str, tuple[str, ...] | None] = {
     "0014_currency_in_domain_and_interest_rollups": ("domain.hour", "domain.day", "domain.all", "interest.hour"),
     "0017_experiment_rollup": ("experiment.hour",),
     "0018_experiment_moments_and_user_rollup": ("experiment.hour", "experiment_user.day"),
-    "0019_bid_landscape": ("landscape.hour", "landscape.day", "landscape_domain.day"),
+    "0019_bid_landscape": (
+        "landscape.hour",
+        "landscape.day",
+        "landscape_domain.day",
+        "landscape.all",
+        "experiment_user.all",
+    ),
 }
 
 

@@ -384,8 +384,22 @@ GRAINS: tuple[Grain, ...] = (
         (EXPERIMENT, VARIANT, CURRENCY, USER),
         USER_MEASURES,
         where="experiment <> ''",
+        pending_index=True,
         doc="Per experiment, variant, currency and user by UTC day, tagged outcomes only: the exact "
         "per-user sums the results of an experiment randomised by user are computed from.",
+    ),
+    Grain(
+        "experiment_user",
+        "all",
+        "ExperimentUserRollupTotal",
+        "outcomes_rollup_experiment_user_total",
+        (EXPERIMENT, VARIANT, CURRENCY, USER),
+        USER_MEASURES,
+        where="experiment <> ''",
+        folded_from="day",
+        doc="All time per experiment, variant, currency and user (``bucket`` is always 1970-01-01): an "
+        "experiment's whole run reads one row per user, and a window from its start to now the same "
+        "minus what lies outside it.",
     ),
     Grain(
         "landscape",
@@ -407,6 +421,18 @@ GRAINS: tuple[Grain, ...] = (
         LANDSCAPE_COUNTS,
         expand=EACH_BID_AND_PAID,
         folded_from="hour",
+    ),
+    Grain(
+        "landscape",
+        "all",
+        "LandscapeRollupTotal",
+        "outcomes_rollup_bids_total",
+        (CURRENCY, PRICE_BUCKET),
+        LANDSCAPE_COUNTS,
+        expand=EACH_BID_AND_PAID,
+        folded_from="hour",
+        doc="All time (``bucket`` is always 1970-01-01): a landscape over most of the stored time reads one "
+        "row per currency and price, less what lies outside its window.",
     ),
     Grain(
         "landscape_domain",

@@ -27,6 +27,7 @@ filters allow: the rollup tables below answer them (``outcomes.rollups``).
 
 from __future__ import annotations
 
+import hashlib
 from decimal import Decimal
 
 from django.contrib.postgres.fields import ArrayField
@@ -335,6 +336,13 @@ def _value_fields(values: grains.Values) -> dict[str, models.Field]:
     return fields
 
 
+def _index_name(name: str) -> str:
+    """Django's limit is 30 characters: a longer name keeps its start and a hash of the whole."""
+    if len(name) <= 30:
+        return name
+    return f"{name[:21]}_{hashlib.sha256(name.encode()).hexdigest()[:8]}"
+
+
 def _rollup_meta(grain: grains.Grain):
     """One (keys…) index, for reads and compaction. Every index is paid for on each appended
     row; compaction finds new partial rows by primary key. A grain that a coarser one is
@@ -350,12 +358,14 @@ def _rollup_meta(grain: grains.Grain):
         keys = [grain.dims[0], "bucket", *grain.dims[1:]]
     else:
         keys = ["bucket", *grain.dims]
-    indexes = [models.Index(fields=keys, name=f"rollup_{short}_key")]
+    indexes = [models.Index(fields=keys, name=_index_name(f"rollup_{short}_key"))]
     if grain.by_bucket:
-        indexes.append(models.Index(fields=["bucket"], name=f"rollup_{short}_bucket"))
+        indexes.append(models.Index(fields=["bucket"], name=_index_name(f"rollup_{short}_bucket")))
     if grain.pending_index:
         indexes.append(
-            models.Index(fields=["bucket"], name=f"rollup_{short}_pending", condition=models.Q(pending=True))
+            models.Index(
+                fields=["bucket"], name=_index_name(f"rollup_{short}_pending"), condition=models.Q(pending=True)
+            )
         )
     return type("Meta", (), {"db_table": grain.table, "indexes": indexes})
 

@@ -90,7 +90,9 @@ def _raw_part(query: OutcomeQuery, unit: str, ranges, sign: int) -> tuple[str, l
 
 
 def _statement(query: OutcomeQuery, unit: str, convert_to: str | None) -> tuple[str, list, str]:
-    plan = plan_for(query, family=FAMILY[unit], units=UNITS[unit])
+    # Unconverted, an all-time grain may answer (whole, or less what lies outside the window);
+    # converting needs each row's day.
+    plan = plan_for(query, family=FAMILY[unit], units=UNITS[unit], total=convert_to is None)
     if plan is None:
         parts, params = [], []
         part, part_params = _raw_part(query, unit, None, 1)

@@ -55,7 +55,8 @@ def landscape_counts(*, query: OutcomeQuery, convert_to: str | None = None) -> L
     the landscape needs wins and losses). Raises ``money.MissingRate`` when converting needs
     a rate that is not loaded."""
     family, units = _family(query)
-    plan = plan_for(query, family=family, units=units)
+    # Unconverted, an all-time grain may answer (whole, or less what lies outside the window).
+    plan = plan_for(query, family=family, units=units, total=convert_to is None)
     parts, params = [], []
     if plan is None:
         part, part_params = _raw_part(query, family, None, 1)
@@ -82,25 +83,35 @@ def landscape_counts(*, query: OutcomeQuery, convert_to: str | None = None) -> L
                 part, part_params = _raw_part(untimed, family, ranges, sign)
                 parts.append(part)
                 params += part_params
+    steps = grains.LANDSCAPE_STEPS[family]
+    union = " UNION ALL ".join(parts)
+    if convert_to is None:  # no rate to look up: sum by bucket at once, days and currencies aside
+        statement = (
+            f"WITH x({_ROW}) AS ({union}), "
+            "cur AS (SELECT c FROM x GROUP BY c HAVING sum(n) <> 0 OR sum(p) <> 0) "
+            "SELECT cents, sum(n), sum(k), sum(p), (SELECT count(*) FROM cur), (SELECT min(c) FROM cur), NULL "
+            "FROM x GROUP BY cents HAVING sum(n) <> 0 OR sum(p) <> 0 ORDER BY cents"
+        )
+        return _run(statement, params, plan, steps)
     grouped = (
-        f"WITH x({_ROW}) AS ({' UNION ALL '.join(parts)}), "
+        f"WITH x({_ROW}) AS ({union}), "
         "g AS (SELECT d, c, cents, sum(n) n, sum(k) k, sum(p) p FROM x GROUP BY 1, 2, 3 "
         "HAVING sum(n) <> 0 OR sum(p) <> 0), "
         f"{sql.factors(convert_to, 'g')}, "
         "info AS (SELECT count(DISTINCT c) AS currencies, min(c) AS currency, "
         "min(d::text || ' ' || f.missing) AS missing FROM g JOIN f USING (d, c))"
     )
-    steps = grains.LANDSCAPE_STEPS[family]
-    if convert_to is None:
-        moved = "cents"
-    else:
-        middle = f"((cents + ({grains.price_width_sql('cents', steps)} - 1) / 2.0) * factor)::bigint"
-        moved = grains.price_bucket_sql(f"({middle})", steps)
+    middle = f"((cents + ({grains.price_width_sql('cents', steps)} - 1) / 2.0) * factor)::bigint"
+    moved = grains.price_bucket_sql(f"({middle})", steps)
     statement = (
         f"{grouped}, m AS (SELECT {moved} AS cents, n, k, p FROM g JOIN f USING (d, c)) "
         "SELECT cents, sum(n), sum(k), sum(p), (SELECT currencies FROM info), (SELECT currency FROM info), "
         "(SELECT missing FROM info) FROM m GROUP BY cents ORDER BY cents"
     )
+    return _run(statement, params, plan, steps)
+
+
+def _run(statement: str, params: list, plan, steps: grains.Steps) -> LandscapeCounts:
     with read_db().cursor() as cursor:
         cursor.execute(statement, params)
         rows = cursor.fetchall()

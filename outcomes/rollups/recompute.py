@@ -254,22 +254,22 @@ def _next_filled_day(start: datetime, stop: datetime) -> datetime:
 
 
 def _rebuild_total(cursor, grain: Grain) -> None:
-    """An all-time grain is the sum of its family's day rows and still-pending hour rows (not
-    of the raw rows: rollups outlive them). One statement, like every rebuild step."""
-    day, hour = grains.FAMILIES[grain.family]["day"], grain.pending_source
+    """An all-time grain is the sum of what was folded into its family's day rows (not of the
+    raw rows: rollups outlive them). One statement, like every rebuild step."""
+    day, finer = grains.FAMILIES[grain.family]["day"], grain.pending_source
     dims = ", ".join(grain.dims)
     values = ", ".join(grain.values.names)
     sums = ", ".join(f"sum({v})" for v in grain.values.names)
     nonzero = " OR ".join(f"sum({v}) <> 0" for v in grain.values.names)
+    # It holds what was folded: readers add the rows still pending in the grain it is folded
+    # from. Folded from hours, every day row is folded hours; folded from days, the day rows no
+    # longer pending.
+    folded = f"SELECT {dims}, {values} FROM {day.table}" + (" WHERE NOT pending" if finer is day else "")
     cursor.execute(
         f"""
         WITH gone AS (DELETE FROM {grain.table} RETURNING 1)
         INSERT INTO {grain.table} (bucket, {dims}, {values}, pending)
-        SELECT %s, {dims}, {sums}, false FROM (
-            SELECT {dims}, {values} FROM {day.table}
-            UNION ALL
-            SELECT {dims}, {values} FROM {hour.table} WHERE pending
-        ) x GROUP BY {dims} HAVING {nonzero}
+        SELECT %s, {dims}, {sums}, false FROM ({folded}) x GROUP BY {dims} HAVING {nonzero}
         """,
         [ALL_TIME],
     )

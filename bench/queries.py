@@ -384,10 +384,14 @@ def naive_results_ms(key: str, params: dict) -> float:
         start=datetime.fromisoformat(params["start"]),
         end=datetime.fromisoformat(params["end"]),
     )
+    return median_ms(lambda: experiment_sums(query=query, unit=BENCH_EXPERIMENTS[key][0]))
+
+
+def median_ms(call, times: int = 3) -> float:
     timings = []
-    for _ in range(3):
+    for _ in range(times):
         started = time.perf_counter()
-        experiment_sums(query=query, unit=BENCH_EXPERIMENTS[key][0])
+        call()
         timings.append((time.perf_counter() - started) * 1000)
     return statistics.median(timings)
 
@@ -405,12 +409,7 @@ def naive_landscape_ms(params: dict) -> float:
         start=datetime.fromisoformat(params["start"]),
         end=datetime.fromisoformat(params["end"]),
     )
-    timings = []
-    for _ in range(3):
-        started = time.perf_counter()
-        landscape_counts(query=query)
-        timings.append((time.perf_counter() - started) * 1000)
-    return statistics.median(timings)
+    return median_ms(lambda: landscape_counts(query=query))
 
 
 def naive_ms(path: str, params: dict) -> float | None:

@@ -52,7 +52,8 @@ class _Prose(serializers.CharField):
     would state a second time, as a ``oneOf`` an empty string matches twice)."""
 
     def run_validation(self, data=serializers.empty):
-        return "" if data == "" else super().run_validation(data)
+        # Blank (whitespace and separators only) is empty, as trimming makes it.
+        return "" if isinstance(data, str) and data.strip() == "" else super().run_validation(data)
 
 
 @extend_schema_field({"type": "array", "uniqueItems": True, "items": {"enum": list(experiments.METRICS)}})
@@ -107,7 +108,8 @@ class ExperimentSerializer(serializers.ModelSerializer):
         errors = experiments.plan_errors(
             variants=variants,
             primary_metric=given("primary_metric"),
-            guardrail_metrics=given("guardrail_metrics") or [],
+            # Absent is none; anything given (false included) is checked as given.
+            guardrail_metrics=[] if given("guardrail_metrics") is None else given("guardrail_metrics"),
             start=given("start"),
             end=given("end"),
         )

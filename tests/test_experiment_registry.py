@@ -132,3 +132,20 @@ def test_the_admin_validates_a_plan_as_the_api_does(client):
     form["variants"] = '[{"name": "control", "share": 0.6}, {"name": "high", "share": 0.4}]'
     assert client.post("/admin/outcomes/experiment/add/", form).status_code == 302
     assert Experiment.objects.get(key="floor-test").unit == "user"
+
+
+@pytest.mark.django_db
+def test_a_falsy_guardrail_list_is_refused_and_a_blank_hypothesis_is_empty(settings):
+    settings.API_READ_ACCESS = "public"
+    _key, secret = APIKey.objects.create_key(name="w", scopes=["write"])
+    client = APIClient(HTTP_AUTHORIZATION=f"Api-Key {secret}")
+    plan = {
+        "key": "falsy",
+        "name": "Falsy",
+        "variants": [{"name": "control", "share": 1}, {"name": "B", "share": 1}],
+        "primary_metric": "win_rate",
+    }
+    refused = client.post("/api/experiments/", {**plan, "guardrail_metrics": False}, format="json")
+    assert refused.status_code == 400 and "guardrail_metrics" in refused.json()
+    blank = client.post("/api/experiments/", {**plan, "hypothesis": "\x1c "}, format="json")
+    assert blank.status_code == 201 and blank.json()["hypothesis"] == ""

@@ -106,34 +106,51 @@ def _statement(query: OutcomeQuery, unit: str, convert_to: str | None) -> tuple[
                 parts.append(part)
                 params += part_params
     union = " UNION ALL ".join(parts)
-    grouped = (
-        f"WITH x({_ROW}) AS ({union}), "
-        "g AS (SELECT v, u, d, c, sum(n) n, sum(w) w, sum(r) r, sum(b) b, sum(rr) rr, sum(bb) bb, sum(rb) rb "
-        "FROM x GROUP BY v, u, d, c HAVING sum(n) <> 0), "
-        f"{sql.factors(convert_to, 'g')}, "
-        "info AS (SELECT count(DISTINCT c) AS currencies, min(c) AS currency, "
-        "min(d::text || ' ' || f.missing) AS missing "
-        "FROM g JOIN f USING (d, c))"
-    )
-    if unit == "auction":
-        statement = (
-            f"{grouped} SELECT v, sum(n), sum(w), sum(r * factor), sum(b * factor), sum(rr * factor * factor), "
-            "sum(bb * factor * factor), sum(rb * factor * factor), "
-            "(SELECT currencies FROM info), (SELECT currency FROM info), (SELECT missing FROM info), 0 "
-            "FROM g JOIN f USING (d, c) GROUP BY v"
+    info = "(SELECT currencies FROM info), (SELECT currency FROM info), (SELECT missing FROM info)"
+    if convert_to is None:  # no rate to look up: sum by variant (and user) at once, days and currencies aside
+        grouped = (
+            f"WITH x({_ROW}) AS ({union}), cur AS (SELECT c FROM x GROUP BY c HAVING sum(n) <> 0), "
+            "info AS (SELECT count(*) AS currencies, min(c) AS currency, NULL::text AS missing FROM cur)"
+        )
+        if unit == "auction":
+            statement = (
+                f"{grouped} SELECT v, sum(n), sum(w), sum(r), sum(b), sum(rr), sum(bb), sum(rb), {info}, 0 "
+                "FROM x GROUP BY v HAVING sum(n) <> 0"
+            )
+            return statement, params, plan.source if plan else "raw"
+        per_user = (
+            "p AS (SELECT v, u, sum(n) n, sum(w) w, sum(r)::numeric r, sum(b)::numeric b "
+            "FROM x GROUP BY v, u HAVING sum(n) <> 0)"
         )
     else:
-        statement = (
-            f"{grouped}, p AS (SELECT v, u, sum(n) n, sum(w) w, sum(r * factor) r, sum(b * factor) b "
-            "FROM g JOIN f USING (d, c) GROUP BY v, u), "
-            "several AS (SELECT count(*) AS users FROM (SELECT u FROM p GROUP BY u HAVING count(*) > 1) s) "
-            "SELECT v, count(*), sum(n), sum(w), sum(r), sum(b), "
-            "sum(n * n), sum(n * w), sum(w * w), sum(n * r), sum(w * r), sum(n * b), sum(w * b), "
-            "sum(r * r), sum(b * b), sum(r * b), "
-            "(SELECT currencies FROM info), (SELECT currency FROM info), (SELECT missing FROM info), "
-            "(SELECT users FROM several) "
-            "FROM p GROUP BY v"
+        grouped = (
+            f"WITH x({_ROW}) AS ({union}), "
+            "g AS (SELECT v, u, d, c, sum(n) n, sum(w) w, sum(r) r, sum(b) b, sum(rr) rr, sum(bb) bb, sum(rb) rb "
+            "FROM x GROUP BY v, u, d, c HAVING sum(n) <> 0), "
+            f"{sql.factors(convert_to, 'g')}, "
+            "info AS (SELECT count(DISTINCT c) AS currencies, min(c) AS currency, "
+            "min(d::text || ' ' || f.missing) AS missing "
+            "FROM g JOIN f USING (d, c))"
         )
+        if unit == "auction":
+            statement = (
+                f"{grouped} SELECT v, sum(n), sum(w), sum(r * factor), sum(b * factor), sum(rr * factor * factor), "
+                f"sum(bb * factor * factor), sum(rb * factor * factor), {info}, 0 "
+                "FROM g JOIN f USING (d, c) GROUP BY v"
+            )
+            return statement, params, plan.source if plan else "raw"
+        per_user = (
+            "p AS (SELECT v, u, sum(n) n, sum(w) w, sum(r * factor) r, sum(b * factor) b "
+            "FROM g JOIN f USING (d, c) GROUP BY v, u)"
+        )
+    statement = (
+        f"{grouped}, {per_user}, "
+        "several AS (SELECT count(*) AS users FROM (SELECT u FROM p GROUP BY u HAVING count(*) > 1) s) "
+        "SELECT v, count(*), sum(n), sum(w), sum(r), sum(b), "
+        "sum(n * n), sum(n * w), sum(w * w), sum(n * r), sum(w * r), sum(n * b), sum(w * b), "
+        f"sum(r * r), sum(b * b), sum(r * b), {info}, (SELECT users FROM several) "
+        "FROM p GROUP BY v"
+    )
     return statement, params, plan.source if plan else "raw"
 
 

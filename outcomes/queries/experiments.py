@@ -26,7 +26,6 @@ from outcomes.inference import OUTCOMES, REVENUE, WINS, WON_BID, Arm, pair
 from outcomes.queries import sql
 from outcomes.queries.query import OutcomeQuery
 from outcomes.queries.routing import plan_for
-from outcomes.rollups import FAMILY_FILTERS
 
 FAMILY = {"auction": "experiment", "user": "experiment_user"}
 UNITS = {"auction": ("hour",), "user": ("day",)}
@@ -57,18 +56,12 @@ def _rollup_parts(query: OutcomeQuery, plan, unit: str) -> tuple[list[str], list
     parts, params = [], []
     user = "user_id" if unit == "user" else "''"
     for sign, table, pending, ranges in sql.rollup_sources(plan):
-        cond, cond_params = sql.ranges_sql(ranges)
-        conds = [pending + cond]
-        for name in sorted(FAMILY_FILTERS[plan.family]):
-            value = getattr(query, name)
-            if value is not None:
-                conds.append(f"{name} = %s")
-                cond_params.append(value)
+        where, cond_params = sql.rollup_where(query, plan.family, pending, ranges)
         s = int(sign)
         moments = "0, 0, 0" if unit == "user" else f"{s} * revenue_sq, {s} * won_bid_sq, {s} * revenue_won_bid"
         parts.append(
             f"SELECT variant, {user}, (bucket AT TIME ZONE 'UTC')::date, currency, {s} * outcomes, {s} * wins, "
-            f"{s} * revenue_cents, {s} * won_bid_cents, {moments} FROM {table} WHERE {' AND '.join(conds)}"
+            f"{s} * revenue_cents, {s} * won_bid_cents, {moments} FROM {table} WHERE {where}"
         )
         params += cond_params
     return parts, params

@@ -20,7 +20,6 @@ from outcomes.models import BidModel
 from outcomes.queries import sql
 from outcomes.queries.query import OutcomeQuery
 from outcomes.queries.routing import plan_for
-from outcomes.rollups import FAMILY_FILTERS
 from outcomes.rollups.deltas import grain_select
 
 _ROW = "d, c, cents, n, k, p"
@@ -65,17 +64,11 @@ def landscape_counts(*, query: OutcomeQuery, convert_to: str | None = None) -> L
     else:
         untimed = query.untimed()
         for sign, table, pending, ranges in sql.rollup_sources(plan):
-            cond, cond_params = sql.ranges_sql(ranges)
-            conds = [pending + cond]
-            for name in sorted(FAMILY_FILTERS[family]):
-                value = getattr(query, name)
-                if value is not None:
-                    conds.append(f"{name} = %s")
-                    cond_params.append(value)
+            where, cond_params = sql.rollup_where(query, family, pending, ranges)
             s = int(sign)
             parts.append(
                 f"SELECT (bucket AT TIME ZONE 'UTC')::date, currency, cents, {s} * bids, {s} * bid_wins, {s} * paid "
-                f"FROM {table} WHERE {' AND '.join(conds)}"
+                f"FROM {table} WHERE {where}"
             )
             params += cond_params
         for ranges, sign in ((plan.edges, 1), (plan.trims, -1)):

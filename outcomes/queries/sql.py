@@ -55,6 +55,19 @@ def ranges_sql(ranges: list[Range]) -> tuple[str, list]:
     )
 
 
+def rollup_where(query: OutcomeQuery, family: str, pending: str, ranges: list[Range]) -> tuple[str, list]:
+    """The WHERE of a rollup read: the buckets in ``ranges`` (``pending``: "pending AND " for a
+    finer grain's rows not folded yet) and every filter of ``query`` the family keeps."""
+    cond, params = ranges_sql(ranges)
+    conds = [pending + cond]
+    for name in sorted(rollups.FAMILY_FILTERS[family]):
+        value = getattr(query, name)
+        if value is not None:
+            conds.append(f"{name} = %s")
+            params.append(value)
+    return " AND ".join(conds), params
+
+
 def rollup_sources(plan: Plan):
     """(sign, table, extra condition, ranges) for every table a plan reads, added (1) or
     subtracted (-1): each grain's own, and for a grain folded from a finer one, that grain's
@@ -129,16 +142,8 @@ def measures_sql(
         if split:
             key += ", (bucket AT TIME ZONE 'UTC')::date, currency"
         for sign, table, pending, ranges in rollup_sources(plan):
-            cond, cond_params = ranges_sql(ranges)
-            conds = [pending + cond]
-            for name in sorted(rollups.FAMILY_FILTERS[plan.family]):
-                value = getattr(query, name)
-                if value is not None:
-                    conds.append(f"{name} = %s")
-                    cond_params.append(value)
-            parts.append(
-                f"SELECT {key}, {_projection(query.win_status, sign)} FROM {table} WHERE {' AND '.join(conds)}"
-            )
+            where, cond_params = rollup_where(query, plan.family, pending, ranges)
+            parts.append(f"SELECT {key}, {_projection(query.win_status, sign)} FROM {table} WHERE {where}")
             params += cond_params
     raw_ranges = None if plan is None else plan.edges
     if plan is None or (read_raw and raw_ranges):

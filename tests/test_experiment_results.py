@@ -74,6 +74,10 @@ def raw_sums(query: OutcomeQuery, unit: str):
 @pytest.mark.parametrize("unit", ["auction", "user"])
 def test_the_sums_equal_the_raw_rows_for_any_window(outcome_factory, unit):
     seed(outcome_factory)
+    # user-0 is in control; one of its outcomes also says B (a bidder that reassigned it)
+    outcome_factory(
+        1, user_id="user-0", experiment="shading-v2", variant="B", auction_timestamp=T0 + timedelta(hours=5)
+    )
     windows = [
         (None, None),
         (T0, T0 + timedelta(days=2)),
@@ -88,6 +92,9 @@ def test_the_sums_equal_the_raw_rows_for_any_window(outcome_factory, unit):
         assert from_rollups.arms == from_raw.arms, (start, end)
         assert set(from_rollups.arms) == {"control", "B"}
         assert from_rollups.currencies == 2
+        assert from_rollups.users_in_several_variants == from_raw.users_in_several_variants
+        inside = (start or T0) <= T0 + timedelta(hours=5) < (end or T0 + timedelta(days=9))
+        assert from_rollups.users_in_several_variants == (1 if unit == "user" and inside else 0)
 
 
 def test_the_variants_figures_are_the_reports_figures(outcome_factory):

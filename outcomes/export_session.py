@@ -150,6 +150,12 @@ class ExportBody:
             self._newlines += chunk.count(b"\n")
             return chunk
 
+    def _rows(self) -> int:
+        counted = getattr(self._stream, "rows", None)  # a workbook counts its own rows
+        if counted is not None:
+            return counted
+        return max(0, self._newlines - self._header_rows) if self._bytes else 0
+
     def _cut(self, reason: str, why: str):
         """End the response without its final chunk: the client sees a truncated transfer.
         (gunicorn closes a connection on ECONNRESET quietly, without ending the chunked body.)"""
@@ -177,7 +183,7 @@ class ExportBody:
             "export",
             extra={
                 **self._audit,
-                "rows": max(0, self._newlines - self._header_rows) if self._bytes else 0,
+                "rows": self._rows(),
                 "bytes": self._bytes,
                 "seconds": round(time.monotonic() - self._started, 3),
                 "ended": ended,

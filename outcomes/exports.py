@@ -1,4 +1,5 @@
-"""Bulk exports: the filtered outcomes streamed as CSV or NDJSON, in constant memory.
+"""Bulk exports: the filtered outcomes streamed as CSV, NDJSON or an Excel workbook, in
+constant memory.
 
 PostgreSQL renders every value as text (decimals exactly as stored, timestamps as ISO 8601
 UTC, NDJSON lines by concatenation with ``to_json`` for strings) and streams them with ``COPY … TO STDOUT``;
@@ -13,7 +14,11 @@ return as a formula (``=HYPERLINK(…)`` in a user id would be a live link). By 
 text columns a message sets (bid id, user id, site domain, currency) are written with a
 leading ``'`` in front of such a character (OWASP's guidance on CSV injection); programs
 that want the values as stored ask for ``escape_formulas=false``. NDJSON is JSON: never
-escaped.
+escaped. The workbook (``xlsx``) types its cells (no text there is ever a formula) and
+applies the same rule, so a value reads the same in both files.
+
+The workbook's rows are SpreadsheetML rendered by PostgreSQL like NDJSON lines; ``xlsx``
+numbers them, deflates them into the package and adds its other parts.
 """
 
 from __future__ import annotations
@@ -29,6 +34,7 @@ from django.db.models.expressions import RawSQL
 from django.db.models.functions import Cast, Coalesce
 from django.db.models.query import QuerySet
 
+from outcomes import xlsx
 from outcomes.validation import MESSAGE_FIELDS
 
 # The exported fields, in order. Same names and meanings as the list API's.
@@ -53,7 +59,14 @@ class ExportFormat:
 FORMATS = {
     "csv": ExportFormat("csv", "text/csv; charset=utf-8", "csv"),
     "ndjson": ExportFormat("ndjson", "application/x-ndjson", "ndjson"),
+    "xlsx": ExportFormat("xlsx", xlsx.CONTENT_TYPE, "xlsx"),
 }
+XLSX_ROWS_PER_SHEET = xlsx.MAX_ROWS - 1  # then the rows continue on a next sheet
+# The workbook's columns and their widths (characters).
+XLSX_COLUMNS = tuple(
+    xlsx.Column(name, width)
+    for name, width in zip(COLUMNS, (12, 38, 26, 28, 10, 12, 12, 9, 9, 40, 23, 18, 14, 23), strict=True)
+)
 
 
 # A timestamp as ISO 8601 UTC text with microseconds, e.g. 2026-11-29T14:03:07.120000Z.
@@ -74,12 +87,14 @@ def _as_text(name: str):
     return Cast(name, TextField())
 
 
+# SQL: a ' before a leading =, +, -, @, tab or carriage return of text ``{}``.
+_FORMULA_SAFE = r"regexp_replace({}, '^([-=+@\t\r])', '''\1')"
+
+
 class _FormulaSafe(Func):
     """The text with a ``'`` in front when it starts like a spreadsheet formula."""
 
-    # The expression once (its parameters are bound once): a ' before a leading =, +, -, @,
-    # tab or carriage return.
-    template = r"regexp_replace(%(expressions)s, '^([-=+@\t\r])', '''\1')"
+    template = _FORMULA_SAFE.format("%(expressions)s")  # the expression once: its parameters are bound once
     output_field = TextField()
 
 
@@ -124,6 +139,44 @@ def _ndjson_line_sql(table: str) -> str:
     return " || ".join(members) + " || '}'"
 
 
+def _xlsx_row_sql(table: str, *, escape_formulas: bool) -> str:
+    """One SpreadsheetML row of typed cells (``xlsx``): numbers, booleans, money, UTC
+    date-times, inline strings; an empty cell for NULL (site_domain: as in the CSV)."""
+
+    def column(name: str) -> str:
+        return f'"{table}"."{name}"'
+
+    def text(name: str) -> str:
+        value = column(name)
+        if escape_formulas and name in FORMULA_COLUMNS:
+            value = _FORMULA_SAFE.format(value)
+        return xlsx.text_sql(value)
+
+    cells = {
+        "id": xlsx.number_sql(column("id")),
+        "bid_id": text("bid_id"),
+        "user_id": text("user_id"),
+        "site_domain": xlsx.nullable(text("site_domain")),
+        "win_status": xlsx.boolean_sql(column("win_status")),
+        "win_price": xlsx.number_sql(column("win_price"), xlsx.MONEY_STYLE),
+        "bid_price": xlsx.number_sql(column("bid_price"), xlsx.MONEY_STYLE),
+        "currency": text("currency"),
+        "enriched": xlsx.boolean_sql(column("enriched")),
+        "user_interests": xlsx.nullable(xlsx.text_sql(f"{column('user_interests')}::text")),
+        "auction_timestamp": xlsx.nullable(xlsx.time_sql(column("auction_timestamp"))),
+        "experiment": xlsx.nullable(text("experiment")),
+        "variant": xlsx.nullable(text("variant")),
+        "timestamp": xlsx.time_sql(column("timestamp")),
+    }
+    assert tuple(cells) == COLUMNS
+    return xlsx.row_sql(list(cells.values()))
+
+
+def _xlsx_values(queryset: QuerySet, *, escape_formulas: bool) -> QuerySet:
+    row = _xlsx_row_sql(queryset.model._meta.db_table, escape_formulas=escape_formulas)
+    return queryset.values_list(RawSQL(row, (), output_field=TextField()))  # noqa: S611 - constant SQL
+
+
 def _ndjson_values(queryset: QuerySet) -> QuerySet:
     # Built from the constant column names and the model's table: nothing from the request.
     line = RawSQL(_ndjson_line_sql(queryset.model._meta.db_table), (), output_field=TextField())  # noqa: S611
@@ -137,16 +190,25 @@ def stream(
     using: str,
     statement_timeout_ms: int,
     escape_formulas: bool = True,
+    query: list | None = None,
 ) -> _CopyStream:
     """The export's bytes, chunk by chunk, from PostgreSQL's ``COPY … TO STDOUT``, under its
-    own ``statement_timeout`` (0: none). ``close()`` cancels the query at once."""
+    own ``statement_timeout`` (0: none). ``close()`` cancels the query at once. ``query``:
+    the label–value pairs of a workbook's "Query" sheet (``xlsx.query_sheet``)."""
     if export_format.name == "csv":
         values = _csv_values(queryset, escape_formulas=escape_formulas)
+    elif export_format.name == "xlsx":
+        values = _xlsx_values(queryset, escape_formulas=escape_formulas)
     else:
         values = _ndjson_values(queryset)
     sql, params = values.query.get_compiler(using=using).as_sql()
     return _CopyStream(
-        connections[using], sql, params, header=export_format.name == "csv", statement_timeout_ms=statement_timeout_ms
+        connections[using],
+        sql,
+        params,
+        header=export_format.name == "csv",
+        statement_timeout_ms=statement_timeout_ms,
+        workbook=query if export_format.name == "xlsx" else None,
     )
 
 
@@ -174,7 +236,9 @@ class _CopyStream:
     QUEUE_CHUNKS = 8
     STALL_S = 300
 
-    def __init__(self, wrapper, sql: str, params, *, header: bool, statement_timeout_ms: int) -> None:
+    def __init__(
+        self, wrapper, sql: str, params, *, header: bool, statement_timeout_ms: int, workbook: list | None = None
+    ) -> None:
         self._conn = wrapper.get_new_connection(wrapper.get_connection_params())
         try:
             self._conn.autocommit = True
@@ -194,6 +258,8 @@ class _CopyStream:
         self._header = (",".join(COLUMNS) + "\n").encode() if header else b""
         options = "FORMAT csv" if header else "FORMAT csv, DELIMITER E'\\x1f', QUOTE E'\\x1e'"
         self._copy = f"COPY ({statement}) TO STDOUT WITH ({options})"
+        self._workbook = workbook  # a workbook's Query sheet, or None: the COPY's bytes as they are
+        self._book: xlsx.StreamedWorkbook | None = None
         self._queue: queue.Queue = queue.Queue(maxsize=self.QUEUE_CHUNKS)
         self._closed = threading.Event()
         self._done = False
@@ -220,6 +286,13 @@ class _CopyStream:
             raise item
         return item
 
+    @property
+    def rows(self) -> int | None:
+        """Rows written, when the stream counts them (a workbook); None otherwise."""
+        if self._workbook is None:
+            return None
+        return self._book.rows if self._book is not None else 0
+
     def close(self) -> None:
         if self._closed.is_set():
             return
@@ -239,7 +312,14 @@ class _CopyStream:
             if self._header:
                 chunks.write(self._header)
             with self._conn.cursor() as cursor:
-                cursor.copy_expert(self._copy, chunks)
+                if self._workbook is None:
+                    cursor.copy_expert(self._copy, chunks)
+                else:
+                    self._book = xlsx.StreamedWorkbook(
+                        chunks.write, sheet="Outcomes", columns=XLSX_COLUMNS, rows_per_sheet=XLSX_ROWS_PER_SHEET
+                    )
+                    cursor.copy_expert(self._copy, _Rows(self._book))
+                    self._book.close(self._workbook)
             chunks.flush()
             self._put(_END)
         except _Closed:
@@ -264,6 +344,17 @@ class _CopyStream:
                 waited += 0.5
                 if waited >= self.STALL_S:
                     raise _Closed from None  # nobody reads any more: give the connection back
+
+
+class _Rows:
+    """The file COPY writes a workbook's rows to (one line each): each to the workbook."""
+
+    def __init__(self, book: xlsx.StreamedWorkbook) -> None:
+        self._book = book
+
+    def write(self, data) -> None:
+        line = data if isinstance(data, bytes) else data.encode()
+        self._book.write_row(line.rstrip(b"\n"))
 
 
 class _ChunkWriter:

@@ -5,7 +5,8 @@
 #   scripts/services.sh up       install what is missing, start all three, wait until each answers
 #   scripts/services.sh down     stop what this script started (and nothing else)
 #   scripts/services.sh status   say what is running
-#   (`up` also installs promtool and Chromium, which the monitoring and browser tests use)
+#   (`up` also installs promtool, Chromium and LibreOffice Calc, which the monitoring, browser
+#   and spreadsheet tests use)
 #   scripts/services.sh pg-up                      PostgreSQL only (make test-fast)
 #   scripts/services.sh kafka-restart | pg-restart   used by fault tests
 #   scripts/services.sh replica-up | replica-down | replica-pause | replica-resume
@@ -274,6 +275,8 @@ tools_up() {
   command -v promtool >/dev/null || apt_install prometheus
   # The browser tests drive Debian's Chromium (Playwright's own browser download is not used).
   command -v chromium >/dev/null || apt_install chromium fonts-dejavu-core
+  # The Excel exports are opened by a real spreadsheet program in a test (headless Calc).
+  command -v soffice >/dev/null || apt_install libreoffice-calc-nogui
 }
 
 status() {

@@ -49,7 +49,7 @@ def test_the_export_benchmark_exports_every_row_beside_the_raw_copy():
     before = scratch_databases()
     output = bench("export.py", "--rows", "3000", "--repeat", "1")
     assert re.search(r"raw COPY … TO STDOUT \(CSV\)\s+[\d,]+ rows/s", output), output
-    for label in ("CSV, every row", "NDJSON, every row"):
+    for label in ("CSV, every row", "NDJSON, every row", "Excel (xlsx), every row"):
         line = next(line for line in output.splitlines() if line.startswith(label))
         assert line.endswith("(3,000 rows)"), line
     assert scratch_databases() == before

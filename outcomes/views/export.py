@@ -12,7 +12,7 @@ from rest_framework.decorators import action
 from rest_framework.exceptions import APIException, ValidationError
 
 from analytics.dbrouting import read_alias
-from outcomes import export_session, exports
+from outcomes import export_session, exports, xlsx
 from outcomes.views.common import OutcomeReads
 
 
@@ -54,12 +54,16 @@ class OutcomeExportViewSet(OutcomeReads, viewsets.GenericViewSet):
     pagination_class = None
 
     @extend_schema(
-        summary="Every filtered outcome, streamed as CSV (with a header row) or NDJSON (one object per line).",
+        summary="Every filtered outcome, streamed as CSV (with a header row), NDJSON (one object per line) or an "
+        "Excel workbook.",
         description=(
             "Columns: " + ", ".join(exports.COLUMNS) + ". Decimals are exact strings, timestamps ISO 8601 UTC "
             "(`Z`), `user_interests` a JSON array, `site_domain` empty when the message had none. Ordered by "
             "event time then id unless `ordering` says otherwise. Streams in constant memory: nothing is "
-            "counted or buffered first, so there is no size limit and no total."
+            "counted or buffered first, so there is no size limit and no total. `xlsx`: typed cells (numbers, "
+            "booleans, money with two decimals, times as Excel date-times in UTC), the header row frozen, a "
+            'next sheet after every 1,048,575 rows, and a sheet "Query" with the filters, the time zone, when '
+            "it was generated and how many rows."
         ),
         parameters=[
             OpenApiParameter(
@@ -76,7 +80,7 @@ class OutcomeExportViewSet(OutcomeReads, viewsets.GenericViewSet):
                 "escape_formulas",
                 OpenApiTypes.BOOL,
                 default=True,
-                description="CSV: a ' before a text cell (bid id, user id, site domain, currency) that starts "
+                description="CSV and xlsx: a ' before a text cell (bid id, user id, site domain, currency) that starts "
                 "with =, +, -, @, a tab or a carriage return, so a spreadsheet never runs it as a formula. false: "
                 "values as stored (for programs). NDJSON is never escaped.",
             ),
@@ -84,6 +88,7 @@ class OutcomeExportViewSet(OutcomeReads, viewsets.GenericViewSet):
         responses={
             (200, "text/csv"): OpenApiTypes.STR,
             (200, "application/x-ndjson"): OpenApiTypes.STR,
+            (200, xlsx.CONTENT_TYPE): OpenApiTypes.BINARY,
         },
     )
     @action(detail=False, methods=["get"], pagination_class=None)
@@ -91,7 +96,9 @@ class OutcomeExportViewSet(OutcomeReads, viewsets.GenericViewSet):
         name = request.query_params.get("format", "csv")
         export_format = exports.FORMATS.get(name)
         if export_format is None:
-            raise ValidationError({"format": [f"Unknown export format {name[:20]!r}: use csv or ndjson."]})
+            raise ValidationError(
+                {"format": [f"Unknown export format {name[:20]!r}: use " + ", ".join(exports.FORMATS) + "."]}
+            )
         ordering = request.query_params.get("ordering")
         if ordering is not None and ordering not in exports.ORDERINGS:
             raise ValidationError(
@@ -124,6 +131,12 @@ class OutcomeExportViewSet(OutcomeReads, viewsets.GenericViewSet):
                     using=read_alias(),
                     statement_timeout_ms=settings.API_EXPORT_STATEMENT_TIMEOUT_MS,
                     escape_formulas=escape,
+                    query=xlsx.query_sheet(
+                        what="outcomes export",
+                        filters=[(k, v) for k, v in request.query_params.items() if k != "format"],
+                        time_zone="UTC",
+                        generated=timezone.now(),
+                    ),
                 )
             )
             first = body.first()  # a database error before any byte is still a plain error response

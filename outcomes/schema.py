@@ -8,6 +8,7 @@ from drf_spectacular.openapi import AutoSchema
 from rest_framework.permissions import SAFE_METHODS
 
 from analytics.guards import CONTROL_CHARACTERS
+from outcomes import xlsx
 from outcomes.validation import COLUMN_MAX_PRICE, CURRENCY_PATTERN, SLUG_PATTERN
 
 _ERROR = {
@@ -34,6 +35,7 @@ _MISSING_RATE = {
     },
     "required": ["convert_to", "missing_rate"],
 }
+XLSX = xlsx.CONTENT_TYPE
 MONEY_REPORTS = ("stats", "daily_stats", "timeseries", "breakdown", "results", "bid_landscape")
 # Query parameters, as strictly as the API checks them. An empty value is a 400 (but for
 # ``cursor``, where it starts a walk).
@@ -94,7 +96,9 @@ class ScopedAutoSchema(AutoSchema):
         tightened = _param_schemas()
         for parameter in parameters:
             if parameter.get("in") == "query" and parameter["name"] in tightened:
-                parameter["schema"] = tightened[parameter["name"]]
+                # Tightened, keeping a length limit the endpoint's own parameters set (optimal_bid's site_domain).
+                kept = {k: v for k, v in parameter.get("schema", {}).items() if k == "maxLength"}
+                parameter["schema"] = {**tightened[parameter["name"]], **kept}
             if parameter.get("in") == "query" and parameter["name"] == "ordering":
                 parameter["schema"]["minItems"] = 1
         return parameters
@@ -112,6 +116,9 @@ class ScopedAutoSchema(AutoSchema):
             return responses
         for code, response in responses.items():
             if code.startswith("2"):
+                workbook = response.get("content", {}).get(XLSX)
+                if workbook is not None:  # ?format=xlsx: a file, the answer as an Excel workbook
+                    response["content"][XLSX] = {"schema": {"type": "string", "format": "binary"}}
                 headers = response.setdefault("headers", {})
                 headers["X-Request-ID"] = {**_STR_HEADER, "description": "The request id (echoed or made)."}
                 if self.method == "GET" and getattr(self.view, "action", None) not in (None, "export"):

@@ -37,6 +37,21 @@ if not apps.ready:  # the schemathesis command line (pytest-django has set Djang
 from django.conf import settings  # noqa: E402
 
 from outcomes.models import AuctionOutcome, Experiment  # noqa: E402
+from outcomes.xlsx import CONTENT_TYPE as XLSX  # noqa: E402
+
+
+@schemathesis.deserializer(XLSX)
+def workbook(ctx, response):
+    """A report's ``?format=xlsx`` answer must be a workbook a reader opens (the schema says
+    it is a file: the checks then validate a string)."""
+    import io
+
+    import openpyxl
+
+    book = openpyxl.load_workbook(io.BytesIO(response.content), read_only=True)
+    if "Query" not in book.sheetnames:
+        raise ValueError(f"a report's workbook has a Query sheet; this one has {book.sheetnames}")
+    return f"workbook of {len(book.sheetnames)} sheets"
 
 
 @schemathesis.hook

@@ -16,15 +16,18 @@ from drf_spectacular.utils import OpenApiParameter
 from rest_framework.exceptions import ValidationError
 from rest_framework.renderers import JSONRenderer
 from rest_framework.response import Response
+from rest_framework.settings import api_settings
 
 from outcomes import cache, exports, queries
 from outcomes.filters import FILTER_PARAMS, OutcomeFilter
 from outcomes.pagination import OutcomePagination
-from outcomes.renderers import StrictJSONParser
+from outcomes.renderers import StrictJSONParser, XlsxReportRenderer
 from outcomes.report_serializers import BreakdownParams, HistogramParams, MoneyParams, ResultsParams, TimeseriesParams
 from outcomes.serializers import AuctionOutcomeSerializer
 
 ALWAYS = {"format"}
+# Reports answer in JSON, or as an Excel workbook (``?format=xlsx``).
+REPORT_RENDERERS = [*api_settings.DEFAULT_RENDERER_CLASSES, XlsxReportRenderer]
 MONEY = set(MoneyParams().fields)  # reports with money figures may convert them
 # A report over one bid id would be that outcome: reports take every filter but these.
 LIST_ONLY = {"ordering", "bid_id"}
@@ -131,6 +134,12 @@ class OutcomeReads:
         if export:
             # ``format`` names the export's format (csv, ndjson), not a renderer; errors are JSON.
             return JSONRenderer(), JSONRenderer.media_type
+        asked = request.query_params.get("format")
+        formats = [renderer.format for renderer in self.get_renderers()]
+        if asked is not None and asked not in formats and not force:
+            # DRF would answer 404 ("Not found"): a bad parameter is a 400 naming it.
+            request.accepted_renderer, request.accepted_media_type = JSONRenderer(), JSONRenderer.media_type
+            raise ValidationError({"format": [f"Unknown format {asked[:20]!r}: use {' or '.join(formats)}."]})
         return super().perform_content_negotiation(request, force)
 
     def initial(self, request, *args, **kwargs):

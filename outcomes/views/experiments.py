@@ -19,7 +19,7 @@ from outcomes.queries.experiments import experiment_results
 from outcomes.renderers import StrictJSONParser
 from outcomes.report_serializers import ExperimentResultsSerializer, MoneyParams, ResultsParams
 from outcomes.validation import SLUG_PATTERN
-from outcomes.views.common import NOT_IN_RESULTS, REPORT_FILTERS, OutcomeReads, cached, report
+from outcomes.views.common import NOT_IN_RESULTS, REPORT_FILTERS, REPORT_RENDERERS, OutcomeReads, cached, report
 
 
 class ExperimentPagination(PageNumberPagination):
@@ -67,6 +67,7 @@ class ExperimentResultsViewSet(OutcomeReads, viewsets.GenericViewSet):
     lookup_field = "key"
     lookup_value_regex = SLUG_PATTERN.strip("^$")
     pagination_class = None
+    renderer_classes = REPORT_RENDERERS
 
     @extend_schema(
         summary="An experiment's results: variants side by side, comparisons with intervals, SRM, warnings.",

@@ -17,13 +17,14 @@ from outcomes.report_serializers import (
     OptimalBidParams,
     OptimalBidSerializer,
 )
-from outcomes.views.common import NOT_IN_LANDSCAPE, REPORT_FILTERS, OutcomeReads, cached, report
+from outcomes.views.common import NOT_IN_LANDSCAPE, REPORT_FILTERS, REPORT_RENDERERS, OutcomeReads, cached, report
 
 
 class InsightsViewSet(OutcomeReads, viewsets.GenericViewSet):
     """``/api/insights/bid_landscape/`` and ``/api/insights/optimal_bid/``."""
 
     pagination_class = None
+    renderer_classes = REPORT_RENDERERS
 
     @extend_schema(
         summary="Win rate by bid with intervals, the fitted win-probability curve W(b), and (second-price "

@@ -25,13 +25,14 @@ from outcomes.report_serializers import (
     TimeseriesParams,
     TimeseriesSerializer,
 )
-from outcomes.views.common import REPORT_FILTERS, OutcomeReads, cached, report
+from outcomes.views.common import REPORT_FILTERS, REPORT_RENDERERS, OutcomeReads, cached, report
 
 
 class OutcomeReportViewSet(OutcomeReads, viewsets.GenericViewSet):
     """``/api/outcomes/<report>/``: stats, daily_stats, timeseries, breakdown, histogram, reach."""
 
     pagination_class = None  # each answer is one document (daily_stats a plain list)
+    renderer_classes = REPORT_RENDERERS
 
     @extend_schema(
         summary="Totals, averages, eCPM, shading ratio and exact price percentiles over the filtered outcomes.",

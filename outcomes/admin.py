@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 
+from django import forms
 from django.conf import settings
 from django.contrib import admin, messages
 from django.contrib.admin.views.main import ChangeList
@@ -39,8 +40,10 @@ from outcomes.models import (
     ExchangeRate,
     Experiment,
     LostOffsets,
+    SavedReport,
 )
 from outcomes.replay import dead_letters_replay
+from outcomes.saved_report_serializers import SavedReportSerializer
 
 
 class EstimatedCountPaginator(Paginator):
@@ -357,6 +360,45 @@ class ExperimentAdmin(admin.ModelAdmin):
     def get_readonly_fields(self, request, obj=None):
         # Outcomes carry the key: it cannot change once the experiment exists.
         return (*self.readonly_fields, "key") if obj is not None else self.readonly_fields
+
+
+class SavedReportForm(forms.ModelForm):
+    class Meta:
+        model = SavedReport
+        fields = ["name", "report", "params", "window", "timezone"]
+
+    def clean(self):
+        cleaned = super().clean()
+        checked = SavedReportSerializer(instance=self.instance if self.instance.pk else None, data=cleaned)
+        if not checked.is_valid():
+            for name, messages in checked.errors.items():
+                field = name if name in self.fields else None
+                self.add_error(field, [f"{key}: {m}" if key else str(m) for key, ms in _pairs(messages) for m in ms])
+        return cleaned
+
+
+def _pairs(messages):
+    """A field's errors as (parameter, messages) pairs: params' errors are per parameter."""
+    if isinstance(messages, dict):
+        return [(key, value if isinstance(value, list) else [value]) for key, value in messages.items()]
+    return [("", messages)]
+
+
+@admin.register(SavedReport)
+class SavedReportAdmin(admin.ModelAdmin):
+    """Saved reports; validated as the API validates them (the endpoint's own checks)."""
+
+    form = SavedReportForm
+
+    list_display = ("name", "report", "window", "timezone", "created_by", "updated_at")
+    list_filter = ("report", "window")
+    search_fields = ("name",)
+    readonly_fields = ("created_by", "created_at", "updated_at")
+
+    def save_model(self, request, obj, form, change):
+        if not change:
+            obj.created_by = str(request.user)[:150]
+        super().save_model(request, obj, form, change)
 
 
 @admin.register(BidModel)

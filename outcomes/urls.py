@@ -9,6 +9,7 @@ from outcomes.views import (
     InsightsViewSet,
     OutcomeExportViewSet,
     OutcomeReportViewSet,
+    SavedReportViewSet,
 )
 
 
@@ -18,7 +19,8 @@ class ServiceRoot(APIRootView):
     Start at `outcomes` (each report is a sub-path: stats, daily_stats, timeseries,
     breakdown, histogram, reach, winners, export); `experiments` is the registry of the
     experiments outcomes are tagged with (and their results); `insights/bid_landscape/` and
-    `insights/optimal_bid/` say how bids win; `ingestion` says whether the consumer keeps up.
+    `insights/optimal_bid/` say how bids win; `reports` are saved reports, run now at
+    `reports/{id}/run/` (any format); `ingestion` says whether the consumer keeps up.
     The OpenAPI schema, Swagger UI and Redoc document every parameter; the dashboard and the
     admin are for people.
     """
@@ -51,5 +53,6 @@ router.register("outcomes", AuctionOutcomeViewSet, basename="outcome")
 router.register("insights", InsightsViewSet, basename="insights")
 router.register("experiments", ExperimentResultsViewSet, basename="experiment-results")
 router.register("experiments", ExperimentViewSet, basename="experiment")
+router.register("reports", SavedReportViewSet, basename="saved-report")
 
 urlpatterns = [path("ingestion/", IngestionView.as_view(), name="ingestion"), *router.urls]

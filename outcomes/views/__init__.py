@@ -9,6 +9,7 @@ from outcomes.views.ingestion import IngestionView
 from outcomes.views.insights import InsightsViewSet
 from outcomes.views.outcomes import AuctionOutcomeViewSet
 from outcomes.views.reports import OutcomeReportViewSet
+from outcomes.views.saved_reports import SavedReportViewSet
 
 __all__ = [
     "AuctionOutcomeViewSet",
@@ -18,4 +19,5 @@ __all__ = [
     "InsightsViewSet",
     "OutcomeExportViewSet",
     "OutcomeReportViewSet",
+    "SavedReportViewSet",
 ]

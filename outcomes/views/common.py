@@ -1,10 +1,9 @@
-"""What every read of outcomes shares: the allowed parameters, the filters, the snapshot cache.
+"""What every read of outcomes shares: the allowed parameters (``outcomes.parameters``), the
+filters, the snapshot cache.
 
 Lists, reports and the export validate the same FilterSet, so the filters mean the same
-thing everywhere. Unknown query parameters are refused (400) rather than ignored, so a typo
-such as ``?usr_id=`` cannot silently return unfiltered data; the allowed names are derived
-from the FilterSet, the paginator and each report's parameter serializer. Every read goes
-through the snapshot cache (``outcomes.cache``) and says how in ``X-Cache``.
+thing everywhere. Every read goes through the snapshot cache (``outcomes.cache``) and says
+how in ``X-Cache``.
 """
 
 from __future__ import annotations
@@ -18,44 +17,14 @@ from rest_framework.renderers import JSONRenderer
 from rest_framework.response import Response
 from rest_framework.settings import api_settings
 
-from outcomes import cache, exports, queries
-from outcomes.filters import FILTER_PARAMS, OutcomeFilter
-from outcomes.pagination import OutcomePagination
+from outcomes import cache, exports, parameters, queries
+from outcomes.filters import OutcomeFilter
+from outcomes.parameters import ALWAYS, LIST_ONLY, NOT_IN_LANDSCAPE, NOT_IN_RESULTS  # noqa: F401 - for the views
 from outcomes.renderers import StrictJSONParser, XlsxReportRenderer
-from outcomes.report_serializers import BreakdownParams, HistogramParams, MoneyParams, ResultsParams, TimeseriesParams
 from outcomes.serializers import AuctionOutcomeSerializer
 
-ALWAYS = {"format"}
 # Reports answer in JSON, or as an Excel workbook (``?format=xlsx``).
 REPORT_RENDERERS = [*api_settings.DEFAULT_RENDERER_CLASSES, XlsxReportRenderer]
-MONEY = set(MoneyParams().fields)  # reports with money figures may convert them
-# A report over one bid id would be that outcome: reports take every filter but these.
-LIST_ONLY = {"ordering", "bid_id"}
-REPORT_FILTER_NAMES = FILTER_PARAMS - LIST_ONLY
-LIST_PARAMS = FILTER_PARAMS | OutcomePagination.query_params | ALWAYS
-ALLOWED_PARAMS = {
-    "list": LIST_PARAMS,
-    "winners": LIST_PARAMS,
-    "stats": REPORT_FILTER_NAMES | MONEY | ALWAYS,
-    "daily_stats": REPORT_FILTER_NAMES | MONEY | ALWAYS,
-    "reach": REPORT_FILTER_NAMES | ALWAYS,
-    "timeseries": REPORT_FILTER_NAMES | set(TimeseriesParams().fields) | MONEY | ALWAYS,
-    "breakdown": REPORT_FILTER_NAMES | set(BreakdownParams().fields) | MONEY | ALWAYS,
-    "histogram": REPORT_FILTER_NAMES | set(HistogramParams().fields) | ALWAYS,
-    "export": FILTER_PARAMS | {"escape_formulas"} | ALWAYS,
-}
-# An experiment's results compare all its variants, the key is in the path, and the win rate
-# is one of the metrics: these filters would defeat them.
-NOT_IN_RESULTS = {
-    "experiment": "The experiment is the one in the path.",
-    "variant": "The results compare every variant; filter other reports by variant.",
-    "win_status": "The win rate is one of the metrics compared; filter other reports by win_status.",
-}
-# The bid landscape needs wins and losses alike.
-NOT_IN_LANDSCAPE = {"win_status": "The landscape is the win rate by bid: it needs wins and losses alike."}
-ALLOWED_PARAMS["bid_landscape"] = (REPORT_FILTER_NAMES - set(NOT_IN_LANDSCAPE)) | MONEY | ALWAYS
-ALLOWED_PARAMS["optimal_bid"] = {"value", "site_domain", "currency"} | ALWAYS
-ALLOWED_PARAMS["results"] = (REPORT_FILTER_NAMES - set(NOT_IN_RESULTS)) | set(ResultsParams().fields) | MONEY | ALWAYS
 
 
 def _filter_parameters() -> list[OpenApiParameter]:
@@ -146,17 +115,7 @@ class OutcomeReads:
         super().initial(request, *args, **kwargs)
         if self.action is None:
             return  # a method this route does not have: DRF answers 405
-        empty = sorted(name for name, value in request.query_params.items() if value == "" and name != "cursor")
-        if empty:
-            raise ValidationError({name[:60]: ["Empty value: give one, or leave the parameter out."] for name in empty})
-        allowed = ALLOWED_PARAMS.get(self.action, ALWAYS)
-        refusing = {"results": NOT_IN_RESULTS, "bid_landscape": NOT_IN_LANDSCAPE}.get(self.action, {})
-        if refused := set(request.query_params) & set(refusing):
-            raise ValidationError({name: [refusing[name]] for name in sorted(refused)})
-        unknown = sorted(set(request.query_params) - allowed)
-        if unknown:
-            hint = f"Allowed here: {', '.join(sorted(allowed))}."
-            raise ValidationError({name[:60]: [f"Unknown query parameter. {hint}"] for name in unknown})
+        parameters.check_names(self.action, request.query_params)
 
     def _filterset(self) -> OutcomeFilter:
         filterset = self.filterset_class(self.request.query_params, queryset=self.get_queryset(), request=self.request)

@@ -9,10 +9,10 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import status, viewsets
 from rest_framework.decorators import action
-from rest_framework.exceptions import APIException, ValidationError
+from rest_framework.exceptions import APIException
 
 from analytics.dbrouting import read_alias
-from outcomes import export_session, exports, xlsx
+from outcomes import export_session, exports, parameters, xlsx
 from outcomes.views.common import OutcomeReads
 
 
@@ -37,15 +37,6 @@ class TooManyExports(APIException):
 
 
 EXPORT_RETRY_AFTER_S = 10
-
-
-def _boolean(value: str, name: str) -> bool:
-    lowered = value.strip().lower()
-    if lowered in ("true", "1", "yes"):
-        return True
-    if lowered in ("false", "0", "no"):
-        return False
-    raise ValidationError({name: [f"'{value[:20]}' is not a boolean; use true or false."]})
 
 
 class OutcomeExportViewSet(OutcomeReads, viewsets.GenericViewSet):
@@ -94,23 +85,9 @@ class OutcomeExportViewSet(OutcomeReads, viewsets.GenericViewSet):
     @action(detail=False, methods=["get"], pagination_class=None)
     def export(self, request):
         name = request.query_params.get("format", "csv")
-        export_format = exports.FORMATS.get(name)
-        if export_format is None:
-            raise ValidationError(
-                {"format": [f"Unknown export format {name[:20]!r}: use " + ", ".join(exports.FORMATS) + "."]}
-            )
-        ordering = request.query_params.get("ordering")
-        if ordering is not None and ordering not in exports.ORDERINGS:
-            raise ValidationError(
-                {
-                    "ordering": [
-                        f"An export streams in the order of an index; {ordering[:60]!r} is none. Use one of: "
-                        + ", ".join(exports.ORDERINGS)
-                        + "."
-                    ]
-                }
-            )
-        escape = _boolean(request.query_params.get("escape_formulas", "true"), "escape_formulas")
+        export_format = parameters.export_format(name)
+        parameters.export_ordering(request.query_params.get("ordering"))
+        escape = parameters.boolean(request.query_params.get("escape_formulas", "true"), "escape_formulas")
         queryset = self._filterset().qs
         if not queryset.query.order_by:
             queryset = queryset.order_by(*exports.DEFAULT_ORDERING)

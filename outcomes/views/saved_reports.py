@@ -10,12 +10,6 @@ the caller's rate limit.
 
 from __future__ import annotations
 
-import copy
-from urllib.parse import urlencode
-from zoneinfo import ZoneInfo
-
-from django.http import QueryDict
-from django.urls import resolve, reverse
 from django.utils import timezone
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
@@ -24,53 +18,14 @@ from rest_framework.decorators import action
 from rest_framework.exceptions import ValidationError
 from rest_framework.renderers import JSONRenderer
 
-from outcomes import exports, windows, xlsx
-from outcomes.buckets import iso_utc
+from outcomes import exports, xlsx
 from outcomes.models import SavedReport
 from outcomes.renderers import StrictJSONParser
+from outcomes.report_runs import dispatch, run_target
 from outcomes.saved_report_serializers import SavedReportSerializer
 from outcomes.views.experiments import ExperimentPagination
 
-# Each report's endpoint (URL name).
-ENDPOINTS = {
-    "stats": "outcome-report-stats",
-    "daily_stats": "outcome-report-daily-stats",
-    "timeseries": "outcome-report-timeseries",
-    "breakdown": "outcome-report-breakdown",
-    "histogram": "outcome-report-histogram",
-    "reach": "outcome-report-reach",
-    "export": "outcome-export-export",
-    "results": "experiment-results-results",
-    "bid_landscape": "insights-bid-landscape",
-}
 RUN_FORMATS = ("json", "xlsx", *exports.FORMATS)
-
-
-def run_target(saved: SavedReport, *, now) -> tuple[str, dict[str, str]]:
-    """The endpoint's path and query parameters of a run at ``now``."""
-    params = dict(saved.params)
-    if saved.window:
-        start, end = windows.resolve(saved.window, ZoneInfo(saved.timezone), now)
-        params["start"], params["end"] = iso_utc(start), iso_utc(end)
-    if saved.report == SavedReport.Report.TIMESERIES:
-        params.setdefault("tz", saved.timezone)
-    kwargs = {"key": params.pop("experiment")} if saved.report == SavedReport.Report.RESULTS else {}
-    return reverse(ENDPOINTS[saved.report], kwargs=kwargs), params
-
-
-def dispatch(request, path: str, params: dict[str, str]):
-    """``path?params`` answered by its view, as the caller (credentials, session), in this process."""
-    inner = copy.copy(request._request)
-    query = urlencode(params)
-    inner.path = inner.path_info = path
-    inner.META = {**inner.META, "PATH_INFO": path, "QUERY_STRING": query}
-    inner.GET = QueryDict(query)
-    inner.rate_counted = True  # the run was counted: its report is not counted again
-    match = resolve(path)
-    response = match.func(inner, *match.args, **match.kwargs)
-    if hasattr(response, "render") and not getattr(response, "is_rendered", True):
-        response.render()  # in its own format, before this view could take it for one of its own
-    return response
 
 
 class SavedReportViewSet(viewsets.ModelViewSet):
@@ -124,4 +79,4 @@ class SavedReportViewSet(viewsets.ModelViewSet):
             if asked not in RUN_FORMATS:
                 raise ValidationError({"format": [f"Unknown format {asked[:20]!r}: use {', '.join(RUN_FORMATS)}."]})
             params["format"] = asked
-        return dispatch(request, path, params)
+        return dispatch(request._request, path, params)

@@ -18,6 +18,7 @@ from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
 from django.shortcuts import render
 from django.urls import reverse
+from django.views.decorators.csrf import ensure_csrf_cookie
 from django.views.decorators.http import require_GET
 
 from outcomes.permissions import user_may_read
@@ -25,6 +26,7 @@ from outcomes.permissions import user_may_read
 
 @require_GET
 @login_required(login_url="admin:login")
+@ensure_csrf_cookie  # "Save as report" posts to the API with the session, and its CSRF token
 def dashboard(request):
     if not user_may_read(request.user):
         raise PermissionDenied("Reading outcomes needs staff status or the 'view auction outcome' permission.")
@@ -36,6 +38,8 @@ def dashboard(request):
         "optimalBid": reverse("insights-optimal-bid"),
         "deadLetters": reverse("admin:outcomes_deadletter_changelist"),
         "outcomeAdmin": reverse("admin:outcomes_auctionoutcome_changelist"),
+        "reports": reverse("saved-report-list"),
+        "canSave": request.user.has_perm("outcomes.add_savedreport"),
         "refreshSeconds": settings.DASHBOARD_REFRESH_SECONDS,
         "topic": settings.CONSUMER.topic,
     }

@@ -1,6 +1,6 @@
 """Relative windows: a saved report's period, resolved when it runs.
 
-``last_24h``, ``last_7d`` and ``last_30d`` end at the moment of the run; ``today``,
+``last_1h``, ``last_24h``, ``last_7d`` and ``last_30d`` end at the moment of the run; ``today``,
 ``yesterday``, ``this_week``, ``last_week`` (ISO weeks, from Monday), ``this_month`` and
 ``last_month`` are calendar periods in the report's time zone: their boundaries are local
 midnights, so a report scheduled for 08:00 in Berlin covers Berlin's yesterday across a
@@ -13,6 +13,7 @@ from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 WINDOWS = (
+    "last_1h",
     "last_24h",
     "last_7d",
     "last_30d",
@@ -23,7 +24,7 @@ WINDOWS = (
     "this_month",
     "last_month",
 )
-_ROLLING = {"last_24h": timedelta(hours=24), "last_7d": timedelta(days=7), "last_30d": timedelta(days=30)}
+_ROLLING = {"last_1h": timedelta(hours=1), "last_24h": timedelta(hours=24), "last_7d": timedelta(days=7), "last_30d": timedelta(days=30)}
 
 
 def _midnight(day: date, tz: ZoneInfo) -> datetime:

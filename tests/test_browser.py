@@ -641,3 +641,52 @@ def test_the_bid_landscape_view_draws_the_curve_and_the_optimal_bid(logged_in, l
     page.press("#value-box input[name=value]", "Enter")
     cheaper = page.request.get(f"{live_server.url}/api/insights/optimal_bid/", params={"value": "0.8"}).json()
     page.wait_for_function(f"() => document.querySelector('#optimal').dataset.bid === '{cheaper['optimal']['bid']}'")
+
+
+def test_the_current_view_is_saved_as_a_report_and_downloaded_as_excel(
+    page, live_server, outcome_factory, fast_refresh
+):
+    """A person who may save reports keeps the view (its filters and its window, resolved at
+    each run) as a saved report, and takes the view's time series as an Excel workbook."""
+    from django.contrib.auth.models import Permission
+
+    from outcomes.models import SavedReport
+
+    user = User.objects.create_user(f"analyst-{uuid.uuid4().hex[:6]}", password="pw", is_staff=True)
+    user.user_permissions.add(Permission.objects.get(codename="add_savedreport"))
+    client = Client()
+    client.force_login(user)
+    page.context.add_cookies(
+        [{"name": "sessionid", "value": client.cookies["sessionid"].value, "url": live_server.url}]
+    )
+    seed(outcome_factory, n_batches=10)
+    page.goto(f"{live_server.url}/dashboard/?window=7d&currency=EUR")
+    wait_refresh(page, after=0)
+
+    href = page.get_attribute("#excel", "href")
+    query = parse_qs(urlparse(href).query)
+    assert urlparse(href).path == "/api/outcomes/timeseries/" and query["format"] == ["xlsx"]
+    assert query["currency"] == ["EUR"] and query["granularity"] == ["hour"]
+    download = page.request.get(f"{live_server.url}{href}")
+    assert download.ok and download.headers["content-type"].startswith("application/vnd.openxmlformats")
+
+    page.click("#save-report")
+    assert "last 7d" in page.inner_text("#save-window")
+    page.fill("input[name=report_name]", "EUR this week")
+    page.click("#save-form button[type=submit]")
+    page.wait_for_function("() => document.body.dataset.savedReport !== undefined", timeout=10_000)
+    shot(page, "dashboard-saved-report", full_page=False)
+    saved = SavedReport.objects.get()
+    assert saved.name == "EUR this week" and saved.report == "timeseries" and saved.window == "last_7d"
+    assert saved.params == {"granularity": "hour", "currency": "EUR"} and saved.created_by == user.username
+    assert f"/api/reports/{saved.id}/run/?format=xlsx" in page.get_attribute("#save-status a", "href")
+    # Someone who may not save reports does not see the button.
+    page.context.clear_cookies()
+    viewer = User.objects.create_user(f"viewer-{uuid.uuid4().hex[:6]}", password="pw", is_staff=True)
+    client.force_login(viewer)
+    page.context.add_cookies(
+        [{"name": "sessionid", "value": client.cookies["sessionid"].value, "url": live_server.url}]
+    )
+    page.goto(f"{live_server.url}/dashboard/")
+    wait_refresh(page, after=0)
+    assert not page.is_visible("#save-report")

@@ -199,9 +199,76 @@
     refreshExperiments(mine, current).catch((error) => {
       if (mine === generation) $("#experiment-about").textContent = `Cannot load the experiment's results: ${error.message}`;
     });
+    const workbook = new URLSearchParams(Object.entries({ ...current, granularity: grain, format: "xlsx" }).filter(([, value]) => value));
+    $("#excel").href = `${base}timeseries/?${workbook}`;
     lastSuccess = new Date();
     $("#updated").textContent = `Updated ${lastSuccess.toISOString().slice(11, 19)} UTC · ${stats.total_outcomes.toLocaleString("en-US")} outcomes in the window · refreshes every ${config.refreshSeconds} s`;
     document.body.dataset.refreshes = String(Number(document.body.dataset.refreshes || 0) + 1);
+  }
+
+  // ------------------------------------------------------------------ save as report
+  // The dashboard's windows as a saved report's, resolved again at each run (a custom one is kept as it is).
+  const SAVED_WINDOWS = { "1h": "last_1h", "24h": "last_24h", "7d": "last_7d", "30d": "last_30d" };
+
+  function savedReport(name) {
+    const state = formState();
+    const span = range(state);
+    const params = { granularity: granularity(span.end - span.start) };
+    for (const field of FILTERS) if (state[field]) params[field] = state[field];
+    const body = { name, report: "timeseries", params, timezone: "UTC" };
+    if (state.window in SAVED_WINDOWS) body.window = SAVED_WINDOWS[state.window];
+    else Object.assign(params, { start: iso(span.start), end: iso(span.end) });
+    return body;
+  }
+
+  function cookie(name) {
+    const found = document.cookie.split("; ").find((part) => part.startsWith(`${name}=`));
+    return found ? decodeURIComponent(found.slice(name.length + 1)) : "";
+  }
+
+  async function saveReport(event) {
+    event.preventDefault();
+    const status = $("#save-status");
+    let body;
+    try {
+      body = savedReport($("#save-form").elements.report_name.value.trim());
+    } catch (error) {
+      status.textContent = error.message;
+      return;
+    }
+    status.textContent = "Saving…";
+    const response = await fetch(config.reports, {
+      method: "POST",
+      credentials: "same-origin",
+      headers: { "Content-Type": "application/json", Accept: "application/json", "X-CSRFToken": cookie("csrftoken") },
+      body: JSON.stringify(body),
+    }).catch(() => null);
+    if (response === null) {
+      status.textContent = "The API cannot be reached: not saved.";
+      return;
+    }
+    const answer = await response.json().catch(() => ({}));
+    if (!response.ok) {
+      const detail = answer.detail || Object.entries(answer).map(([key, value]) => `${key}: ${JSON.stringify(value)}`).join("; ");
+      status.textContent = `Not saved (HTTP ${response.status}): ${detail}`;
+      return;
+    }
+    status.textContent = "";
+    const link = document.createElement("a");
+    link.href = `${config.reports}${answer.id}/run/?format=xlsx`;
+    link.textContent = "run it as Excel";
+    status.append(`Saved as report #${answer.id} (${answer.window || "fixed window"}) — `, link);
+    document.body.dataset.savedReport = String(answer.id);
+  }
+
+  function openSaveForm() {
+    const state = formState();
+    $("#save-window").textContent = state.window in SAVED_WINDOWS
+      ? `window: ${SAVED_WINDOWS[state.window].replace("_", " ")}, resolved at each run`
+      : "window: this custom one, as it is";
+    $("#save-status").textContent = "";
+    $("#save-form").hidden = false;
+    $("#save-form").elements.report_name.focus();
   }
 
   function showError(message, retrying) {
@@ -690,6 +757,10 @@
     refreshOptimal();
   });
   $("#nomatch-clear").addEventListener("click", clearFilters);
+  $("#save-report").hidden = !config.canSave;
+  $("#save-report").addEventListener("click", openSaveForm);
+  $("#save-form").addEventListener("submit", saveReport);
+  $("#save-cancel").addEventListener("click", () => ($("#save-form").hidden = true));
   document.addEventListener("visibilitychange", () => (document.hidden ? schedule() : tick()));
   window.addEventListener("popstate", () => {
     showState(readState());

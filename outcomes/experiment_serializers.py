@@ -41,7 +41,9 @@ class _Name(serializers.CharField):
     surrounding whitespace that would let a longer one through."""
 
     def to_internal_value(self, data):
-        if isinstance(data, str) and self.max_length is not None and len(data) > self.max_length:
+        if not isinstance(data, str):  # DRF would take 0 as "0": the schema says a string
+            self.fail("invalid")
+        if self.max_length is not None and len(data) > self.max_length:
             self.fail("max_length", max_length=self.max_length)
         return super().to_internal_value(data)
 

@@ -5,14 +5,16 @@ is saved, with the same message (under ``params``)."""
 from __future__ import annotations
 
 import re
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from zoneinfo import available_timezones
 
 from django.http import QueryDict
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 from rest_framework.exceptions import ValidationError
 
 from analytics.guards import CONTROL_CHARACTERS
 from outcomes import parameters
+from outcomes.experiment_serializers import _Name
 from outcomes.models import SavedReport
 from outcomes.validation import SLUG_PATTERN, slug
 
@@ -24,6 +26,28 @@ MAX_VALUE = 1_000
 _CONTROL = re.compile(f"[{CONTROL_CHARACTERS}]")
 
 
+TIME_ZONES = sorted(available_timezones())
+_VALUE = f"^[^{CONTROL_CHARACTERS}]*$"
+
+
+@extend_schema_field(
+    {
+        "type": "object",
+        "maxProperties": MAX_PARAMS,
+        "additionalProperties": {
+            "anyOf": [
+                {"type": "string", "minLength": 1, "maxLength": MAX_VALUE, "pattern": _VALUE},
+                {"type": "number"},
+                {"type": "boolean"},
+            ]
+        },
+        "description": "The endpoint's query parameters, as it takes them (checked as it checks them).",
+    }
+)
+class _Params(serializers.JSONField):
+    pass
+
+
 def query_dict(params: dict) -> QueryDict:
     query = QueryDict(mutable=True)
     for name, value in params.items():
@@ -33,6 +57,9 @@ def query_dict(params: dict) -> QueryDict:
 
 class SavedReportSerializer(serializers.ModelSerializer):
     closed = True  # unknown fields are refused (the schema says additionalProperties: false)
+    name = _Name(max_length=200)
+    params = _Params(required=False)
+    timezone = serializers.ChoiceField(choices=TIME_ZONES, required=False, help_text="IANA time zone of the window.")
 
     class Meta:
         model = SavedReport
@@ -43,18 +70,6 @@ class SavedReportSerializer(serializers.ModelSerializer):
         if isinstance(data, dict) and (unknown := sorted(set(data) - set(self.fields))):
             raise ValidationError({name[:60]: ["Unknown field."] for name in unknown})
         return super().to_internal_value(data)
-
-    def validate_name(self, value: str) -> str:
-        if not value.strip():
-            raise ValidationError("May not be blank.")
-        return value.strip()
-
-    def validate_timezone(self, value: str) -> str:
-        try:
-            ZoneInfo(value)
-        except (ZoneInfoNotFoundError, ValueError):
-            raise ValidationError(f"{value[:60]!r} is not an IANA time zone (e.g. Europe/Berlin).") from None
-        return value
 
     def validate_params(self, value) -> dict:
         if not isinstance(value, dict):

@@ -19,8 +19,14 @@ _ERROR = {
 _FIELD_ERRORS = {
     "type": "object",
     "description": "Each offending parameter or field with what is wrong with it, or a `detail` (e.g. a body "
-    "that is not JSON).",
-    "additionalProperties": {"oneOf": [{"type": "array", "items": {"type": "string"}}, {"type": "string"}]},
+    "that is not JSON); a saved report's `params`: each parameter with what its endpoint says of it.",
+    "additionalProperties": {
+        "oneOf": [
+            {"type": "array", "items": {"type": "string"}},
+            {"type": "string"},
+            {"type": "object", "additionalProperties": {"type": "array", "items": {"type": "string"}}},
+        ]
+    },
 }
 # A report converting money without a rate it needs (``outcomes.money.MissingRate``).
 _MISSING_RATE = {

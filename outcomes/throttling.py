@@ -228,7 +228,7 @@ class SharedRateThrottle(BaseThrottle):
         return f"ip:{self.get_ident(request)}", "API_RATE_LIMIT_ANON"
 
     def allow_request(self, request, view) -> bool:
-        if getattr(request._request, "rate_counted", False):  # a saved report's run, counted as it came in
+        if getattr(getattr(request, "_request", None), "rate_counted", False):  # a saved report's run, counted once
             return True
         who, setting = self.identity(request)
         rate = parse_rate(getattr(settings, setting), setting)

@@ -24,7 +24,12 @@ WINDOWS = (
     "this_month",
     "last_month",
 )
-_ROLLING = {"last_1h": timedelta(hours=1), "last_24h": timedelta(hours=24), "last_7d": timedelta(days=7), "last_30d": timedelta(days=30)}
+_ROLLING = {
+    "last_1h": timedelta(hours=1),
+    "last_24h": timedelta(hours=24),
+    "last_7d": timedelta(days=7),
+    "last_30d": timedelta(days=30),
+}
 
 
 def _midnight(day: date, tz: ZoneInfo) -> datetime:

@@ -36,7 +36,7 @@ if not apps.ready:  # the schemathesis command line (pytest-django has set Djang
 
 from django.conf import settings  # noqa: E402
 
-from outcomes.models import AuctionOutcome, Experiment  # noqa: E402
+from outcomes.models import AuctionOutcome, Experiment, SavedReport  # noqa: E402
 from outcomes.xlsx import CONTENT_TYPE as XLSX  # noqa: E402
 
 
@@ -68,6 +68,12 @@ def map_case(context, case):
             query = {k: v for k, v in query.items() if k != "page"}
         if case.path.endswith("/timeseries/") and not _few_buckets(query):
             query = {k: v for k, v in query.items() if k not in ("start", "end")}
+        if case.path == "/api/reports/{id}/run/" and "format" in query:  # the formats its endpoint speaks
+            report_id = _whole((case.path_parameters or {}).get("id"))
+            stored = SavedReport.objects.filter(id=report_id).first() if report_id and 0 < report_id < 2**63 else None
+            export = stored is not None and stored.report == "export"
+            if (query["format"] == "json" and export) or (query["format"] in ("csv", "ndjson") and not export):
+                query = {**query, "format": "xlsx"}
         case.query = query
     return case
 
@@ -82,6 +88,9 @@ def before_call(context, case, kwargs):
         return
     if case.path.startswith("/api/experiments/"):
         _sound_plan(case, body)
+        return
+    if case.path.startswith("/api/reports/"):
+        _sound_report(case, body)
         return
     stored = None
     outcome_id = _whole((case.path_parameters or {}).get("id"))
@@ -100,6 +109,21 @@ def before_call(context, case, kwargs):
         body["bid_id"] = stored.bid_id
     if (merged.get("experiment") is None) != (merged.get("variant") is None):  # both or neither
         body["experiment"] = body["variant"] = None
+
+
+VALID_PARAMS = {"results": {"experiment": "floor-test"}, "breakdown": {"by": "currency"}, "export": {}}
+
+
+def _sound_report(case, body: dict) -> None:
+    """A saved report's parameters are checked as its endpoint checks them (names it takes,
+    values its filters accept), which a schema of any object cannot say: valid ones here."""
+    stored = None
+    report_id = _whole((case.path_parameters or {}).get("id"))
+    if case.method in ("PUT", "PATCH") and report_id is not None and 0 < report_id < 2**63:
+        stored = SavedReport.objects.filter(id=report_id).first()
+    report = body.get("report", stored.report if stored else None)
+    if case.method == "POST" or "params" in body or "report" in body:
+        body["params"] = VALID_PARAMS.get(report, {"currency": "EUR"})
 
 
 def _sound_plan(case, body: dict) -> None:

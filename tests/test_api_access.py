@@ -20,7 +20,7 @@ from django.utils import timezone
 from drf_spectacular.generators import SchemaGenerator
 from rest_framework.test import APIClient
 
-from outcomes.models import APIKey, AuctionOutcome, Experiment
+from outcomes.models import APIKey, AuctionOutcome, Experiment, SavedReport
 
 pytestmark = pytest.mark.django_db
 _bids = itertools.count()
@@ -45,6 +45,9 @@ REQUIRED_PARAMS = {
 
 
 def body(method: str, bid_id: str, path: str = "") -> dict:
+    if path.startswith("/api/reports/") and not path.endswith("/run/"):
+        report = {"name": bid_id, "report": "stats", "params": {"currency": "EUR"}}
+        return {"POST": report, "PUT": report, "PATCH": {"name": "Renamed"}}.get(method, {})
     if path.startswith("/api/experiments/"):
         plan = {
             "key": bid_id,
@@ -78,7 +81,12 @@ def call(client: APIClient, method: str, path: str, credential: str | None, outc
     if "{key}" in path:  # an experiment of its own to change, or the one there to read
         key = an_experiment(bid_id).key if method != "GET" else Experiment.objects.values_list("key", flat=True)[0]
         path = path.replace("{key}", key)
-    if "{id}" in path and method != "GET":
+    if path.startswith("/api/reports/{id}/"):  # a saved report of its own to change, or the one there to read
+        report = (
+            SavedReport.objects.create(name=bid_id, report="stats") if method != "GET" else SavedReport.objects.first()
+        )
+        path = path.replace("{id}", str(report.id))
+    elif "{id}" in path and method != "GET":
         (row,) = outcome_factory(1, bid_id=bid_id)
         path = path.replace("{id}", str(row.id))
     else:
@@ -135,8 +143,10 @@ def test_the_walk_covers_every_operation():
     assert ("GET", "/api/ingestion/") in found and ("GET", "/api/outcomes/export/") in found
     # 8 reads of lists and reports, the export, ingestion, retrieve, create, two updates, delete;
     # the experiment registry's list, retrieve, create, two updates and delete; an experiment's results;
-    # the bid landscape and the optimal bid
-    assert len(found) == 24
+    # the bid landscape and the optimal bid; saved reports' list, retrieve, create, two updates,
+    # delete and run
+    assert len(found) == 31
+    assert ("GET", "/api/reports/{id}/run/") in found
     assert ("GET", "/api/insights/optimal_bid/") in found
     assert ("GET", "/api/experiments/{key}/results/") in found
 
@@ -147,11 +157,16 @@ def test_every_operation_with_every_credential(settings, outcome_factory, creden
     outcome_factory(1, bid_id="existing")
     an_experiment("existing")
     a_bid_model()
+    SavedReport.objects.create(name="existing", report="stats")
     client = APIClient()
     failures = []
     for (method, path), (name, credential) in itertools.product(operations(), credentials.items()):
-        before = AuctionOutcome.objects.count() + (1 if "{id}" in path and method != "GET" else 0)
+        own_outcome = "{id}" in path and method != "GET" and not path.startswith("/api/reports/")
+        before = AuctionOutcome.objects.count() + (1 if own_outcome else 0)
         experiments_before = Experiment.objects.count() + (1 if "{key}" in path and method != "GET" else 0)
+        reports_before = SavedReport.objects.count() + (
+            1 if path.startswith("/api/reports/{id}") and method != "GET" else 0
+        )
         response, bid_id = call(client, method, path, credential, outcome_factory)
         want = expected_status(method, path, name, read_access)
         got = response.status_code
@@ -161,7 +176,10 @@ def test_every_operation_with_every_credential(settings, outcome_factory, creden
         if ok and want in (401, 403):
             ok = AuctionOutcome.objects.count() == before and "detail" in response.json()
             ok = ok and Experiment.objects.count() == experiments_before
-            if method in ("PUT", "PATCH") and "{key}" in path:  # the experiment is as it was made
+            ok = ok and SavedReport.objects.count() == reports_before
+            if method in ("PUT", "PATCH") and path.startswith("/api/reports/"):  # the report is as it was made
+                ok = ok and SavedReport.objects.filter(name=bid_id).exists()
+            elif method in ("PUT", "PATCH") and "{key}" in path:  # the experiment is as it was made
                 ok = ok and Experiment.objects.filter(key=bid_id, name="A test").exists()
             elif method in ("PUT", "PATCH"):  # the outcome is as the factory stored it
                 ok = (

@@ -22,7 +22,7 @@ import time
 
 from django.conf import settings
 from django.db import InterfaceError, OperationalError, connections
-from psycopg2.errors import QueryCanceled
+from psycopg.errors import QueryCanceled
 
 logger = logging.getLogger(__name__)
 _read_alias: contextvars.ContextVar[str] = contextvars.ContextVar("read_alias", default="default")

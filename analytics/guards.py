@@ -26,7 +26,7 @@ from django.conf import settings
 from django.db import DatabaseError, DataError, InterfaceError, OperationalError, connection
 from django.db.backends.signals import connection_created
 from django.http import JsonResponse
-from psycopg2.errors import QueryCanceled
+from psycopg.errors import QueryCanceled
 
 logger = logging.getLogger(__name__)
 # Refused in query parameters (tab, LF and CR are left to the filters); the OpenAPI schema

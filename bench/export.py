@@ -44,7 +44,7 @@ def main() -> None:
     args = parser.parse_args()
     name = args.db or f"analytics_export_{uuid.uuid4().hex[:8]}"  # the prefix bench/prune.py accepts
     conninfo, admin = setup_django(name)
-    import psycopg2
+    import psycopg
 
     if not args.db:
         admin.cursor().execute(f'CREATE DATABASE "{name}"')
@@ -55,7 +55,7 @@ def main() -> None:
         if not args.db:
             loaded = load(args.rows, 10_000, seed=0)
             print(f"loaded {loaded['rows']:,} outcomes through the write service at {loaded['rows_per_s']:,.0f} rows/s")
-        with closing(psycopg2.connect(dbname=name, **conninfo)) as conn, conn.cursor() as cursor:
+        with closing(psycopg.connect(dbname=name, **conninfo)) as conn, conn.cursor() as cursor:
             conn.autocommit = True
             cursor.execute("ANALYZE outcomes_auctionoutcome")  # as autovacuum would have by now
             cursor.execute("SELECT count(*) FROM outcomes_auctionoutcome")
@@ -114,7 +114,7 @@ class _Sink:
 
 def raw_copy(name: str, conninfo: dict) -> dict:
     """The export's query, handed out by PostgreSQL's COPY: the limit an export can approach."""
-    import psycopg2
+    import psycopg
     from django.db import connections
 
     from outcomes import exports
@@ -124,11 +124,13 @@ def raw_copy(name: str, conninfo: dict) -> dict:
     queryset = exports._csv_values(AuctionOutcome.objects.order_by(*exports.DEFAULT_ORDERING), escape_formulas=True)
     sql, params = queryset.query.get_compiler(using="default").as_sql()
     with connections["default"].cursor() as django_cursor:
-        statement = django_cursor.mogrify(sql, params).decode()
+        statement = django_cursor.mogrify(sql, params)
     sink = _Sink()
-    with closing(psycopg2.connect(dbname=name, **conninfo)) as conn, conn.cursor() as cursor:
+    with closing(psycopg.connect(dbname=name, **conninfo)) as conn, conn.cursor() as cursor:
         started = time.monotonic()
-        cursor.copy_expert(f"COPY ({statement}) TO STDOUT WITH (FORMAT csv, HEADER)", sink)
+        with cursor.copy(f"COPY ({statement}) TO STDOUT WITH (FORMAT csv, HEADER)") as copy:
+            for row in copy:
+                sink.write(row)
         elapsed = time.monotonic() - started
         cursor.execute("SELECT count(*) FROM outcomes_auctionoutcome")
         rows = cursor.fetchone()[0]

@@ -79,14 +79,14 @@ def setup_django(database: str) -> tuple[dict, object]:
     database, to create and drop it with."""
     os.environ["DB_NAME"] = database
     import django
-    import psycopg2
+    import psycopg
 
     django.setup()
     from django.conf import settings
 
     db = settings.DATABASES["default"]
     conninfo = {"host": db["HOST"], "port": db["PORT"], "user": db["USER"], "password": db["PASSWORD"]}
-    admin = psycopg2.connect(dbname="postgres", **conninfo)
+    admin = psycopg.connect(dbname="postgres", **conninfo)
     admin.autocommit = True
     return conninfo, admin
 
@@ -94,13 +94,13 @@ def setup_django(database: str) -> tuple[dict, object]:
 def drop_database(admin, name: str) -> None:
     """Plain DROP DATABASE (it makes autovacuum workers exit; WITH (FORCE) would need the
     right to signal them), retried while our own closing sessions go away."""
-    import psycopg2
+    import psycopg
 
     for attempt in range(20):
         try:
             admin.cursor().execute(f'DROP DATABASE IF EXISTS "{name}"')
             return
-        except psycopg2.errors.ObjectInUse:
+        except psycopg.errors.ObjectInUse:
             if attempt == 19:
                 raise
             time.sleep(0.5)

@@ -62,7 +62,7 @@ def main() -> None:
 
     conninfo, admin = setup_django(BENCH_DB)
     import orjson
-    import psycopg2
+    import psycopg
     from django.conf import settings
 
     brokers = ",".join(settings.CONSUMER.brokers)
@@ -103,7 +103,7 @@ def main() -> None:
         produce_rate = produce(brokers, topic, messages, args.partitions)
         print(f"  produced to {topic} at {produce_rate:,.0f} msg/s")
 
-        bench = psycopg2.connect(dbname=BENCH_DB, **conninfo)
+        bench = psycopg.connect(dbname=BENCH_DB, **conninfo)
         orm_rate = orm_naive_rate(env, args.orm_sample)
         print(f"  naive ORM, one create() per message ({args.orm_sample:,} sample): {orm_rate:,.0f} rows/s")
         copy_before = raw_copy_rate(bench, messages, args.batch_size)
@@ -232,7 +232,8 @@ def raw_copy_rate(conn, messages: list[bytes], batch_size: int) -> float:
         )
         started = time.monotonic()
         for chunk in chunks:
-            cursor.copy_expert(f"COPY bench_raw_copy ({columns}) FROM STDIN WITH (FORMAT csv)", io.StringIO(chunk))
+            with cursor.copy(f"COPY bench_raw_copy ({columns}) FROM STDIN WITH (FORMAT csv)") as copy:
+                copy.write(chunk)
             conn.commit()
         elapsed = time.monotonic() - started
         cursor.execute("DROP TABLE bench_raw_copy")

@@ -77,10 +77,10 @@ def main() -> None:
     if args.db:
         BENCH_DB, args.keep_db = args.db, True
     conninfo, admin = setup_django(BENCH_DB)
-    import psycopg2
+    import psycopg
 
     if args.db:
-        with psycopg2.connect(dbname=BENCH_DB, **conninfo) as existing, existing.cursor() as cursor:
+        with psycopg.connect(dbname=BENCH_DB, **conninfo) as existing, existing.cursor() as cursor:
             cursor.execute("SELECT count(*) FROM outcomes_auctionoutcome")
             sizes = [cursor.fetchone()[0]]
     else:

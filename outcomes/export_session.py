@@ -29,7 +29,7 @@ import time
 import weakref
 
 from django.conf import settings
-from psycopg2.errors import QueryCanceled
+from psycopg.errors import QueryCanceled
 
 from analytics.privacy import redacted_params
 

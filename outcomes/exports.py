@@ -243,7 +243,7 @@ class _CopyStream:
         try:
             self._conn.autocommit = True
             with self._conn.cursor() as cursor:
-                statement = cursor.mogrify(sql, params).decode()
+                statement = cursor.mogrify(sql, params)
                 cursor.execute("SELECT set_config('statement_timeout', %s, false)", [str(int(statement_timeout_ms))])
                 # Stream in index order rather than sort first: every ordering has an index, and
                 # a plan that sorts would read every matching row before sending the first.
@@ -299,7 +299,7 @@ class _CopyStream:
         self._closed.set()
         if self._thread.is_alive():
             with contextlib.suppress(Exception):
-                self._conn.cancel()  # ends the COPY on the server now
+                self._conn.cancel_safe(timeout=5)  # ends the COPY on the server now
             while self._thread.is_alive():  # let a blocked put() see the flag
                 with contextlib.suppress(queue.Empty):
                     self._queue.get(timeout=0.05)
@@ -312,13 +312,16 @@ class _CopyStream:
             if self._header:
                 chunks.write(self._header)
             with self._conn.cursor() as cursor:
-                if self._workbook is None:
-                    cursor.copy_expert(self._copy, chunks)
-                else:
+                sink = chunks
+                if self._workbook is not None:
                     self._book = xlsx.StreamedWorkbook(
                         chunks.write, sheet="Outcomes", columns=XLSX_COLUMNS, rows_per_sheet=XLSX_ROWS_PER_SHEET
                     )
-                    cursor.copy_expert(self._copy, _Rows(self._book))
+                    sink = _Rows(self._book)
+                with cursor.copy(self._copy) as copy:
+                    for row in copy:  # one row of the COPY output each
+                        sink.write(bytes(row))
+                if self._book is not None:
                     self._book.close(self._workbook)
             chunks.flush()
             self._put(_END)

@@ -6,7 +6,6 @@ COPY text and send them here. Pure except ``copy_in``.
 
 from __future__ import annotations
 
-import io
 from datetime import datetime
 
 from django.db import connection
@@ -45,9 +44,9 @@ def rows_text(rows) -> str:
 def copy_in(cursor, sql: str, text: str) -> None:
     """Run ``COPY … FROM STDIN`` with ``text`` on a Django cursor.
 
-    copy_expert is psycopg2's own method: without wrap_database_errors its errors would
-    escape Django's translation (IntegrityError, OperationalError, ...) the callers rely on.
-    One read of the whole buffer: with the default 8 KiB reads, each read re-takes the GIL
-    from the thread preparing the next batch."""
-    with connection.wrap_database_errors:
-        cursor.copy_expert(sql, io.StringIO(text), max(8192, len(text) + 1))
+    ``copy`` is psycopg's own method: without wrap_database_errors its errors would escape
+    Django's translation (IntegrityError, OperationalError, ...) the callers rely on. The
+    whole buffer in one write: psycopg sends it without holding the GIL, so the thread
+    preparing the next batch keeps running."""
+    with connection.wrap_database_errors, cursor.cursor.copy(sql) as copy:
+        copy.write(text)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from decimal import Decimal
 
-import psycopg2
+import psycopg
 import pytest
 from django.conf import settings
 from django.db import connection
@@ -137,7 +137,7 @@ def test_a_connection_that_died_between_requests_is_replaced_not_a_500(outcome_f
     pid = connection.connection.info.backend_pid
     db = settings.DATABASES["default"]
     credentials = {"host": db["HOST"], "port": db["PORT"], "user": db["USER"], "password": db["PASSWORD"]}
-    killer = psycopg2.connect(dbname=connection.settings_dict["NAME"], **credentials)
+    killer = psycopg.connect(dbname=connection.settings_dict["NAME"], **credentials)
     killer.autocommit = True
     with killer.cursor() as cursor:
         cursor.execute("SELECT pg_terminate_backend(%s)", [pid])

@@ -11,7 +11,7 @@ import sys
 import uuid
 from pathlib import Path
 
-import psycopg2
+import psycopg
 import pytest
 import yaml
 from django.db import connection
@@ -137,7 +137,7 @@ def test_migrations_are_complete():
 def test_concurrent_migrations_on_a_fresh_database_both_succeed():
     name = f"migrate_race_{uuid.uuid4().hex[:8]}"
     params = connection.get_connection_params()
-    admin = psycopg2.connect(**{**params, "dbname": "postgres"})
+    admin = psycopg.connect(**{**params, "dbname": "postgres"})
     admin.autocommit = True
     with admin.cursor() as cursor:
         cursor.execute(f'CREATE DATABASE "{name}"')

@@ -11,7 +11,7 @@ import socket
 import threading
 import time
 
-import psycopg2
+import psycopg
 import pytest
 from django.db import connection
 
@@ -32,7 +32,7 @@ def raw_request(port: int, path: str) -> socket.socket:
 def locked_table():
     """Another session holds the outcomes table: every export waits before its first row."""
     params = connection.get_connection_params()
-    holder = psycopg2.connect(**params)
+    holder = psycopg.connect(**params)
     holder.cursor().execute("BEGIN; LOCK TABLE outcomes_auctionoutcome IN ACCESS EXCLUSIVE MODE")
     yield holder
     holder.rollback()

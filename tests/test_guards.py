@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-import psycopg2
+import psycopg
 import pytest
 from django.db import connection
 from rest_framework.test import APIClient
@@ -67,7 +67,7 @@ def test_a_query_over_the_statement_timeout_is_a_503_and_the_next_request_works(
         cursor.execute("SHOW statement_timeout")
         assert cursor.fetchone()[0] == "300ms"
     db = connection.settings_dict
-    blocker = psycopg2.connect(
+    blocker = psycopg.connect(
         dbname=db["NAME"], user=db["USER"], password=db["PASSWORD"], host=db["HOST"], port=db["PORT"]
     )
     try:

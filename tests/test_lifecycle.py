@@ -7,7 +7,7 @@ import hmac
 import logging
 from datetime import UTC, datetime, timedelta
 
-import psycopg2
+import psycopg
 import pytest
 from django.conf import settings
 from django.core.management import CommandError, call_command
@@ -87,7 +87,7 @@ def test_bad_ages_are_refused(value):
 
 def test_prune_does_not_wait_for_ingestion(history):
     db = connection.settings_dict
-    writer = psycopg2.connect(
+    writer = psycopg.connect(
         dbname=db["NAME"], user=db["USER"], password=db["PASSWORD"], host=db["HOST"], port=db["PORT"]
     )
     try:

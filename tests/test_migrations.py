@@ -8,7 +8,7 @@ import subprocess
 import sys
 import uuid
 
-import psycopg2
+import psycopg
 import pytest
 from django.db import connection
 
@@ -22,12 +22,12 @@ pytestmark = pytest.mark.django_db
 def scratch_database():
     name = f"upgrade_{uuid.uuid4().hex[:8]}"
     params = connection.get_connection_params()
-    admin = psycopg2.connect(**{**params, "dbname": "postgres"})
+    admin = psycopg.connect(**{**params, "dbname": "postgres"})
     admin.autocommit = True
     with admin.cursor() as cursor:
         cursor.execute(f'CREATE DATABASE "{name}"')
     try:
-        yield name, psycopg2.connect(**{**params, "dbname": name})
+        yield name, psycopg.connect(**{**params, "dbname": name})
     finally:
         drop_database(admin, name)  # retried while the migrating processes' sessions go away
         admin.close()
@@ -42,7 +42,7 @@ def manage(database: str, *args: str) -> subprocess.CompletedProcess:
 
 def store_outcomes_as_of_0003(db, currencies=("USD", "USD", "USD")) -> None:
     """Three outcomes written as the service wrote them before the rollups existed."""
-    with db, db.cursor() as cursor:
+    with db.transaction(), db.cursor() as cursor:
         for i, (won, price) in enumerate([(True, "0.80"), (False, "0.00"), (True, "1.25")]):
             cursor.execute(
                 """INSERT INTO outcomes_auctionoutcome

@@ -212,7 +212,8 @@ def test_a_consumer_only_host_needs_no_api_setting(make_topic, produce, consumer
 def test_db_sslmode_reaches_the_database_connection(django_db_setup, mode, encrypted):
     """The local PostgreSQL (Debian's cluster) has TLS on, as a managed one would."""
     code = (
-        "from django.db import connection; connection.ensure_connection(); print(connection.connection.info.ssl_in_use)"
+        "from django.db import connection; connection.ensure_connection(); "
+        "print(connection.connection.pgconn.ssl_in_use)"
     )
     result = subprocess.run(
         [sys.executable, "manage.py", "shell", "--no-imports", "-c", code],

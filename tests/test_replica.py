@@ -10,7 +10,7 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-import psycopg2
+import psycopg
 import pytest
 from django.db import connection
 
@@ -31,14 +31,14 @@ def replica_count() -> int | None:
     db = connection.settings_dict
     try:
         with (
-            psycopg2.connect(
+            psycopg.connect(
                 dbname=db["NAME"], user=db["USER"], password=db["PASSWORD"], host="127.0.0.1", port=REPLICA_PORT
             ) as conn,
             conn.cursor() as cursor,
         ):
             cursor.execute("SELECT count(*) FROM outcomes_auctionoutcome")
             return cursor.fetchone()[0]
-    except psycopg2.Error:
+    except psycopg.Error:
         return None  # the test database may not have reached the standby yet
 
 

@@ -144,12 +144,12 @@ def test_a_concurrent_writer_of_the_same_bid_id_is_handled_by_the_fallback_path(
     index rejects the fast path, the fallback stores the rest and counts the raced one."""
     import threading
 
-    import psycopg2
+    import psycopg
     from django.db import connection as django_connection
 
     raced = message()
     others = [message() for _ in range(3)]
-    rival = psycopg2.connect(**django_connection.get_connection_params())
+    rival = psycopg.connect(**django_connection.get_connection_params())
     ready = threading.Event()
 
     def rival_insert():

@@ -10,7 +10,6 @@ from datetime import UTC, datetime
 
 import orjson
 from django.db import IntegrityError, connection, transaction
-from psycopg2.extras import execute_values
 
 from outcomes import pgcopy, rollups
 from outcomes.messages import OutcomeEvent
@@ -138,7 +137,7 @@ def write_batch(batch: Batch | PreparedBatch, *, consumer_group: str, stage_firs
         try:
             return _write_batch(prepared, consumer_group, fast=True)
         except IntegrityError as exc:  # a bid id is stored already: nothing was written
-            if getattr(exc.__cause__, "pgcode", None) != tables.UNIQUE_VIOLATION:
+            if getattr(exc.__cause__, "sqlstate", None) != tables.UNIQUE_VIOLATION:
                 raise
     return _write_batch(prepared, consumer_group, fast=False)
 
@@ -259,8 +258,7 @@ def _insert_dead_letters(cursor, rejected: list[Rejected], consumer_group: str) 
         )
         for r in rejected
     ]
-    with connection.wrap_database_errors:
-        execute_values(cursor.cursor, tables.INSERT_DEAD_LETTERS, rows, page_size=1000)
+    cursor.executemany(tables.INSERT_DEAD_LETTERS, rows)  # psycopg pipelines them: one round trip
 
 
 def _cut_note(value: bytes | None) -> str:

@@ -38,7 +38,7 @@ STORED_CONTENT = f"SELECT bid_id, raw_data FROM {OUTCOME_TABLE} WHERE bid_id = A
 INSERT_DEAD_LETTERS = f"""
 INSERT INTO {DEAD_LETTER_TABLE}
     (topic, partition, "offset", kafka_timestamp, key, value, reason, detail, consumer_group, created_at)
-VALUES %s
+VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
 ON CONFLICT (topic, partition, "offset") DO NOTHING
 """
 UPSERT_OFFSET = f"""

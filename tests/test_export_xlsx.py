@@ -115,12 +115,12 @@ def test_the_workbook_equals_the_csv_export_cell_by_cell(outcome_factory, escape
     assert len(rows) - 1 == len(expected) == len(AWKWARD) + 2
     for got, want in zip(rows[1:], expected, strict=True):
         for name, value, text in zip(exports.COLUMNS, got, want, strict=True):
-            expected = expected_cell(name, text)
-            if isinstance(expected, datetime):  # openpyxl rounds the serial to the millisecond
+            typed = expected_cell(name, text)
+            if isinstance(typed, datetime):  # openpyxl rounds the serial to the millisecond
                 exact = datetime.fromisoformat(text.replace("Z", "+00:00")).replace(tzinfo=None)
                 assert abs(value - exact) <= timedelta(microseconds=500), (name, value, text)
             else:
-                assert workbook_cell(name, value) == expected, (name, value, text)
+                assert workbook_cell(name, value) == typed, (name, value, text)
     users = [unescape(row[2]) for row in rows[1 : len(AWKWARD) + 1]]
     if escape == "true":  # the CSV export's rule: a leading =, +, -, @ or tab gets a '
         assert users[:5] == ["'" + text for text in AWKWARD[:5]]

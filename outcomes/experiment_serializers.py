@@ -36,7 +36,7 @@ class _Variants(serializers.JSONField):
 
 
 @extend_schema_field({"type": "string", "minLength": 1, "maxLength": 200, "pattern": NOT_BLANK_PATTERN})
-class _Name(serializers.CharField):
+class NameField(serializers.CharField):
     """At most ``max_length`` characters as given (the schema's limit), before the trimming of
     surrounding whitespace that would let a longer one through."""
 
@@ -65,7 +65,7 @@ class _Metrics(serializers.JSONField):
 
 class ExperimentSerializer(serializers.ModelSerializer):
     complete_output = True
-    name = _Name(max_length=200)
+    name = NameField(max_length=200)
     hypothesis = _Prose(required=False, default="")
     key = serializers.RegexField(
         SLUG_PATTERN,

@@ -14,7 +14,7 @@ from rest_framework.exceptions import ValidationError
 
 from analytics.guards import CONTROL_CHARACTERS
 from outcomes import parameters
-from outcomes.experiment_serializers import _Name
+from outcomes.experiment_serializers import NameField
 from outcomes.models import SavedReport
 from outcomes.validation import SLUG_PATTERN, slug
 
@@ -57,7 +57,7 @@ def query_dict(params: dict) -> QueryDict:
 
 class SavedReportSerializer(serializers.ModelSerializer):
     closed = True  # unknown fields are refused (the schema says additionalProperties: false)
-    name = _Name(max_length=200)
+    name = NameField(max_length=200)
     params = _Params(required=False)
     timezone = serializers.ChoiceField(choices=TIME_ZONES, required=False, help_text="IANA time zone of the window.")
 

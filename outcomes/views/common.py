@@ -19,7 +19,7 @@ from rest_framework.settings import api_settings
 
 from outcomes import cache, exports, parameters, queries
 from outcomes.filters import OutcomeFilter
-from outcomes.parameters import ALWAYS, LIST_ONLY, NOT_IN_LANDSCAPE, NOT_IN_RESULTS  # noqa: F401 - for the views
+from outcomes.parameters import LIST_ONLY
 from outcomes.renderers import StrictJSONParser, XlsxReportRenderer
 from outcomes.serializers import AuctionOutcomeSerializer
 

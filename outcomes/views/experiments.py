@@ -15,11 +15,12 @@ from rest_framework.pagination import PageNumberPagination
 
 from outcomes.experiment_serializers import ExperimentSerializer
 from outcomes.models import Experiment
+from outcomes.parameters import NOT_IN_RESULTS
 from outcomes.queries.experiments import experiment_results
 from outcomes.renderers import StrictJSONParser
 from outcomes.report_serializers import ExperimentResultsSerializer, MoneyParams, ResultsParams
 from outcomes.validation import SLUG_PATTERN
-from outcomes.views.common import NOT_IN_RESULTS, REPORT_FILTERS, REPORT_RENDERERS, OutcomeReads, cached, report
+from outcomes.views.common import REPORT_FILTERS, REPORT_RENDERERS, OutcomeReads, cached, report
 
 
 class ExperimentPagination(PageNumberPagination):

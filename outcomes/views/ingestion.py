@@ -9,8 +9,8 @@ from rest_framework.views import APIView
 
 from analytics.dbrouting import read_alias
 from outcomes import ingestion
+from outcomes.parameters import ALWAYS
 from outcomes.report_serializers import IngestionSerializer
-from outcomes.views.common import ALWAYS
 
 
 class IngestionView(APIView):

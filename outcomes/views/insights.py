@@ -10,6 +10,7 @@ from rest_framework import viewsets
 from rest_framework.decorators import action
 
 from outcomes.models import BidModel
+from outcomes.parameters import NOT_IN_LANDSCAPE
 from outcomes.queries import landscape
 from outcomes.report_serializers import (
     BidLandscapeSerializer,
@@ -17,7 +18,7 @@ from outcomes.report_serializers import (
     OptimalBidParams,
     OptimalBidSerializer,
 )
-from outcomes.views.common import NOT_IN_LANDSCAPE, REPORT_FILTERS, REPORT_RENDERERS, OutcomeReads, cached, report
+from outcomes.views.common import REPORT_FILTERS, REPORT_RENDERERS, OutcomeReads, cached, report
 
 
 class InsightsViewSet(OutcomeReads, viewsets.GenericViewSet):

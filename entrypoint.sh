@@ -1,15 +1,17 @@
 #!/usr/bin/env bash
-# Container entrypoint: one image, two roles.
+# Container entrypoint: one image, three roles.
 #
 #   ./entrypoint.sh api        the api role's settings checked, migrations (safe with concurrent
 #                              replicas), static files collected if missing, then gunicorn
 #   ./entrypoint.sh consumer   the consumer's settings checked, migrations, then the Kafka
 #                              consumer (process_outcomes)
+#   ./entrypoint.sh worker     the worker's settings checked, migrations, then the job worker
+#                              (procrastinate): scheduled reports, alerts, their deliveries
 #   ./entrypoint.sh manage …   any management command
 #
 # A role stops before it migrates when a setting it needs is missing or unsafe, naming it
 # (manage.py check_role; analytics/roles.py).
-# `exec` replaces this shell so SIGTERM from Kubernetes reaches gunicorn / the consumer.
+# `exec` replaces this shell so SIGTERM from Kubernetes reaches gunicorn / the consumer / the worker.
 set -euo pipefail
 cd "$(dirname "$0")"
 
@@ -38,11 +40,16 @@ case "$role" in
     migrate
     exec "$PYTHON" manage.py process_outcomes "$@"
     ;;
+  worker)
+    "$PYTHON" manage.py check_role worker
+    migrate
+    exec "$PYTHON" manage.py procrastinate worker "$@"
+    ;;
   manage)
     exec "$PYTHON" manage.py "$@"
     ;;
   *)
-    echo "usage: $0 api|consumer|manage [args…]" >&2
+    echo "usage: $0 api|consumer|worker|manage [args…]" >&2
     exit 2
     ;;
 esac

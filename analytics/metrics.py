@@ -5,7 +5,8 @@
   URL pattern (``/api/outcomes/{pk}/``), never the raw path, so label values stay few;
 * ``analytics_api_db_queries_total{route}`` and ``analytics_api_db_query_seconds_total{route}``:
   every SQL statement a request runs, counted and timed through Django's execute wrapper;
-* ``analytics_api_cache_answers_total{result}``: the snapshot cache's HIT/MISS/BYPASS.
+* ``analytics_api_cache_answers_total{result}``: the snapshot cache's HIT/MISS/BYPASS;
+* what apps register in ``SCRAPED``, read at each scrape (``analytics_subscriptions_failing`` …).
 
 Under gunicorn every worker counts into ``PROMETHEUS_MULTIPROC_DIR`` (gunicorn.conf.py sets
 it up), so any worker's ``/metrics`` reports the whole server.
@@ -55,6 +56,10 @@ STORE_UP = Gauge(
     "1 while the rate-limit store (Redis) answers, 0 while it does not (limits then let requests through).",
     multiprocess_mode="livemin",
 )
+
+# Figures read from the database when /metrics is scraped (an app registers collectors here:
+# e.g. failing subscriptions), the same from any process.
+SCRAPED = CollectorRegistry(auto_describe=True)
 
 _GROUP = re.compile(r"\(\?P<(\w+)>[^)]*\)")
 _route_names: dict[str, str] = {}
@@ -130,4 +135,4 @@ def metrics_view(request):
 
         registry = CollectorRegistry()
         multiprocess.MultiProcessCollector(registry)
-    return HttpResponse(generate_latest(registry), content_type=CONTENT_TYPE_LATEST)
+    return HttpResponse(generate_latest(registry) + generate_latest(SCRAPED), content_type=CONTENT_TYPE_LATEST)

@@ -12,9 +12,11 @@ With ``DEBUG=True`` nothing here applies (``ROLE_CHECKS``): development runs on 
 from __future__ import annotations
 
 from collections.abc import Callable
+from urllib.parse import urlsplit
 
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
+from django.http.request import validate_host
 
 # Placeholders that appear in the specification and in kubernetes/…/secret.yaml.
 PLACEHOLDERS = frozenset({"production-secret-key", "your-secret-key", "changeme", "change-me", "secret", "password"})
@@ -87,11 +89,41 @@ def _db_password() -> str | None:
     return None
 
 
+def _public_url() -> str | None:
+    url = settings.PUBLIC_URL
+    if not url:
+        return (
+            "PUBLIC_URL is required but not set: the address people reach the service at "
+            "(e.g. https://analytics.example.com), for the links in e-mails (unsubscribe, run the report)."
+        )
+    if not url.startswith(("https://", "http://")):
+        return f"PUBLIC_URL={url[:80]!r} is not an http(s):// address."
+    host = urlsplit(url).netloc
+    if not validate_host(host, settings.ALLOWED_HOSTS):
+        return (
+            f"PUBLIC_URL's host {host!r} is not in ALLOWED_HOSTS: the worker runs reports as requests to it "
+            "(set ALLOWED_HOSTS as for the api role)."
+        )
+    return None
+
+
+def _mail() -> str | None:
+    if not settings.EMAIL_HOST:
+        return "EMAIL_HOST is required but not set: the SMTP server reports and alerts are sent through."
+    if "@" not in settings.DEFAULT_FROM_EMAIL:
+        return "DEFAULT_FROM_EMAIL is required but not set (or not an address): the sender of reports and alerts."
+    if settings.EMAIL_USE_TLS and settings.EMAIL_USE_SSL:
+        return "EMAIL_USE_TLS and EMAIL_USE_SSL are both on: use one (STARTTLS on 587, or TLS on 465)."
+    return None
+
+
 # Which checks each role runs. "writer": commands that store or erase outcomes outside the
 # consumer and the API (replay_dead_letters, erase_user); "database": any other command.
 ROLES: dict[str, tuple[Callable[[], str | None], ...]] = {
     "api": (_db_password, _secret_key, _allowed_hosts, _redis_url, _metrics_token, _privacy_key),
     "consumer": (_db_password, _privacy_key),
+    # The worker signs unsubscribe links (SECRET_KEY) and sends mail.
+    "worker": (_db_password, _secret_key, _public_url, _mail),
     "writer": (_db_password, _privacy_key),
     "database": (_db_password,),
 }

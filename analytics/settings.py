@@ -52,6 +52,7 @@ INSTALLED_APPS = [
     "rest_framework_api_key",
     "axes",
     "csp",
+    "procrastinate.contrib.django",
     "outcomes",
 ]
 
@@ -332,6 +333,46 @@ SPECTACULAR_SETTINGS = {
     ],
 }
 
+# ---------------------------------------------------------------- deliveries (the worker role)
+# Scheduled reports and alerts are sent by `./entrypoint.sh worker` (procrastinate jobs in
+# PostgreSQL; outcomes/deliveries.py). Mail goes through Django's SMTP backend with Django's
+# own settings; with no EMAIL_HOST in DEBUG, to the local sink `make run` starts.
+EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
+EMAIL_HOST = env_str("EMAIL_HOST", "127.0.0.1" if DEBUG else "")
+EMAIL_PORT = env_int("EMAIL_PORT", 1025 if DEBUG and not env_str("EMAIL_HOST", "") else 587, minimum=1, maximum=65535)
+EMAIL_HOST_USER = env_str("EMAIL_HOST_USER", "")
+EMAIL_HOST_PASSWORD = env_str("EMAIL_HOST_PASSWORD", "")
+EMAIL_USE_TLS = env_bool("EMAIL_USE_TLS", False)
+EMAIL_USE_SSL = env_bool("EMAIL_USE_SSL", False)
+EMAIL_TIMEOUT = env_int("EMAIL_TIMEOUT", 30, minimum=1)
+DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "analytics@localhost" if DEBUG else "")
+# The address people reach the service at: unsubscribe links and links in e-mails.
+PUBLIC_URL = env_str("PUBLIC_URL", "http://127.0.0.1:8000" if DEBUG else "").rstrip("/")
+# A delivery is tried this many times (backoff doubling from DELIVERY_RETRY_SECONDS) before it
+# is recorded as failed; a subscription whose last SUBSCRIPTION_FAILING_AFTER deliveries all
+# failed is marked failing (admin, /metrics, the alert rule).
+DELIVERY_ATTEMPTS = env_int("DELIVERY_ATTEMPTS", 5, minimum=1, maximum=20)
+DELIVERY_RETRY_SECONDS = env_int("DELIVERY_RETRY_SECONDS", 30, minimum=1)
+SUBSCRIPTION_FAILING_AFTER = env_int("SUBSCRIPTION_FAILING_AFTER", 3, minimum=1)
+# An attachment larger than this is not attached: the e-mail says so and links to the report.
+DELIVERY_MAX_ATTACHMENT_BYTES = env_int("DELIVERY_MAX_ATTACHMENT_BYTES", 10 * 1024 * 1024, minimum=1024)
+# How often the scheduler looks for due subscriptions and evaluates alerts (cron, UTC; a sixth
+# field counts seconds).
+SCHEDULER_CRON = env_str("SCHEDULER_CRON", "* * * * *")
+# A job whose worker has not sent a heartbeat for this long is taken to have died (SIGKILL,
+# lost node) and is run again by another worker.
+WORKER_STALLED_AFTER_SECONDS = env_int("WORKER_STALLED_AFTER_SECONDS", 60, minimum=2)
+# Webhooks: private, loopback and link-local addresses are refused (a subscription must not
+# reach into the cluster) unless this is on.
+WEBHOOK_ALLOW_PRIVATE = env_bool("WEBHOOK_ALLOW_PRIVATE", DEBUG)
+WEBHOOK_TIMEOUT = env_int("WEBHOOK_TIMEOUT", 10, minimum=1, maximum=60)
+PROCRASTINATE_WORKER_DEFAULTS = {
+    "concurrency": env_int("WORKER_CONCURRENCY", 2, minimum=1, maximum=32),
+    "fetch_job_polling_interval": 1.0,
+    "update_heartbeat_interval": max(1.0, WORKER_STALLED_AFTER_SECONDS / 6),
+    "install_signal_handlers": True,
+}
+
 # ---------------------------------------------------------------- consumer
 CONSUMER = ConsumerSettings.from_env()
 
@@ -349,5 +390,8 @@ LOGGING = json_logging(
         "django.server": {"handlers": [], "level": LOG_LEVEL, "propagate": True},
         "kafka": {"level": env_str("KAFKA_LOG_LEVEL", "WARNING").upper()},
         "django.db.backends": {"level": "INFO"},
+        # procrastinate says which tasks it loaded at every start of every command.
+        "procrastinate.blueprints": {"level": "WARNING"},
+        "procrastinate.periodic": {"level": "WARNING"},
     },
 )

@@ -23,6 +23,7 @@ from django.contrib.admin.views.main import ChangeList
 from django.core.paginator import Paginator
 from django.db import connection
 from django.db.models import Q
+from django.utils import timezone
 from django.utils.formats import date_format
 from django.utils.functional import cached_property
 from django.utils.html import format_html
@@ -30,20 +31,25 @@ from django.utils.timezone import localtime
 from rest_framework_api_key.admin import APIKeyModelAdmin
 from rest_framework_api_key.models import APIKey as UnusedLibraryAPIKey
 
-from outcomes import writes
+from outcomes import deliveries, webhooks, writes
 from outcomes.models import (
+    Alert,
+    AlertEvent,
     APIKey,
     AuctionOutcome,
     BidModel,
     ConsumerOffset,
     DeadLetter,
+    Delivery,
     ExchangeRate,
     Experiment,
     LostOffsets,
     SavedReport,
+    Subscription,
 )
 from outcomes.replay import dead_letters_replay
 from outcomes.saved_report_serializers import SavedReportSerializer
+from outcomes.subscription_serializers import AlertSerializer, SubscriptionSerializer
 
 
 class EstimatedCountPaginator(Paginator):
@@ -398,6 +404,137 @@ class SavedReportAdmin(admin.ModelAdmin):
     def save_model(self, request, obj, form, change):
         if not change:
             obj.created_by = str(request.user)[:150]
+        super().save_model(request, obj, form, change)
+
+
+def checked_by(serializer_class, names):
+    """A form validated by the API's own serializer (one set of rules for both ways in)."""
+
+    class Form(forms.ModelForm):
+        webhook_url = forms.URLField(max_length=500, required=False, assume_scheme="https")
+
+        class Meta:
+            model = serializer_class.Meta.model
+            fields = names
+
+        def clean(self):
+            cleaned = super().clean()
+            data = {name: value for name, value in cleaned.items() if value is not None}
+            if "report" in data and hasattr(data["report"], "pk"):
+                data["report"] = data["report"].pk
+            checked = serializer_class(instance=self.instance if self.instance.pk else None, data=data, partial=True)
+            if not checked.is_valid():
+                for name, messages in checked.errors.items():
+                    field = name if name in self.fields else None
+                    self.add_error(field, [f"{k}: {m}" if k else str(m) for k, ms in _pairs(messages) for m in ms])
+            return cleaned
+
+    return Form
+
+
+class SendoutInline(admin.TabularInline):
+    extra = 0
+    can_delete = False
+    max_num = 0
+    ordering = ("-id",)
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+
+class DeliveryInline(SendoutInline):
+    model = Delivery
+    fields = readonly_fields = (
+        "scheduled_for",
+        "skipped",
+        "status",
+        "attempts",
+        "recipients_sent",
+        "webhook_status",
+        "bytes",
+        "error",
+        "finished_at",
+    )
+
+
+class AlertEventInline(SendoutInline):
+    model = AlertEvent
+    fields = readonly_fields = (
+        "evaluated_at",
+        "previous_state",
+        "state",
+        "value",
+        "baseline",
+        "status",
+        "attempts",
+        "recipients_sent",
+        "webhook_status",
+        "error",
+        "finished_at",
+    )
+
+
+@admin.register(Subscription)
+class SubscriptionAdmin(admin.ModelAdmin):
+    """Saved reports sent on a schedule; failing ones first (their last deliveries failed)."""
+
+    form = checked_by(
+        SubscriptionSerializer, ["report", "rrule", "timezone", "format", "recipients", "webhook_url", "active"]
+    )
+    list_display = ("report", "rrule", "timezone", "format", "active", "failing", "next_run_at", "created_by")
+    list_filter = ("failing", "active", "format")
+    search_fields = ("report__name",)
+    ordering = ("-failing", "-created_at")
+    readonly_fields = ("failing", "consecutive_failures", "next_run_at", "last_scheduled_for", "created_by")
+    inlines = [DeliveryInline]
+
+    def save_model(self, request, obj, form, change):
+        if not change:
+            obj.created_by = str(request.user)[:150]
+            obj.webhook_secret = obj.webhook_secret or webhooks.new_secret()
+        if not change or {"rrule", "timezone", "active"} & set(form.changed_data):
+            deliveries.arm(obj, timezone.now())
+        super().save_model(request, obj, form, change)
+
+
+@admin.register(Alert)
+class AlertAdmin(admin.ModelAdmin):
+    """Thresholds evaluated every minute; notifications on changes of state."""
+
+    form = checked_by(
+        AlertSerializer,
+        [
+            "name",
+            "measure",
+            "params",
+            "window_minutes",
+            "condition",
+            "threshold",
+            "compare_to",
+            "recipients",
+            "webhook_url",
+            "active",
+        ],
+    )
+    list_display = ("name", "measure", "condition", "threshold", "state", "state_since", "active", "failing")
+    list_filter = ("state", "failing", "active", "measure")
+    search_fields = ("name",)
+    ordering = ("-failing", "name")
+    readonly_fields = (
+        "state",
+        "state_since",
+        "last_value",
+        "last_evaluated_at",
+        "failing",
+        "consecutive_failures",
+        "created_by",
+    )
+    inlines = [AlertEventInline]
+
+    def save_model(self, request, obj, form, change):
+        if not change:
+            obj.created_by = str(request.user)[:150]
+            obj.webhook_secret = obj.webhook_secret or webhooks.new_secret()
         super().save_model(request, obj, form, change)
 
 

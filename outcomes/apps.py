@@ -36,6 +36,12 @@ class OutcomesConfig(AppConfig):
         post_delete.connect(_forget_verified_keys, sender=APIKey, dispatch_uid="forget-verified-keys-delete")
         post_migrate.connect(_build_rollups_after_upgrade, sender=self, dispatch_uid="build-rollups-after-upgrade")
 
+        from analytics.metrics import SCRAPED
+        from outcomes.notifications import DeliveryMetrics
+
+        if not any(isinstance(c, DeliveryMetrics) for c in SCRAPED._collector_to_names):
+            SCRAPED.register(DeliveryMetrics())
+
 
 def _forget_verified_keys(**kwargs):
     from outcomes.permissions import verified_keys

@@ -162,6 +162,15 @@ class ScopedAccess(BasePermission):
             self.message = f"This API key lacks the '{scope}' scope."
             return False
         user = request.user
+        if scope == "read" and getattr(view, "private_reads", False):
+            # Addresses and webhooks (subscriptions, alerts): never public, a person needs the
+            # model's own view permission.
+            needed = f"outcomes.view_{view.permission_model}"
+            if _has(user, needed):
+                return True
+            if user and user.is_authenticated:
+                self.message = f"This needs the '{needed.split('.')[1].replace('_', ' ')}' permission."
+            return False
         if scope == "read":
             if settings.API_READ_ACCESS == "public" or user_may_read(user):
                 return True

@@ -9,9 +9,11 @@ same checks, cache, formats and streaming as a direct request.
 from __future__ import annotations
 
 import copy
-from urllib.parse import urlencode
+import json
+from urllib.parse import urlencode, urlsplit
 from zoneinfo import ZoneInfo
 
+from django.conf import settings
 from django.http import HttpRequest, QueryDict
 from django.urls import resolve, reverse
 
@@ -33,16 +35,34 @@ ENDPOINTS = {
 }
 
 
-def run_target(saved: SavedReport, *, now) -> tuple[str, dict[str, str]]:
-    """The endpoint's path and query parameters of a run at ``now``."""
+def period(saved: SavedReport, *, now, since=None):
+    """[start, end) of ``saved``'s window run at ``now`` (None without a window). ``since``: a
+    catch-up run from the period of an earlier occurrence (its start) to this one's end."""
+    if not saved.window:
+        return None
+    tz = ZoneInfo(saved.timezone)
+    start, end = windows.resolve(saved.window, tz, now)
+    if since is not None:
+        start = min(start, windows.resolve(saved.window, tz, since)[0])
+    return start, end
+
+
+def run_target(saved: SavedReport, *, now, since=None) -> tuple[str, dict[str, str]]:
+    """The endpoint's path and query parameters of a run at ``now`` (``since``: see ``period``)."""
     params = dict(saved.params)
-    if saved.window:
-        start, end = windows.resolve(saved.window, ZoneInfo(saved.timezone), now)
-        params["start"], params["end"] = iso_utc(start), iso_utc(end)
+    if (found := period(saved, now=now, since=since)) is not None:
+        params["start"], params["end"] = iso_utc(found[0]), iso_utc(found[1])
     if saved.report == SavedReport.Report.TIMESERIES:
         params.setdefault("tz", saved.timezone)
     kwargs = {"key": params.pop("experiment")} if saved.report == SavedReport.Report.RESULTS else {}
     return reverse(ENDPOINTS[saved.report], kwargs=kwargs), params
+
+
+def answer_of(response):
+    """The JSON answer of a report's response, rendered or not (a cached answer is bytes)."""
+    if hasattr(response, "data"):
+        return response.data
+    return json.loads(response.content)
 
 
 def dispatch(request: HttpRequest, path: str, params: dict[str, str]):
@@ -80,9 +100,18 @@ class DeliveryAgent:
 
 
 def agent_request() -> HttpRequest:
+    """A request of the delivery agent, addressed to the service's public host (PUBLIC_URL,
+    which the worker role checks is one of ALLOWED_HOSTS)."""
+    parts = urlsplit(settings.PUBLIC_URL or "http://localhost")
     request = HttpRequest()
     request.method = "GET"
-    request.META = {"SERVER_NAME": "worker", "SERVER_PORT": "80", "REMOTE_ADDR": "127.0.0.1", "HTTP_HOST": "worker"}
+    request.META = {
+        "SERVER_NAME": parts.hostname or "localhost",
+        "SERVER_PORT": str(parts.port or (443 if parts.scheme == "https" else 80)),
+        "REMOTE_ADDR": "127.0.0.1",
+        "HTTP_HOST": parts.netloc or "localhost",
+        "wsgi.url_scheme": parts.scheme or "http",
+    }
     request.user = DeliveryAgent()
     request._dont_enforce_csrf_checks = True
     return request

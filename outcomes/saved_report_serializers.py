@@ -44,34 +44,10 @@ _VALUE = f"^[^{CONTROL_CHARACTERS}]*$"
         "description": "The endpoint's query parameters, as it takes them (checked as it checks them).",
     }
 )
-class _Params(serializers.JSONField):
-    pass
-
-
-def query_dict(params: dict) -> QueryDict:
-    query = QueryDict(mutable=True)
-    for name, value in params.items():
-        query[name] = value
-    return query
-
-
-class SavedReportSerializer(serializers.ModelSerializer):
-    closed = True  # unknown fields are refused (the schema says additionalProperties: false)
-    name = NameField(max_length=200)
-    params = _Params(required=False)
-    timezone = serializers.ChoiceField(choices=TIME_ZONES, required=False, help_text="IANA time zone of the window.")
-
-    class Meta:
-        model = SavedReport
-        fields = ["id", "name", "report", "params", "window", "timezone", "created_by", "created_at", "updated_at"]
-        read_only_fields = ["id", "created_by", "created_at", "updated_at"]
-
-    def to_internal_value(self, data):
-        if isinstance(data, dict) and (unknown := sorted(set(data) - set(self.fields))):
-            raise ValidationError({name[:60]: ["Unknown field."] for name in unknown})
-        return super().to_internal_value(data)
-
-    def validate_params(self, value) -> dict:
+class Params(serializers.JSONField):
+    @staticmethod
+    def checked(value) -> dict:
+        """Query parameters as text, each checked for size and control characters."""
         if not isinstance(value, dict):
             raise ValidationError('An object of query parameters: {"site_domain": "news.example", …}.')
         if len(value) > MAX_PARAMS:
@@ -92,6 +68,33 @@ class SavedReportSerializer(serializers.ModelSerializer):
                 raise ValidationError({name[:60]: [message]})
             out[name] = given
         return out
+
+
+def query_dict(params: dict) -> QueryDict:
+    query = QueryDict(mutable=True)
+    for name, value in params.items():
+        query[name] = value
+    return query
+
+
+class SavedReportSerializer(serializers.ModelSerializer):
+    closed = True  # unknown fields are refused (the schema says additionalProperties: false)
+    name = NameField(max_length=200)
+    params = Params(required=False)
+    timezone = serializers.ChoiceField(choices=TIME_ZONES, required=False, help_text="IANA time zone of the window.")
+
+    class Meta:
+        model = SavedReport
+        fields = ["id", "name", "report", "params", "window", "timezone", "created_by", "created_at", "updated_at"]
+        read_only_fields = ["id", "created_by", "created_at", "updated_at"]
+
+    def to_internal_value(self, data):
+        if isinstance(data, dict) and (unknown := sorted(set(data) - set(self.fields))):
+            raise ValidationError({name[:60]: ["Unknown field."] for name in unknown})
+        return super().to_internal_value(data)
+
+    def validate_params(self, value) -> dict:
+        return Params.checked(value)
 
     def validate(self, attrs):
         report = attrs.get("report", getattr(self.instance, "report", None))

@@ -71,6 +71,7 @@ def to_utc(local: datetime, tz: ZoneInfo) -> datetime:
 class Due:
     at: datetime  # the occurrence to deliver (UTC)
     skipped: int  # earlier occurrences missed since the last one scheduled
+    first: datetime | None = None  # the earliest of them (UTC): the catch-up covers from its period
 
 
 def due(rule: rrule, tz: ZoneInfo, *, last: datetime | None, now: datetime) -> Due | None:
@@ -84,13 +85,15 @@ def due(rule: rrule, tz: ZoneInfo, *, last: datetime | None, now: datetime) -> D
     at = to_utc(latest, tz)
     if last is not None and at <= last:
         return None
-    skipped = 0
+    missed: list[datetime] = []
     if last is not None:
         since = last.astimezone(tz).replace(tzinfo=None)
-        skipped = sum(
-            1 for moment in rule.between(since - timedelta(hours=3), latest) if last < to_utc(moment, tz) < at
+        missed = sorted(
+            to_utc(moment, tz)
+            for moment in rule.between(since - timedelta(hours=3), latest)
+            if last < to_utc(moment, tz) < at
         )
-    return Due(at, skipped)
+    return Due(at, len(missed), missed[0] if missed else None)
 
 
 def next_after(rule: rrule, tz: ZoneInfo, moment: datetime) -> datetime | None:

@@ -2,6 +2,7 @@ from django.urls import path, reverse
 from rest_framework.routers import APIRootView, DefaultRouter
 
 from outcomes.views import (
+    AlertViewSet,
     AuctionOutcomeViewSet,
     ExperimentResultsViewSet,
     ExperimentViewSet,
@@ -10,6 +11,8 @@ from outcomes.views import (
     OutcomeExportViewSet,
     OutcomeReportViewSet,
     SavedReportViewSet,
+    SubscriptionViewSet,
+    unsubscribe,
 )
 
 
@@ -20,7 +23,8 @@ class ServiceRoot(APIRootView):
     breakdown, histogram, reach, winners, export); `experiments` is the registry of the
     experiments outcomes are tagged with (and their results); `insights/bid_landscape/` and
     `insights/optimal_bid/` say how bids win; `reports` are saved reports, run now at
-    `reports/{id}/run/` (any format); `ingestion` says whether the consumer keeps up.
+    `reports/{id}/run/` (any format), sent on a schedule by `subscriptions`; `alerts` watch a
+    measure every minute; `ingestion` says whether the consumer keeps up.
     The OpenAPI schema, Swagger UI and Redoc document every parameter; the dashboard and the
     admin are for people.
     """
@@ -54,5 +58,11 @@ router.register("insights", InsightsViewSet, basename="insights")
 router.register("experiments", ExperimentResultsViewSet, basename="experiment-results")
 router.register("experiments", ExperimentViewSet, basename="experiment")
 router.register("reports", SavedReportViewSet, basename="saved-report")
+router.register("subscriptions", SubscriptionViewSet, basename="subscription")
+router.register("alerts", AlertViewSet, basename="alert")
 
-urlpatterns = [path("ingestion/", IngestionView.as_view(), name="ingestion"), *router.urls]
+urlpatterns = [
+    path("ingestion/", IngestionView.as_view(), name="ingestion"),
+    path("unsubscribe/<str:token>/", unsubscribe, name="unsubscribe"),
+    *router.urls,
+]

@@ -67,6 +67,7 @@ def test_after_an_outage_one_catch_up_delivery_and_the_missed_runs_counted():
     last = utc(2026, 12, 1, 10)
     found = due(parsed, BERLIN, last=last, now=utc(2026, 12, 2, 10, 30))  # a day down
     assert found.at == utc(2026, 12, 2, 10) and found.skipped == 23
+    assert found.first == utc(2026, 12, 1, 11)  # the catch-up covers from the first missed period
 
 
 def test_a_spent_rule_has_no_next_run():

@@ -427,4 +427,10 @@ class RawRetention(models.Model):
 
 # Reference data (rates, the experiment registry), in their own module.
 from outcomes.models.planning import BidModel, ExchangeRate, Experiment  # noqa: E402, F401
-from outcomes.models.reporting import SavedReport  # noqa: E402, F401
+from outcomes.models.reporting import (  # noqa: E402, F401
+    Alert,
+    AlertEvent,
+    Delivery,
+    SavedReport,
+    Subscription,
+)

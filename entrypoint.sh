@@ -43,7 +43,7 @@ case "$role" in
   worker)
     "$PYTHON" manage.py check_role worker
     migrate
-    exec "$PYTHON" manage.py procrastinate worker "$@"
+    exec "$PYTHON" manage.py run_worker "$@"
     ;;
   manage)
     exec "$PYTHON" manage.py "$@"

@@ -311,7 +311,11 @@ SPECTACULAR_SETTINGS = {
     # Request and response shapes apart: a response always carries every field.
     "COMPONENT_SPLIT_REQUEST": True,
     # One name for the experiments' metric choices (the primary and the guardrail metrics).
-    "ENUM_NAME_OVERRIDES": {"MetricEnum": "outcomes.experiments.METRIC_CHOICES"},
+    "ENUM_NAME_OVERRIDES": {
+        "MetricEnum": "outcomes.experiments.METRIC_CHOICES",
+        "SendoutStatusEnum": "outcomes.models.reporting.Sendout.Status",
+        "AlertStateEnum": "outcomes.models.reporting.Alert.State",
+    },
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
@@ -366,6 +370,8 @@ WORKER_STALLED_AFTER_SECONDS = env_int("WORKER_STALLED_AFTER_SECONDS", 60, minim
 # reach into the cluster) unless this is on.
 WEBHOOK_ALLOW_PRIVATE = env_bool("WEBHOOK_ALLOW_PRIVATE", DEBUG)
 WEBHOOK_TIMEOUT = env_int("WEBHOOK_TIMEOUT", 10, minimum=1, maximum=60)
+# Touched every few seconds while the worker runs (its liveness probe reads the age).
+WORKER_HEALTH_FILE = env_str("WORKER_HEALTH_FILE", "/tmp/analytics-worker.alive")  # noqa: S108 - a marker
 PROCRASTINATE_WORKER_DEFAULTS = {
     "concurrency": env_int("WORKER_CONCURRENCY", 2, minimum=1, maximum=32),
     "fetch_job_polling_interval": 1.0,

@@ -212,9 +212,7 @@ class DeliveryMetrics:
 
         from outcomes.models import AlertEvent, Delivery
 
-        subscriptions = Subscription.objects.filter(active=True).aggregate(
-            failing=Count("pk", filter=Q(failing=True))
-        )
+        subscriptions = Subscription.objects.filter(active=True).aggregate(failing=Count("pk", filter=Q(failing=True)))
         alerts = Alert.objects.filter(active=True).aggregate(
             failing=Count("pk", filter=Q(failing=True)), firing=Count("pk", filter=Q(state=Alert.State.FIRING))
         )

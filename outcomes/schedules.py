@@ -43,6 +43,8 @@ def parse(rule: str, anchor: datetime) -> rrule:
     frequency = parts.get("FREQ", parts.get("freq", "")).upper()
     if frequency not in FREQUENCIES:
         raise InvalidRule(f"FREQ is one of {', '.join(FREQUENCIES)} (at most hourly).")
+    if {"COUNT", "UNTIL"} <= {key.upper() for key in parts}:
+        raise InvalidRule("COUNT or UNTIL, not both (RFC 5545).")
     if any(key.upper() in ("BYSECOND",) for key in parts):
         raise InvalidRule("BYSECOND is not taken: reports are scheduled to the minute.")
     try:

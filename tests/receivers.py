@@ -138,13 +138,14 @@ class WorkerProcess:
             "WORKER_STALLED_AFTER_SECONDS": "3",
             "SCHEDULER_CRON": "* * * * * */2",
             "LOG_LEVEL": "INFO",
+            "WORKER_HEALTH_FILE": str(log_path.with_suffix(".alive")),
             **(env or {}),
         }
         if entrypoint:
             command = ["./entrypoint.sh", "worker"]
             environment |= {"PYTHON": sys.executable, "RUN_MIGRATIONS": "false"}
         else:
-            command = [sys.executable, "manage.py", "procrastinate", "worker"]
+            command = [sys.executable, "manage.py", "run_worker"]
         self.log_path = log_path
         self._log = open(log_path, "ab")  # noqa: SIM115 - closed in stop()
         self.process = subprocess.Popen(command, cwd=ROOT, env=environment, stdout=self._log, stderr=subprocess.STDOUT)

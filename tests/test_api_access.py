@@ -20,7 +20,7 @@ from django.utils import timezone
 from drf_spectacular.generators import SchemaGenerator
 from rest_framework.test import APIClient
 
-from outcomes.models import APIKey, AuctionOutcome, Experiment, SavedReport
+from outcomes.models import Alert, APIKey, AuctionOutcome, Experiment, SavedReport, Subscription
 
 pytestmark = pytest.mark.django_db
 _bids = itertools.count()
@@ -44,7 +44,26 @@ REQUIRED_PARAMS = {
 }
 
 
+# Addresses and webhooks: never public (outcomes.views.subscriptions).
+PRIVATE = ("/api/subscriptions/", "/api/alerts/")
+OWNED = {"/api/subscriptions/": Subscription, "/api/alerts/": Alert}
+
+
+def own(model, name: str):
+    if model is Subscription:
+        return Subscription.objects.create(
+            report=SavedReport.objects.first(), rrule="FREQ=DAILY", recipients=["a@x.io"], created_by=name
+        )
+    return Alert.objects.create(name=name, measure="win_rate", condition="below", threshold=1, recipients=["a@x.io"])
+
+
 def body(method: str, bid_id: str, path: str = "") -> dict:
+    if path.startswith("/api/subscriptions/") and not path.endswith("/deliveries/"):
+        plan = {"report": SavedReport.objects.first().pk, "rrule": "FREQ=DAILY", "recipients": ["a@example.com"]}
+        return {"POST": plan, "PUT": plan, "PATCH": {"rrule": "FREQ=HOURLY"}}.get(method, {})
+    if path.startswith("/api/alerts/") and not path.endswith("/events/"):
+        rule = {"name": bid_id, "measure": "win_rate", "condition": "below", "threshold": 5, "recipients": ["a@x.io"]}
+        return {"POST": rule, "PUT": rule, "PATCH": {"threshold": 7}}.get(method, {})
     if path.startswith("/api/reports/") and not path.endswith("/run/"):
         report = {"name": bid_id, "report": "stats", "params": {"currency": "EUR"}}
         return {"POST": report, "PUT": report, "PATCH": {"name": "Renamed"}}.get(method, {})
@@ -81,7 +100,11 @@ def call(client: APIClient, method: str, path: str, credential: str | None, outc
     if "{key}" in path:  # an experiment of its own to change, or the one there to read
         key = an_experiment(bid_id).key if method != "GET" else Experiment.objects.values_list("key", flat=True)[0]
         path = path.replace("{key}", key)
-    if path.startswith("/api/reports/{id}/"):  # a saved report of its own to change, or the one there to read
+    owned = next((model for prefix, model in OWNED.items() if path.startswith(prefix + "{id}/")), None)
+    if owned is not None:  # a subscription or alert of its own to change, or the one there to read
+        target = own(owned, bid_id) if method != "GET" else owned.objects.first()
+        path = path.replace("{id}", str(target.id))
+    elif path.startswith("/api/reports/{id}/"):  # a saved report of its own to change, or the one there to read
         report = (
             SavedReport.objects.create(name=bid_id, report="stats") if method != "GET" else SavedReport.objects.first()
         )
@@ -132,7 +155,8 @@ def expected_status(method: str, path: str, credential: str, read_access: str) -
     if credential in ("unknown key", "malformed key", "basic", "basic with NUL", "expired", "revoked"):
         return 401
     if credential == "no key":
-        return 200 if needed in ("read", "export") and read_access == "public" else 401
+        public = read_access == "public" and not path.startswith(PRIVATE)
+        return 200 if needed in ("read", "export") and public else 401
     return 200 if credential == needed or credential == "admin" else 403
 
 
@@ -144,8 +168,8 @@ def test_the_walk_covers_every_operation():
     # 8 reads of lists and reports, the export, ingestion, retrieve, create, two updates, delete;
     # the experiment registry's list, retrieve, create, two updates and delete; an experiment's results;
     # the bid landscape and the optimal bid; saved reports' list, retrieve, create, two updates,
-    # delete and run
-    assert len(found) == 31
+    # delete and run; subscriptions' and alerts' list, retrieve, create, two updates, delete and records
+    assert len(found) == 45
     assert ("GET", "/api/reports/{id}/run/") in found
     assert ("GET", "/api/insights/optimal_bid/") in found
     assert ("GET", "/api/experiments/{key}/results/") in found
@@ -158,12 +182,19 @@ def test_every_operation_with_every_credential(settings, outcome_factory, creden
     an_experiment("existing")
     a_bid_model()
     SavedReport.objects.create(name="existing", report="stats")
+    own(Subscription, "existing")
+    own(Alert, "existing")
     client = APIClient()
     failures = []
     for (method, path), (name, credential) in itertools.product(operations(), credentials.items()):
-        own_outcome = "{id}" in path and method != "GET" and not path.startswith("/api/reports/")
+        own_outcome = "{id}" in path and method != "GET" and not path.startswith(("/api/reports/", *PRIVATE))
         before = AuctionOutcome.objects.count() + (1 if own_outcome else 0)
         experiments_before = Experiment.objects.count() + (1 if "{key}" in path and method != "GET" else 0)
+        owned_before = (
+            Subscription.objects.count()
+            + Alert.objects.count()
+            + (1 if path.startswith(tuple(p + "{id}" for p in PRIVATE)) and method != "GET" else 0)
+        )
         reports_before = SavedReport.objects.count() + (
             1 if path.startswith("/api/reports/{id}") and method != "GET" else 0
         )
@@ -177,8 +208,14 @@ def test_every_operation_with_every_credential(settings, outcome_factory, creden
             ok = AuctionOutcome.objects.count() == before and "detail" in response.json()
             ok = ok and Experiment.objects.count() == experiments_before
             ok = ok and SavedReport.objects.count() == reports_before
+            ok = ok and Subscription.objects.count() + Alert.objects.count() == owned_before
             if method in ("PUT", "PATCH") and path.startswith("/api/reports/"):  # the report is as it was made
                 ok = ok and SavedReport.objects.filter(name=bid_id).exists()
+            elif method in ("PUT", "PATCH") and path.startswith(PRIVATE):  # as it was made
+                ok = ok and (
+                    Subscription.objects.filter(created_by=bid_id, rrule="FREQ=DAILY").exists()
+                    or Alert.objects.filter(name=bid_id, threshold=1).exists()
+                )
             elif method in ("PUT", "PATCH") and "{key}" in path:  # the experiment is as it was made
                 ok = ok and Experiment.objects.filter(key=bid_id, name="A test").exists()
             elif method in ("PUT", "PATCH"):  # the outcome is as the factory stored it
@@ -190,7 +227,7 @@ def test_every_operation_with_every_credential(settings, outcome_factory, creden
                 )
         if not ok:
             failures.append(f"{method} {path} with {name}: {got} (want {want}) {response.content[:120]!r}")
-    assert failures == []
+    assert failures == [], "\n".join(failures)
 
 
 def test_refusals_say_why(settings, outcome_factory):

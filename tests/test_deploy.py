@@ -83,7 +83,13 @@ def test_configmap_and_secret_carry_the_specified_variables():
     ):
         assert name in config
     secret = found[("Secret", "analytics-service-secrets")]
-    assert set(secret["stringData"]) == {"django-secret-key", "db-password", "api-metrics-token", "privacy-hash-key"}
+    assert set(secret["stringData"]) == {
+        "django-secret-key",
+        "db-password",
+        "api-metrics-token",
+        "privacy-hash-key",
+        "email-host-password",
+    }
     service = found[("Service", "analytics-service")]
     assert service["spec"]["selector"] == {"component": "analytics-service", "role": "api"}
     assert service["spec"]["ports"][0]["port"] == 8000
@@ -227,7 +233,14 @@ def test_checkov_passes_with_every_skip_named_and_justified():
 
 
 # ---------------------------------------------------------------- safe as shipped
-ROLE_OF = {"api": "api", "consumer": "consumer", "migrate": "database", "prune": "database", "fit": "database"}
+ROLE_OF = {
+    "api": "api",
+    "consumer": "consumer",
+    "worker": "worker",
+    "migrate": "database",
+    "prune": "database",
+    "fit": "database",
+}
 
 
 def containers() -> list[tuple[dict, dict]]:
@@ -282,8 +295,10 @@ def test_every_role_starts_from_the_manifests_once_the_secrets_are_real(tmp_path
         assert result.returncode == 0, (container["name"], result.stderr)
         checked.add(role)
         if role != "api":
-            assert "DJANGO_SECRET_KEY_FILE" not in env and "API_METRICS_TOKEN_FILE" not in env, container["name"]
-    assert checked == {"api", "consumer", "database"}
+            assert "API_METRICS_TOKEN_FILE" not in env, container["name"]
+        if role not in ("api", "worker"):  # the worker signs unsubscribe links
+            assert "DJANGO_SECRET_KEY_FILE" not in env, container["name"]
+    assert checked == {"api", "consumer", "database", "worker"}
 
 
 def test_the_secret_templates_placeholders_are_refused(tmp_path):

@@ -40,6 +40,8 @@ def dashboard(request):
         "outcomeAdmin": reverse("admin:outcomes_auctionoutcome_changelist"),
         "reports": reverse("saved-report-list"),
         "canSave": request.user.has_perm("outcomes.add_savedreport"),
+        "subscriptions": reverse("subscription-list"),
+        "canSubscribe": request.user.has_perm("outcomes.add_subscription"),
         "refreshSeconds": settings.DASHBOARD_REFRESH_SECONDS,
         "topic": settings.CONSUMER.topic,
     }

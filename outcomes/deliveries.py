@@ -43,7 +43,8 @@ HEADLINE = 8  # figures at the top of an e-mail
 
 def rule_of(subscription: Subscription):
     tz = ZoneInfo(subscription.timezone)
-    return schedules.parse(subscription.rrule, schedules.anchor_for(subscription.created_at, tz)), tz
+    created = subscription.created_at or timezone.now()  # not saved yet: made now
+    return schedules.parse(subscription.rrule, schedules.anchor_for(created, tz)), tz
 
 
 def arm(subscription: Subscription, now: datetime) -> None:
@@ -106,6 +107,22 @@ def _schedule(subscription: Subscription, now: datetime) -> int | None:
     subscription.next_run_at = schedules.next_after(rule, tz, now)
     subscription.save(update_fields=["last_scheduled_for", "next_run_at"])
     return delivery_id
+
+
+def send_now(subscription: Subscription, now: datetime | None = None) -> Delivery:
+    """A delivery of ``subscription``'s report for this second, outside its schedule ("send
+    now": a test, or a report wanted today); the schedule is unchanged. Once per second."""
+    at = (now or timezone.now()).replace(microsecond=0)
+    covered = period(subscription.report, now=at)
+    with transaction.atomic():
+        delivery, created = Delivery.objects.get_or_create(
+            subscription=subscription,
+            scheduled_for=at,
+            defaults={"window_start": covered[0] if covered else None, "window_end": covered[1] if covered else None},
+        )
+        if created:
+            app.configure_task(SEND_TASK).defer(delivery_id=delivery.pk)
+    return delivery
 
 
 @dataclass
@@ -194,13 +211,21 @@ def report_csv(answer) -> str:
 
 
 # Columns of a report's rows that add up to a total (the headline of a series or breakdown).
+# Numbers of an answer that repeat the request, not figures.
+ECHOED = frozenset({"limit", "confidence", "bins", "page_size"})
 SUMMABLE = ("outcomes", "wins", "losses", "revenue", "total_outcomes", "total_wins", "total_revenue", "users")
 
 
 def headline(summary: list[tuple[str, object]], rows: list[dict]) -> list[tuple[str, object]]:
     """The figures at the top of an e-mail: the answer's own numbers (stats), else the totals
     of its table's additive columns (a series, a breakdown)."""
-    figures = [(n, v) for n, v in summary if isinstance(v, int | float) and not isinstance(v, bool)]
+    figures = [
+        (n, v)
+        for n, v in summary
+        if isinstance(v, int | float) and not isinstance(v, bool) and n not in ECHOED and not n.startswith("others.")
+    ]
+    if totals := [(n, v) for n, v in figures if n.startswith("total.")]:
+        return totals[:HEADLINE]  # a breakdown's own total
     if not figures and rows:
         for column in SUMMABLE:
             values = [row[column] for row in rows if isinstance(row.get(column), int | float)]

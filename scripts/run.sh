@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # The whole pipeline in the foreground: migrations, a producer of realistic auction
-# outcomes, the consumer and the API (gunicorn), with the same entrypoint as the image.
+# outcomes, the consumer, the API (gunicorn) and the worker (scheduled reports, alerts), with
+# the same entrypoint as the image; with no EMAIL_HOST, a local mail sink that keeps each
+# message as a file.
 # Ctrl-C stops everything this script started. Called by `make run` after services are up.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -10,7 +12,9 @@ export GUNICORN_BIND="${GUNICORN_BIND:-127.0.0.1:8000}"
 export CONSUMER_METRICS_PORT="${CONSUMER_METRICS_PORT:-9108}"
 export CONSUMER_METRICS_ADDR="${CONSUMER_METRICS_ADDR:-127.0.0.1}"
 export CONSUMER_HEALTH_FILE="${CONSUMER_HEALTH_FILE:-$ROOT/.cache/consumer.alive}"
+export WORKER_HEALTH_FILE="${WORKER_HEALTH_FILE:-$ROOT/.cache/worker.alive}"
 RATE="${SIMULATOR_RATE:-200}"
+MAIL_DIR="$ROOT/.cache/mail"
 LOGS="$ROOT/.cache/run"
 mkdir -p "$LOGS"
 
@@ -19,7 +23,7 @@ cleanup() {
   trap - INT TERM EXIT
   [ "${#pids[@]}" -gt 0 ] || return 0  # nothing started yet (e.g. a busy port)
   echo
-  echo "stopping producer, consumer and API…"
+  echo "stopping producer, consumer, API and worker…"
   for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
   wait 2>/dev/null || true
   echo "stopped (PostgreSQL, Kafka and Redis keep running; 'scripts/services.sh down' stops them)"
@@ -27,9 +31,11 @@ cleanup() {
 trap 'cleanup; exit 0' INT TERM
 trap cleanup EXIT
 
-for port in "${GUNICORN_BIND##*:}" "$CONSUMER_METRICS_PORT"; do
+ports=("${GUNICORN_BIND##*:}" "$CONSUMER_METRICS_PORT")
+[ -z "${EMAIL_HOST:-}" ] && ports+=("${EMAIL_PORT:-1025}")
+for port in "${ports[@]}"; do
   if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
-    echo "port $port is already in use on 127.0.0.1; stop what holds it (or set GUNICORN_BIND / CONSUMER_METRICS_PORT)" >&2
+    echo "port $port is already in use on 127.0.0.1; stop what holds it (or set GUNICORN_BIND / CONSUMER_METRICS_PORT / EMAIL_PORT)" >&2
     exit 1
   fi
 done
@@ -50,7 +56,19 @@ if [ "${DEBUG:-}" = "true" ]; then
     --email admin@localhost >/dev/null 2>&1 || true
 fi
 
+# Mail: the SMTP server named by EMAIL_HOST, or a local sink keeping each message in .cache/mail/.
+if [ -z "${EMAIL_HOST:-}" ]; then
+  export EMAIL_HOST=127.0.0.1 EMAIL_PORT="${EMAIL_PORT:-1025}"
+  "$PYTHON" scripts/mail_sink.py --port "$EMAIL_PORT" --dir "$MAIL_DIR" >"$LOGS/mail.log" 2>&1 &
+  pids+=($!)
+  MAIL="local sink 127.0.0.1:$EMAIL_PORT, each message a file in $MAIL_DIR/"
+else
+  MAIL="$EMAIL_HOST:${EMAIL_PORT:-587}"
+fi
+
 RUN_MIGRATIONS=false ./entrypoint.sh api >"$LOGS/api.log" 2>&1 &
+pids+=($!)
+RUN_MIGRATIONS=false ./entrypoint.sh worker >"$LOGS/worker.log" 2>&1 &
 pids+=($!)
 RUN_MIGRATIONS=false ./entrypoint.sh consumer >"$LOGS/consumer.log" 2>&1 &
 pids+=($!)
@@ -73,6 +91,10 @@ for _ in $(seq 1 60); do
   sleep 0.5
 done
 
+# A demo subscription (hourly, to demo@localhost), sent once now: a delivered report to read.
+# The producer has been running meanwhile, so the report has rows.
+(sleep 15; "$PYTHON" manage.py send_subscription --demo demo@localhost) >>"$LOGS/worker.log" 2>&1 &
+
 if [ -n "$REPORTING_CURRENCY" ]; then MONEY="money in $REPORTING_CURRENCY"; else MONEY="money in each outcome's own currency"; fi
 cat <<MSG
 
@@ -91,18 +113,22 @@ cat <<MSG
   API docs        http://$GUNICORN_BIND/api/docs/   (Swagger UI; Redoc: /api/redoc/)
   API metrics     http://$GUNICORN_BIND/metrics
   Admin           http://$GUNICORN_BIND/admin/   (admin / admin)
+  Saved reports   http://$GUNICORN_BIND/api/reports/   (run: /api/reports/{id}/run/?format=xlsx)
+  Subscriptions   http://$GUNICORN_BIND/api/subscriptions/   alerts: /api/alerts/   (admin: Subscriptions, Alerts)
+  Mail            $MAIL
+                  (a demo report to demo@localhost arrives in about 20 s, then hourly)
   Consumer metrics http://127.0.0.1:$CONSUMER_METRICS_PORT/metrics
 
   Data            database ${DB_NAME}, topic ${KAFKA_TOPIC_AUCTION_OUTCOMES}, group ${KAFKA_CONSUMER_GROUP}
                   (this checkout's own: \`make clean-data\` empties them; \`eval "\$(make -s env)"\` for a shell)
 
-  Logs: $LOGS/{producer,consumer,api,fit}.log
-  Ctrl-C stops the producer, consumer and API; PostgreSQL, Kafka and Redis keep running
+  Logs: $LOGS/{producer,consumer,api,worker,mail,fit}.log
+  Ctrl-C stops the producer, consumer, API, worker and mail sink; PostgreSQL, Kafka and Redis keep running
   (\`make services-down\` stops them).
 
 MSG
 
-# Exit (and clean up) as soon as any of the three stops on its own.
+# Exit (and clean up) as soon as any of them stops on its own.
 wait -n "${pids[@]}"
 echo "a process exited; see $LOGS" >&2
 exit 1

@@ -58,7 +58,7 @@ def own(model, name: str):
 
 
 def body(method: str, bid_id: str, path: str = "") -> dict:
-    if path.startswith("/api/subscriptions/") and not path.endswith("/deliveries/"):
+    if path.startswith("/api/subscriptions/") and not path.endswith(("/deliveries/", "/send/")):
         plan = {"report": SavedReport.objects.first().pk, "rrule": "FREQ=DAILY", "recipients": ["a@example.com"]}
         return {"POST": plan, "PUT": plan, "PATCH": {"rrule": "FREQ=HOURLY"}}.get(method, {})
     if path.startswith("/api/alerts/") and not path.endswith("/events/"):
@@ -168,8 +168,9 @@ def test_the_walk_covers_every_operation():
     # 8 reads of lists and reports, the export, ingestion, retrieve, create, two updates, delete;
     # the experiment registry's list, retrieve, create, two updates and delete; an experiment's results;
     # the bid landscape and the optimal bid; saved reports' list, retrieve, create, two updates,
-    # delete and run; subscriptions' and alerts' list, retrieve, create, two updates, delete and records
-    assert len(found) == 45
+    # delete and run; subscriptions' and alerts' list, retrieve, create, two updates, delete and records,
+    # and a subscription's send now
+    assert len(found) == 46
     assert ("GET", "/api/reports/{id}/run/") in found
     assert ("GET", "/api/insights/optimal_bid/") in found
     assert ("GET", "/api/experiments/{key}/results/") in found

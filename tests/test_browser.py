@@ -643,17 +643,18 @@ def test_the_bid_landscape_view_draws_the_curve_and_the_optimal_bid(logged_in, l
     page.wait_for_function(f"() => document.querySelector('#optimal').dataset.bid === '{cheaper['optimal']['bid']}'")
 
 
-def test_the_current_view_is_saved_as_a_report_and_downloaded_as_excel(
+def test_the_current_view_is_saved_as_a_report_subscribed_to_and_downloaded_as_excel(
     page, live_server, outcome_factory, fast_refresh
 ):
     """A person who may save reports keeps the view (its filters and its window, resolved at
-    each run) as a saved report, and takes the view's time series as an Excel workbook."""
+    each run) as a saved report, subscribes to it by e-mail, and takes the view's time series
+    as an Excel workbook."""
     from django.contrib.auth.models import Permission
 
-    from outcomes.models import SavedReport
+    from outcomes.models import SavedReport, Subscription
 
     user = User.objects.create_user(f"analyst-{uuid.uuid4().hex[:6]}", password="pw", is_staff=True)
-    user.user_permissions.add(Permission.objects.get(codename="add_savedreport"))
+    user.user_permissions.add(*Permission.objects.filter(codename__in=["add_savedreport", "add_subscription"]))
     client = Client()
     client.force_login(user)
     page.context.add_cookies(
@@ -680,6 +681,22 @@ def test_the_current_view_is_saved_as_a_report_and_downloaded_as_excel(
     assert saved.name == "EUR this week" and saved.report == "timeseries" and saved.window == "last_7d"
     assert saved.params == {"granularity": "hour", "currency": "EUR"} and saved.created_by == user.username
     assert f"/api/reports/{saved.id}/run/?format=xlsx" in page.get_attribute("#save-status a", "href")
+    # ... and subscribes to it: every Monday at 08:00 in the browser's time zone, as Excel
+    assert page.is_visible("#subscribe-form")
+    page.fill("#subscribe-form input[name=recipients]", "ana@example.com, bo@example.com")
+    page.select_option("#subscribe-form select[name=rrule]", "FREQ=WEEKLY;BYDAY=MO;BYHOUR=8;BYMINUTE=0")
+    page.click("#subscribe-form button[type=submit]")
+    page.wait_for_function("() => document.body.dataset.subscription !== undefined", timeout=10_000)
+    shot(page, "dashboard-subscribed", full_page=False)
+    subscription = Subscription.objects.get()
+    zone = page.evaluate("Intl.DateTimeFormat().resolvedOptions().timeZone")
+    assert subscription.report_id == saved.id and subscription.recipients == ["ana@example.com", "bo@example.com"]
+    assert (subscription.rrule, subscription.timezone, subscription.format) == (
+        "FREQ=WEEKLY;BYDAY=MO;BYHOUR=8;BYMINUTE=0",
+        zone,
+        "xlsx",
+    )
+    assert subscription.next_run_at is not None and "first e-mail" in page.inner_text("#subscribe-status")
     # Someone who may not save reports does not see the button.
     page.context.clear_cookies()
     viewer = User.objects.create_user(f"viewer-{uuid.uuid4().hex[:6]}", password="pw", is_staff=True)

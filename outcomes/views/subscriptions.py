@@ -19,6 +19,7 @@ from drf_spectacular.utils import extend_schema
 from rest_framework import viewsets
 from rest_framework.decorators import action
 from rest_framework.exceptions import ValidationError
+from rest_framework.response import Response
 
 from outcomes import deliveries, notifications
 from outcomes.models import Alert, Subscription
@@ -74,6 +75,16 @@ class SubscriptionViewSet(_Owned):
         if (subscription.rrule, subscription.timezone, subscription.active) != before:
             deliveries.arm(subscription, timezone.now())
             subscription.save(update_fields=["last_scheduled_for", "next_run_at"])
+
+    @extend_schema(
+        summary="Send the report now, outside the schedule (a test, or a report wanted today).",
+        request=None,
+        responses={202: DeliverySerializer},
+    )
+    @action(detail=True, methods=["post"])
+    def send(self, request, pk=None):
+        delivery = deliveries.send_now(self.get_object())
+        return Response(DeliverySerializer(delivery).data, status=202)
 
     @extend_schema(
         summary="The subscription's deliveries: when, to whom, size, how each ended.",

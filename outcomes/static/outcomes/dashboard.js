@@ -259,6 +259,54 @@
     link.textContent = "run it as Excel";
     status.append(`Saved as report #${answer.id} (${answer.window || "fixed window"}) — `, link);
     document.body.dataset.savedReport = String(answer.id);
+    if (config.canSubscribe) openSubscribeForm(answer.id);
+  }
+
+  // ------------------------------------------------------------------ subscribe to a saved report
+  // The schedule runs on the wall clock of the browser's time zone: "08:00" is the reader's 08:00.
+  const ZONE = Intl.DateTimeFormat().resolvedOptions().timeZone || "UTC";
+
+  function openSubscribeForm(reportId) {
+    const form = $("#subscribe-form");
+    form.dataset.report = String(reportId);
+    $("#subscribe-zone").textContent = `(${ZONE} time)`;
+    $("#subscribe-status").textContent = "";
+    form.hidden = false;
+  }
+
+  async function subscribe(event) {
+    event.preventDefault();
+    const form = $("#subscribe-form");
+    const status = $("#subscribe-status");
+    const recipients = form.elements.recipients.value.split(/[\s,;]+/).filter(Boolean);
+    const body = {
+      report: Number(form.dataset.report),
+      rrule: form.elements.rrule.value,
+      format: form.elements.format.value,
+      timezone: ZONE,
+      recipients,
+    };
+    status.textContent = "Subscribing…";
+    const response = await fetch(config.subscriptions, {
+      method: "POST",
+      credentials: "same-origin",
+      headers: { "Content-Type": "application/json", Accept: "application/json", "X-CSRFToken": cookie("csrftoken") },
+      body: JSON.stringify(body),
+    }).catch(() => null);
+    if (response === null) {
+      status.textContent = "The API cannot be reached: not subscribed.";
+      return;
+    }
+    const answer = await response.json().catch(() => ({}));
+    if (!response.ok) {
+      const detail = answer.detail || Object.entries(answer).map(([key, value]) => `${key}: ${JSON.stringify(value)}`).join("; ");
+      status.textContent = `Not subscribed (HTTP ${response.status}): ${detail}`;
+      return;
+    }
+    const next = answer.next_run_at ? new Date(answer.next_run_at) : null;
+    status.textContent = `Subscribed (#${answer.id}): ${recipients.join(", ")}` +
+      (next ? `, first e-mail ${next.toLocaleString("en-GB", { timeZone: ZONE, dateStyle: "medium", timeStyle: "short" })}` : "");
+    document.body.dataset.subscription = String(answer.id);
   }
 
   function openSaveForm() {
@@ -761,6 +809,7 @@
   $("#save-report").addEventListener("click", openSaveForm);
   $("#save-form").addEventListener("submit", saveReport);
   $("#save-cancel").addEventListener("click", () => ($("#save-form").hidden = true));
+  $("#subscribe-form").addEventListener("submit", subscribe);
   document.addEventListener("visibilitychange", () => (document.hidden ? schedule() : tick()));
   window.addEventListener("popstate", () => {
     showState(readState());

@@ -1,5 +1,6 @@
 # syntax=docker/dockerfile:1
-# One image, two roles: `api` (gunicorn) and `consumer` (process_outcomes); see entrypoint.sh.
+# One image, three roles: `api` (gunicorn), `consumer` (process_outcomes) and `worker` (scheduled
+# reports and alerts: run_worker); see entrypoint.sh.
 
 # The dashboard's front-end packages, pinned by package-lock.json (Node 24 LTS: 20 reached end of life).
 FROM node:24.21.0-bookworm-slim AS assets

@@ -32,9 +32,38 @@ NOT_IN_ALERT = ("start", "end", "format", "tz")
 class Closed(serializers.ModelSerializer):
     """Unknown fields are refused (the schema says additionalProperties: false)."""
 
+    closed = True
+
     def to_internal_value(self, data):
         if isinstance(data, dict) and (unknown := sorted(set(data) - set(self.fields))):
             raise ValidationError({name[:60]: ["Unknown field."] for name in unknown})
+        return super().to_internal_value(data)
+
+
+class StrictBoolean(serializers.BooleanField):
+    """true or false, as the schema says (DRF would take 0, "yes", "on" …)."""
+
+    def to_internal_value(self, data):
+        if not isinstance(data, bool):
+            self.fail("invalid", input=data)
+        return data
+
+
+class StrictNumber(serializers.FloatField):
+    """A JSON number, as the schema says (DRF would take "0.2")."""
+
+    def to_internal_value(self, data):
+        if isinstance(data, bool) or not isinstance(data, int | float):
+            self.fail("invalid")
+        return super().to_internal_value(data)
+
+
+class StrictInteger(serializers.IntegerField):
+    """A JSON integer, as the schema says (DRF would take "60" and 60.0)."""
+
+    def to_internal_value(self, data):
+        if isinstance(data, bool) or not isinstance(data, int):
+            self.fail("invalid")
         return super().to_internal_value(data)
 
 
@@ -82,6 +111,7 @@ class ChannelsMixin:
 class SubscriptionSerializer(ChannelsMixin, Closed):
     report = serializers.PrimaryKeyRelatedField(queryset=SavedReport.objects.all())
     recipients = Recipients()
+    active = StrictBoolean(required=False)
     timezone = serializers.ChoiceField(choices=TIME_ZONES, required=False, help_text="IANA time zone of the rule.")
 
     class Meta:
@@ -156,7 +186,9 @@ class AlertSerializer(ChannelsMixin, Closed):
     name = NameField(max_length=200)
     params = Params(required=False)
     recipients = Recipients()
-    window_minutes = serializers.IntegerField(min_value=1, max_value=MAX_WINDOW_MINUTES, required=False)
+    active = StrictBoolean(required=False)
+    window_minutes = StrictInteger(min_value=1, max_value=MAX_WINDOW_MINUTES, required=False)
+    threshold = StrictNumber(help_text="With compare_to, a relative change: -0.5 is down 50%.")
 
     class Meta:
         model = Alert

@@ -128,3 +128,16 @@ def test_only_firing_and_leaving_it_are_told():
     assert alerting.notifies("firing", "no_data")
     assert not alerting.notifies("ok", "no_data") and not alerting.notifies("no_data", "ok")
     assert not alerting.notifies("firing", "firing")
+
+
+@pytest.mark.kafka
+def test_ingestion_measures_are_the_ingestion_status():
+    from outcomes import ingestion
+
+    stalled = Alert.objects.create(
+        name="stalled", measure="ingestion_stalled", condition="above", threshold=0, recipients=["ops@example.com"]
+    )
+    status = ingestion.ingestion_status()
+    assert alerting.measure(stalled, NOW) == (1.0 if status["status"] == "stalled" else 0.0)
+    lag = Alert(measure="ingestion_lag", condition="above", threshold=1000)
+    assert alerting.measure(lag, NOW) == (None if status["lag"] is None else float(status["lag"]))

@@ -44,6 +44,8 @@ class _Owned(viewsets.ModelViewSet):
 
     def initial(self, request, *args, **kwargs):
         super().initial(request, *args, **kwargs)
+        if not hasattr(self, request.method.lower()):
+            return  # a method this path does not take: 405, whatever its parameters
         allowed = LIST_PARAMS if self.action in ("list", self.records) else {"format"}
         unknown = sorted(set(request.query_params) - allowed)
         if unknown:

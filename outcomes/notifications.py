@@ -201,10 +201,22 @@ def finish(record: Sendout, owner: Channels, *, error: str | None, retry) -> Non
 
 class DeliveryMetrics:
     """Scraped from the database by ``/metrics`` (``analytics.metrics.SCRAPED``): what the
-    alert rules ``SubscriptionFailing``, ``AlertFailing`` and ``DeliveriesStuck`` watch."""
+    alert rules ``AnalyticsSubscriptionFailing`` and ``AnalyticsDeliveriesStuck`` watch."""
+
+    FAMILIES = {
+        "analytics_subscriptions_failing": "Active subscriptions whose last deliveries all failed "
+        "(SUBSCRIPTION_FAILING_AFTER in a row).",
+        "analytics_alerts_failing": "Active alerts whose last notifications all failed.",
+        "analytics_alerts_firing": "Active alerts in the firing state.",
+        "analytics_deliveries_unfinished_stale": "Deliveries and alert notifications still unsent an hour after "
+        "they were created (no worker running?).",
+    }
 
     def describe(self):
-        return []
+        """The families without values (no database access at registration)."""
+        from prometheus_client.core import GaugeMetricFamily
+
+        return [GaugeMetricFamily(name, help) for name, help in self.FAMILIES.items()]
 
     def collect(self):
         from django.db.models import Count, Q
@@ -220,17 +232,11 @@ class DeliveryMetrics:
         unfinished = (Sendout.Status.PENDING, Sendout.Status.SENDING)
         stuck = Delivery.objects.filter(status__in=unfinished, created_at__lt=stuck_before).count()
         stuck += AlertEvent.objects.filter(status__in=unfinished, created_at__lt=stuck_before).count()
-        yield GaugeMetricFamily(
-            "analytics_subscriptions_failing",
-            "Active subscriptions whose last deliveries all failed (SUBSCRIPTION_FAILING_AFTER in a row).",
-            value=subscriptions["failing"],
-        )
-        yield GaugeMetricFamily(
-            "analytics_alerts_failing", "Active alerts whose last notifications all failed.", value=alerts["failing"]
-        )
-        yield GaugeMetricFamily("analytics_alerts_firing", "Active alerts in the firing state.", value=alerts["firing"])
-        yield GaugeMetricFamily(
-            "analytics_deliveries_unfinished_stale",
-            "Deliveries and alert notifications still unsent an hour after they were created (no worker running?).",
-            value=stuck,
-        )
+        values = {
+            "analytics_subscriptions_failing": subscriptions["failing"],
+            "analytics_alerts_failing": alerts["failing"],
+            "analytics_alerts_firing": alerts["firing"],
+            "analytics_deliveries_unfinished_stale": stuck,
+        }
+        for name, help in self.FAMILIES.items():
+            yield GaugeMetricFamily(name, help, value=values[name])

@@ -14,19 +14,22 @@ from prometheus_client import REGISTRY
 
 import analytics.metrics  # noqa: F401 - registers the API's metrics
 from outcomes.ingest.metrics import ConsumerMetrics
+from outcomes.notifications import DeliveryMetrics
 
 MONITORING = Path(__file__).resolve().parent.parent / "monitoring"
 _METRIC = re.compile(r"\b(analytics_[a-z_]+)")
 
 
 def exported() -> set[str]:
-    """Every sample name the API and the consumer can expose (histogram parts included)."""
+    """Every sample name the API and the consumer can expose (histogram parts included), and the
+    figures the API reads from the database when scraped."""
     names = set()
     for registry in (REGISTRY, ConsumerMetrics().registry):
         for family in registry.collect():
             names.add(family.name)
             for suffix in ("_total", "_bucket", "_count", "_sum", "_created"):
                 names.add(family.name + suffix)
+    names |= {family.name for family in DeliveryMetrics().describe()}  # read from the database at each scrape
     return {name for name in names if name.startswith("analytics_")}
 
 

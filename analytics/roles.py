@@ -23,7 +23,7 @@ PLACEHOLDERS = frozenset({"production-secret-key", "your-secret-key", "changeme"
 MIN_SECRET_LENGTH = 32
 
 
-def _placeholder(value: str) -> bool:
+def placeholder(value: str) -> bool:
     lowered = value.strip().lower()
     return lowered in PLACEHOLDERS or lowered.startswith(("your-", "django-insecure", "development-"))
 
@@ -35,7 +35,7 @@ def _secret_key() -> str | None:
         value = ""
     if not value:
         return "DJANGO_SECRET_KEY is required but not set (it signs the admin's sessions and CSRF tokens)."
-    if _placeholder(value) or len(value) < MIN_SECRET_LENGTH:
+    if placeholder(value) or len(value) < MIN_SECRET_LENGTH:
         return (
             "DJANGO_SECRET_KEY is unsafe for DEBUG=False: use a random value of at least 32 characters "
             "(python -c 'import secrets; print(secrets.token_urlsafe(50))')."
@@ -66,7 +66,7 @@ def _redis_url() -> str | None:
 
 def _metrics_token() -> str | None:
     token = settings.API_METRICS_TOKEN
-    if token and (_placeholder(token) or len(token) < 16):
+    if token and (placeholder(token) or len(token) < 16):
         return "API_METRICS_TOKEN is a placeholder or shorter than 16 characters: use a random value."
     return None
 
@@ -78,13 +78,13 @@ def _privacy_key() -> str | None:
             "PRIVACY_HASH_KEY is required but not set: it keys the hashes that keep erased users erased "
             "(at least 32 random characters; never change it afterwards)."
         )
-    if _placeholder(key) or len(key) < MIN_SECRET_LENGTH:
+    if placeholder(key) or len(key) < MIN_SECRET_LENGTH:
         return "PRIVACY_HASH_KEY is a placeholder or shorter than 32 characters: use a random value."
     return None
 
 
 def _db_password() -> str | None:
-    if _placeholder(settings.DATABASES["default"]["PASSWORD"]):
+    if placeholder(settings.DATABASES["default"]["PASSWORD"]):
         return "DB_PASSWORD is a placeholder (e.g. from kubernetes/…/secret.yaml): set the database's password."
     return None
 

@@ -72,12 +72,13 @@ pg_up() {
     sleep 0.5
   done
   as_postgres pg_isready -q -h 127.0.0.1 -p "$PG_PORT" || die "PostgreSQL does not answer on 127.0.0.1:$PG_PORT (see /var/log/postgresql/)"
-  # Role (may create the test databases) and database, idempotently.
+  # Role (may create the test databases, and the read-only reporting role: create_reporting_role)
+  # and database, idempotently.
   as_postgres psql -q -p "$PG_PORT" -v ON_ERROR_STOP=1 -d postgres \
     -v user="$DB_USER" -v pass="$DB_PASSWORD" -v db="$DB_NAME" >/dev/null <<'SQL'
-SELECT format('CREATE ROLE %I LOGIN CREATEDB PASSWORD %L', :'user', :'pass')
+SELECT format('CREATE ROLE %I LOGIN CREATEDB CREATEROLE PASSWORD %L', :'user', :'pass')
   WHERE NOT EXISTS (SELECT FROM pg_roles WHERE rolname = :'user') \gexec
-SELECT format('ALTER ROLE %I LOGIN CREATEDB PASSWORD %L', :'user', :'pass') \gexec
+SELECT format('ALTER ROLE %I LOGIN CREATEDB CREATEROLE PASSWORD %L', :'user', :'pass') \gexec
 SELECT format('CREATE DATABASE %I OWNER %I', :'db', :'user')
   WHERE NOT EXISTS (SELECT FROM pg_database WHERE datname = :'db') \gexec
 SQL

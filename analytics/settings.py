@@ -358,6 +358,10 @@ PUBLIC_URL = env_str("PUBLIC_URL", "http://127.0.0.1:8000" if DEBUG else "").rst
 DELIVERY_ATTEMPTS = env_int("DELIVERY_ATTEMPTS", 5, minimum=1, maximum=20)
 DELIVERY_RETRY_SECONDS = env_int("DELIVERY_RETRY_SECONDS", 30, minimum=1)
 SUBSCRIPTION_FAILING_AFTER = env_int("SUBSCRIPTION_FAILING_AFTER", 3, minimum=1)
+# At most this many subscriptions and alerts (a write key cannot turn the service into a
+# mass mailer); each has at most 50 recipients.
+SUBSCRIPTIONS_MAX = env_int("SUBSCRIPTIONS_MAX", 1000, minimum=1)
+ALERTS_MAX = env_int("ALERTS_MAX", 200, minimum=1)
 # An attachment larger than this is not attached: the e-mail says so and links to the report.
 DELIVERY_MAX_ATTACHMENT_BYTES = env_int("DELIVERY_MAX_ATTACHMENT_BYTES", 10 * 1024 * 1024, minimum=1024)
 # How often the scheduler looks for due subscriptions and evaluates alerts (cron, UTC; a sixth

@@ -26,7 +26,7 @@ from procrastinate.contrib.django import app
 from outcomes import ingestion, notifications
 from outcomes.buckets import iso_utc
 from outcomes.models import Alert, AlertEvent
-from outcomes.report_runs import agent_request, answer_of, dispatch
+from outcomes.report_runs import agent_request, answer_of, bounded, dispatch
 
 log = logging.getLogger(__name__)
 
@@ -91,8 +91,9 @@ def evaluate_alerts(now: datetime | None = None) -> list[int]:
             if alert is None or (alert.last_evaluated_at and alert.last_evaluated_at >= now):
                 continue  # another worker has it, or this minute is done
             try:
-                value = measure(alert, now)
-                baseline = measure(alert, now, shift=BASELINES[alert.compare_to]) if alert.compare_to else None
+                with bounded():
+                    value = measure(alert, now)
+                    baseline = measure(alert, now, shift=BASELINES[alert.compare_to]) if alert.compare_to else None
             except MeasureUnavailable as exc:
                 log.warning("alert not evaluated", extra={"alert": alert.pk, "error": str(exc)})
                 continue

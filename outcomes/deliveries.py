@@ -19,7 +19,7 @@ import csv
 import io
 import logging
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from django.conf import settings
@@ -31,7 +31,7 @@ from procrastinate.contrib.django import app
 from outcomes import notifications, report_workbooks, schedules, xlsx
 from outcomes.buckets import iso_utc
 from outcomes.models import Delivery, SavedReport, Subscription
-from outcomes.report_runs import agent_request, answer_of, dispatch, period, run_target
+from outcomes.report_runs import agent_request, answer_of, bounded, dispatch, period, run_target
 
 log = logging.getLogger(__name__)
 
@@ -109,12 +109,30 @@ def _schedule(subscription: Subscription, now: datetime) -> int | None:
     return delivery_id
 
 
+class TooSoon(Exception):
+    """A "send now" within SEND_NOW_INTERVAL of the last delivery: ``retry_after`` seconds."""
+
+    def __init__(self, retry_after: int) -> None:
+        super().__init__(f"A delivery of this subscription was created less than {SEND_NOW_INTERVAL.seconds} s ago.")
+        self.retry_after = retry_after
+
+
+# "Send now" at most this often per subscription (its recipients are not a target to flood).
+SEND_NOW_INTERVAL = timedelta(minutes=1)
+
+
 def send_now(subscription: Subscription, now: datetime | None = None) -> Delivery:
     """A delivery of ``subscription``'s report for this second, outside its schedule ("send
-    now": a test, or a report wanted today); the schedule is unchanged. Once per second."""
+    now": a test, or a report wanted today); the schedule is unchanged. TooSoon within
+    SEND_NOW_INTERVAL of its last delivery."""
     at = (now or timezone.now()).replace(microsecond=0)
     covered = period(subscription.report, now=at)
     with transaction.atomic():
+        Subscription.objects.select_for_update().get(pk=subscription.pk)  # one "send now" at a time
+        last = Delivery.objects.filter(subscription=subscription).order_by("-created_at").first()
+        if last is not None and last.created_at > at - SEND_NOW_INTERVAL:
+            wait = SEND_NOW_INTERVAL - (at - last.created_at)
+            raise TooSoon(max(1, int(wait.total_seconds()) + 1))
         delivery, created = Delivery.objects.get_or_create(
             subscription=subscription,
             scheduled_for=at,
@@ -298,7 +316,8 @@ def send_delivery(delivery_id: int) -> None:
     delivery.subscription = subscription
     error = None
     try:
-        report = run_report(subscription.report, delivery, subscription.format)
+        with bounded():
+            report = run_report(subscription.report, delivery, subscription.format)
         message = message_for(delivery, report)
         Delivery.objects.filter(pk=delivery.pk).update(bytes=message.size)
         notifications.send(delivery, subscription, "subscription", message)

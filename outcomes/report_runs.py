@@ -8,12 +8,14 @@ same checks, cache, formats and streaming as a direct request.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
 from urllib.parse import urlencode, urlsplit
 from zoneinfo import ZoneInfo
 
 from django.conf import settings
+from django.db import DatabaseError, connection
 from django.http import HttpRequest, QueryDict
 from django.urls import resolve, reverse
 
@@ -56,6 +58,19 @@ def run_target(saved: SavedReport, *, now, since=None) -> tuple[str, dict[str, s
         params.setdefault("tz", saved.timezone)
     kwargs = {"key": params.pop("experiment")} if saved.report == SavedReport.Report.RESULTS else {}
     return reverse(ENDPOINTS[saved.report], kwargs=kwargs), params
+
+
+@contextlib.contextmanager
+def bounded():
+    """A run outside an HTTP request (the worker's) under the API's statement timeout, as the
+    request would be: a report that runs away is cancelled, not left holding the worker."""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT set_config('statement_timeout', %s, false)", [f"{settings.API_STATEMENT_TIMEOUT_MS}ms"])
+    try:
+        yield
+    finally:
+        with contextlib.suppress(DatabaseError), connection.cursor() as cursor:
+            cursor.execute("SELECT set_config('statement_timeout', '0', false)")
 
 
 def answer_of(response):

@@ -91,6 +91,13 @@ class ChannelsMixin:
                 raise ValidationError(str(exc)) from None
         return value
 
+    def validate_count(self, setting: str) -> None:
+        limit = getattr(settings, setting)
+        if self.instance is None and self.Meta.model.objects.count() >= limit:
+            raise ValidationError(
+                {"non_field_errors": [f"At most {limit:,} of these ({setting}): delete unused ones."]}
+            )
+
     def validate_channels(self, attrs) -> None:
         recipients = attrs.get("recipients", getattr(self.instance, "recipients", []))
         webhook = attrs.get("webhook_url", getattr(self.instance, "webhook_url", ""))
@@ -145,6 +152,7 @@ class SubscriptionSerializer(ChannelsMixin, Closed):
         ]
 
     def validate(self, attrs):
+        self.validate_count("SUBSCRIPTIONS_MAX")
         self.validate_channels(attrs)
         rule = attrs.get("rrule", getattr(self.instance, "rrule", ""))
         zone = attrs.get("timezone", getattr(self.instance, "timezone", "UTC"))
@@ -231,6 +239,7 @@ class AlertSerializer(ChannelsMixin, Closed):
         return Params.checked(value)
 
     def validate(self, attrs):
+        self.validate_count("ALERTS_MAX")
         self.validate_channels(attrs)
         params = dict(attrs.get("params", getattr(self.instance, "params", {})))
         refused = {name: ["The alert's window_minutes sets its window."] for name in NOT_IN_ALERT if name in params}

@@ -152,3 +152,37 @@ def test_an_alert_takes_the_stats_filters_and_refuses_what_stats_refuses():
     assert alert(api, window_minutes=0).status_code == 400
     assert alert(api, compare_to="previous_year").status_code == 400
     assert api.get(f"/api/alerts/{created.json()['id']}/events/").json()["count"] == 0
+
+
+def test_send_now_is_a_delivery_once_a_minute_and_the_counts_are_bounded(saved, settings):
+    api = client("read", "write")
+    created = subscribe(api, saved).json()
+    first = api.post(f"/api/subscriptions/{created['id']}/send/")
+    assert first.status_code == 202 and first.json()["status"] == "pending"
+    again = api.post(f"/api/subscriptions/{created['id']}/send/")
+    assert again.status_code == 429 and 0 < int(again["Retry-After"]) <= 61
+    assert "less than 60 s ago" in again.json()["detail"]
+    assert Delivery.objects.count() == 1
+    settings.SUBSCRIPTIONS_MAX = 1
+    refused = subscribe(api, saved)
+    assert refused.status_code == 400 and "SUBSCRIPTIONS_MAX" in str(refused.json())
+    settings.ALERTS_MAX = 1
+    assert alert(api).status_code == 201
+    assert "ALERTS_MAX" in str(alert(api).json())
+
+
+def test_the_worker_runs_reports_under_the_api_statement_timeout(settings):
+    from django.db import connection
+
+    from outcomes.report_runs import bounded
+
+    settings.API_STATEMENT_TIMEOUT_MS = 1234
+
+    def timeout() -> str:
+        with connection.cursor() as cursor:
+            cursor.execute("SHOW statement_timeout")
+            return cursor.fetchone()[0]
+
+    with bounded():
+        assert timeout() == "1234ms"
+    assert timeout() == "0"

@@ -18,7 +18,7 @@ from django.views.decorators.http import require_http_methods
 from drf_spectacular.utils import extend_schema
 from rest_framework import viewsets
 from rest_framework.decorators import action
-from rest_framework.exceptions import ValidationError
+from rest_framework.exceptions import Throttled, ValidationError
 from rest_framework.response import Response
 
 from outcomes import deliveries, notifications
@@ -85,7 +85,11 @@ class SubscriptionViewSet(_Owned):
     )
     @action(detail=True, methods=["post"])
     def send(self, request, pk=None):
-        delivery = deliveries.send_now(self.get_object())
+        try:
+            delivery = deliveries.send_now(self.get_object())
+        except deliveries.TooSoon as exc:
+            throttled = Throttled(wait=exc.retry_after, detail=f"{exc} Try again in {exc.retry_after} s.")
+            raise throttled from None
         return Response(DeliverySerializer(delivery).data, status=202)
 
     @extend_schema(

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Container entrypoint: one image, three roles.
+# Container entrypoint: one image, four roles.
 #
 #   ./entrypoint.sh api        the api role's settings checked, migrations (safe with concurrent
 #                              replicas), static files collected if missing, then gunicorn
@@ -7,6 +7,8 @@
 #                              consumer (process_outcomes)
 #   ./entrypoint.sh worker     the worker's settings checked, migrations, then the job worker
 #                              (procrastinate): scheduled reports, alerts, their deliveries
+#   ./entrypoint.sh live       the live role's settings checked, migrations, then uvicorn serving
+#                              /api/live/ (Server-Sent Events of each committed batch)
 #   ./entrypoint.sh manage …   any management command
 #
 # A role stops before it migrates when a setting it needs is missing or unsafe, naming it
@@ -45,11 +47,19 @@ case "$role" in
     migrate
     exec "$PYTHON" manage.py run_worker "$@"
     ;;
+  live)
+    "$PYTHON" manage.py check_role live
+    migrate
+    # Under ASGI, Django's persistent connections are not reused between requests: closed.
+    export DB_CONN_MAX_AGE=0
+    exec "$PYTHON" -m uvicorn analytics.asgi:application --host "${LIVE_HOST:-0.0.0.0}" --port "${LIVE_PORT:-8001}" \
+      --lifespan off --no-access-log --log-level warning --timeout-graceful-shutdown "${LIVE_GRACEFUL_SECONDS:-5}" "$@"
+    ;;
   manage)
     exec "$PYTHON" manage.py "$@"
     ;;
   *)
-    echo "usage: $0 api|consumer|worker|manage [args…]" >&2
+    echo "usage: $0 api|consumer|worker|live|manage [args…]" >&2
     exit 2
     ;;
 esac

@@ -40,6 +40,10 @@ class ConsumerSettings:
     retry_max_backoff_ms: int = 30000
     # How often the consumer merges the rollups' partial rows (0: never; compact_rollups does it).
     rollup_compact_seconds: float = 10.0
+    # Live updates: each committed batch's event goes to this Redis stream ("": none).
+    live_redis_url: str = ""
+    live_stream: str = "analytics:live"
+    live_stream_length: int = 10000
 
     @classmethod
     def from_env(cls) -> ConsumerSettings:
@@ -79,6 +83,9 @@ class ConsumerSettings:
             rollup_compact_seconds=env_float(
                 "CONSUMER_ROLLUP_COMPACT_SECONDS", defaults.rollup_compact_seconds, minimum=0.0, maximum=86400.0
             ),
+            live_redis_url=env_str("LIVE_REDIS_URL", env_str("REDIS_URL", "")),
+            live_stream=env_str("LIVE_STREAM", defaults.live_stream),
+            live_stream_length=env_int("LIVE_STREAM_LENGTH", defaults.live_stream_length, minimum=100),
         )
 
 

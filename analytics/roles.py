@@ -117,6 +117,12 @@ def _mail() -> str | None:
     return None
 
 
+def _live_redis() -> str | None:
+    if not settings.LIVE_REDIS_URL:
+        return "LIVE_REDIS_URL (or REDIS_URL) is required: the Redis stream the consumer writes each batch's event to."
+    return None
+
+
 # Which checks each role runs. "writer": commands that store or erase outcomes outside the
 # consumer and the API (replay_dead_letters, erase_user); "database": any other command.
 ROLES: dict[str, tuple[Callable[[], str | None], ...]] = {
@@ -124,6 +130,8 @@ ROLES: dict[str, tuple[Callable[[], str | None], ...]] = {
     "consumer": (_db_password, _privacy_key),
     # The worker signs unsubscribe links (SECRET_KEY) and sends mail.
     "worker": (_db_password, _secret_key, _public_url, _mail),
+    # The live stream reads sessions and API keys (the database) and the Redis stream.
+    "live": (_db_password, _secret_key, _allowed_hosts, _live_redis),
     "writer": (_db_password, _privacy_key),
     "database": (_db_password,),
 }

@@ -18,7 +18,7 @@ from csp import constants as csp
 from django.core.exceptions import ImproperlyConfigured
 
 from analytics.consumer_settings import ConsumerSettings
-from analytics.env import env_bool, env_choice, env_int, env_list, env_str, parse_rate
+from analytics.env import env_bool, env_choice, env_float, env_int, env_list, env_str, parse_rate
 from analytics.logs import json_logging
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -385,6 +385,25 @@ PROCRASTINATE_WORKER_DEFAULTS = {
     # otherwise keep ~2,900 rows a day. Failed jobs stay, to be looked at.
     "delete_jobs": "successful",
 }
+
+# ---------------------------------------------------------------- live updates (the live role)
+# /api/live/ streams each committed batch's event (Server-Sent Events) from the Redis stream
+# the consumer writes (analytics.consumer_settings: LIVE_REDIS_URL, LIVE_STREAM).
+LIVE_REDIS_URL = env_str("LIVE_REDIS_URL", REDIS_URL or ("redis://127.0.0.1:6379/0" if DEBUG else ""))
+LIVE_STREAM = env_str("LIVE_STREAM", "analytics:live")
+LIVE_MAX_CLIENTS = env_int("LIVE_MAX_CLIENTS", 2000, minimum=1)
+# Events a client may have waiting; a slower client is told to refetch and reconnect.
+LIVE_CLIENT_QUEUE = env_int("LIVE_CLIENT_QUEUE", 100, minimum=1)
+LIVE_HEARTBEAT_S = env_float("LIVE_HEARTBEAT_S", 15.0, minimum=0.1)
+LIVE_RETRY_MS = env_int("LIVE_RETRY_MS", 3000, minimum=100)
+# Where browsers reach the stream ("": the dashboard polls): a path on this host behind an
+# ingress that routes /api/live/ to the live role, or another origin (make run:
+# http://127.0.0.1:8001/api/live/), which LIVE_ALLOWED_ORIGINS then lets the dashboard's
+# origin read with its session cookie.
+LIVE_URL = env_str("LIVE_URL", "")
+LIVE_ALLOWED_ORIGINS = env_list("LIVE_ALLOWED_ORIGINS", [])
+if LIVE_URL.startswith(("http://", "https://")):
+    CONTENT_SECURITY_POLICY["DIRECTIVES"]["connect-src"].append("/".join(LIVE_URL.split("/")[:3]))
 
 # ---------------------------------------------------------------- consumer
 CONSUMER = ConsumerSettings.from_env()

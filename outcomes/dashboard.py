@@ -43,6 +43,7 @@ def dashboard(request):
         "subscriptions": reverse("subscription-list"),
         "canSubscribe": request.user.has_perm("outcomes.add_subscription"),
         "refreshSeconds": settings.DASHBOARD_REFRESH_SECONDS,
+        "live": settings.LIVE_URL,
         "topic": settings.CONSUMER.topic,
     }
     return render(request, "outcomes/dashboard.html", {"config": config})

@@ -14,6 +14,7 @@ from outcomes.views import (
     SubscriptionViewSet,
     unsubscribe,
 )
+from outcomes.views.live import live_stream
 
 
 class ServiceRoot(APIRootView):
@@ -64,5 +65,6 @@ router.register("alerts", AlertViewSet, basename="alert")
 urlpatterns = [
     path("ingestion/", IngestionView.as_view(), name="ingestion"),
     path("unsubscribe/<str:token>/", unsubscribe, name="unsubscribe"),
+    path("live/", live_stream, name="live"),
     *router.urls,
 ]

@@ -13,6 +13,11 @@ export CONSUMER_METRICS_PORT="${CONSUMER_METRICS_PORT:-9108}"
 export CONSUMER_METRICS_ADDR="${CONSUMER_METRICS_ADDR:-127.0.0.1}"
 export CONSUMER_HEALTH_FILE="${CONSUMER_HEALTH_FILE:-$ROOT/.cache/consumer.alive}"
 export WORKER_HEALTH_FILE="${WORKER_HEALTH_FILE:-$ROOT/.cache/worker.alive}"
+# The live role (uvicorn) beside gunicorn; the dashboard (on GUNICORN_BIND) reads its stream
+# with its session cookie (same host, another port: an allowed origin).
+export LIVE_HOST=127.0.0.1 LIVE_PORT="${LIVE_PORT:-8001}"
+export LIVE_URL="${LIVE_URL:-http://${GUNICORN_BIND%:*}:$LIVE_PORT/api/live/}"
+export LIVE_ALLOWED_ORIGINS="${LIVE_ALLOWED_ORIGINS:-http://$GUNICORN_BIND}"
 RATE="${SIMULATOR_RATE:-200}"
 MAIL_DIR="$ROOT/.cache/mail"
 LOGS="$ROOT/.cache/run"
@@ -31,11 +36,11 @@ cleanup() {
 trap 'cleanup; exit 0' INT TERM
 trap cleanup EXIT
 
-ports=("${GUNICORN_BIND##*:}" "$CONSUMER_METRICS_PORT")
+ports=("${GUNICORN_BIND##*:}" "$CONSUMER_METRICS_PORT" "$LIVE_PORT")
 [ -z "${EMAIL_HOST:-}" ] && ports+=("${EMAIL_PORT:-1025}")
 for port in "${ports[@]}"; do
   if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
-    echo "port $port is already in use on 127.0.0.1; stop what holds it (or set GUNICORN_BIND / CONSUMER_METRICS_PORT / EMAIL_PORT)" >&2
+    echo "port $port is already in use on 127.0.0.1; stop what holds it (or set GUNICORN_BIND / CONSUMER_METRICS_PORT / LIVE_PORT / EMAIL_PORT)" >&2
     exit 1
   fi
 done
@@ -69,6 +74,8 @@ fi
 RUN_MIGRATIONS=false ./entrypoint.sh api >"$LOGS/api.log" 2>&1 &
 pids+=($!)
 RUN_MIGRATIONS=false ./entrypoint.sh worker >"$LOGS/worker.log" 2>&1 &
+pids+=($!)
+RUN_MIGRATIONS=false ./entrypoint.sh live >"$LOGS/live.log" 2>&1 &
 pids+=($!)
 RUN_MIGRATIONS=false ./entrypoint.sh consumer >"$LOGS/consumer.log" 2>&1 &
 pids+=($!)
@@ -109,6 +116,7 @@ cat <<MSG
   Bid landscape   http://$GUNICORN_BIND/api/insights/bid_landscape/?currency=USD   (second-price auctions)
   Optimal bid     http://$GUNICORN_BIND/api/insights/optimal_bid/?value=1.50&currency=USD
   Ingestion       http://$GUNICORN_BIND/api/ingestion/
+  Live stream     $LIVE_URL   (Server-Sent Events of each stored batch; the dashboard uses it)
   OpenAPI schema  http://$GUNICORN_BIND/api/schema/
   API docs        http://$GUNICORN_BIND/api/docs/   (Swagger UI; Redoc: /api/redoc/)
   API metrics     http://$GUNICORN_BIND/metrics
@@ -122,7 +130,7 @@ cat <<MSG
   Data            database ${DB_NAME}, topic ${KAFKA_TOPIC_AUCTION_OUTCOMES}, group ${KAFKA_CONSUMER_GROUP}
                   (this checkout's own: \`make clean-data\` empties them; \`eval "\$(make -s env)"\` for a shell)
 
-  Logs: $LOGS/{producer,consumer,api,worker,mail,fit}.log
+  Logs: $LOGS/{producer,consumer,api,worker,live,mail,fit}.log
   Ctrl-C stops the producer, consumer, API, worker and mail sink; PostgreSQL, Kafka and Redis keep running
   (\`make services-down\` stops them).
 

@@ -13,7 +13,7 @@ from django.db import connection
 from bench import harness
 from bench.harness import free_port
 
-__all__ = ["exports_in_progress", "free_port", "production", "start_api", "stop"]
+__all__ = ["exports_in_progress", "free_port", "production", "start_api", "start_live", "stop"]
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -70,3 +70,44 @@ def exports_in_progress() -> int:
                  AND state = 'active' AND query LIKE 'COPY (SELECT%%'"""
         )
         return cursor.fetchone()[0]
+
+
+def start_live(port: int, log_path: Path, **env: str) -> subprocess.Popen:
+    """The live role (``./entrypoint.sh live``: uvicorn) on 127.0.0.1:``port`` against the
+    test database and the local Redis, once it answers ``/healthz``."""
+    import http.client
+
+    from tests.factories import wait_until
+
+    db = connection.settings_dict
+    environment = {
+        **os.environ,
+        "PYTHON": sys.executable,
+        "DEBUG": "true",
+        "RUN_MIGRATIONS": "false",
+        "DB_NAME": db["NAME"],
+        "DB_USER": db["USER"],
+        "DB_PASSWORD": db["PASSWORD"],
+        "DB_HOST": db["HOST"],
+        "DB_PORT": str(db["PORT"]),
+        "LIVE_REDIS_URL": "redis://127.0.0.1:6379/0",
+        "LIVE_HOST": "127.0.0.1",
+        "LIVE_PORT": str(port),
+        **env,
+    }
+    log = open(log_path, "wb")  # noqa: SIM115 - the process holds it
+    process = subprocess.Popen(
+        ["./entrypoint.sh", "live"], cwd=ROOT, env=environment, stdout=log, stderr=subprocess.STDOUT
+    )
+
+    def up() -> bool:
+        try:
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=1)
+            conn.request("GET", "/healthz")
+            return conn.getresponse().status == 200
+        except OSError:
+            return process.poll() is not None  # exited: stop waiting (the caller sees it)
+
+    wait_until(up, 30, what=f"the live server ({log_path})")
+    assert process.poll() is None, log_path.read_text()
+    return process

@@ -707,3 +707,54 @@ def test_the_current_view_is_saved_as_a_report_subscribed_to_and_downloaded_as_e
     page.goto(f"{live_server.url}/dashboard/")
     wait_refresh(page, after=0)
     assert not page.is_visible("#save-report")
+
+
+def test_the_dashboard_is_pushed_each_batch_and_falls_back_to_polling(logged_in, live_server, settings, tmp_path):
+    """With the live role running, a committed batch's event makes the page refresh (nothing
+    polls: the refresh interval is an hour), its figures equal the reports'; with the live
+    server gone, the page says so and polls."""
+    from outcomes import writes
+    from outcomes.ingest.publishing import LivePublisher
+    from tests.factories import parse_document
+    from tests.servers import free_port, start_live
+
+    page = logged_in
+    port, stream = free_port(), f"test:live:{uuid.uuid4().hex[:8]}"
+    origin = live_server.url  # http://localhost:PORT: the live server on the same host gets the session cookie
+    server = start_live(port, tmp_path / "live.log", LIVE_STREAM=stream, LIVE_ALLOWED_ORIGINS=origin)
+    settings.DASHBOARD_REFRESH_SECONDS = 3600
+    settings.LIVE_URL = f"http://localhost:{port}/api/live/"
+    policy = settings.CONTENT_SECURITY_POLICY
+    settings.CONTENT_SECURITY_POLICY = {
+        **policy,
+        "DIRECTIVES": {**policy["DIRECTIVES"], "connect-src": ["'self'", f"http://localhost:{port}"]},
+    }
+    publisher = LivePublisher("redis://127.0.0.1:6379/0", stream, 1000)
+
+    def commit(n: int) -> None:
+        batch = writes.Batch()
+        now = datetime.now(UTC) - timedelta(minutes=1)
+        for i in range(n):
+            document = message(auction_timestamp=now.isoformat())  # a fresh bid id each
+            batch.events.append((parse_document(document), writes.Position("pushed", 0, i)))
+        publisher.publish(writes.write_batch(batch, consumer_group="pushed", live=True).live)
+
+    try:
+        page.goto(f"{live_server.url}/dashboard/?window=1h")
+        page.wait_for_function("() => document.body.dataset.stream === 'open'", timeout=15_000)
+        assert page.text_content("#live") == "live"
+        total = 0
+        for n in (7, 5):
+            before = refreshes(page)
+            commit(n)
+            total += n
+            wait_refresh(page, after=before, timeout=10_000)
+            since = (datetime.now(UTC) - timedelta(hours=2)).strftime("%Y-%m-%dT%H:%M:%SZ")
+            stats = page.request.get(f"{live_server.url}/api/outcomes/stats/", params={"start": since}).json()
+            assert card(page, "outcomes") == stats["total_outcomes"] == total
+        shot(page, "dashboard-pushed", full_page=False)
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+    page.wait_for_function("() => document.body.dataset.stream === 'down'", timeout=15_000)
+    assert page.text_content("#live") == "polling" and "unavailable" in page.get_attribute("#live", "title")

@@ -237,6 +237,7 @@ ROLE_OF = {
     "api": "api",
     "consumer": "consumer",
     "worker": "worker",
+    "live": "live",
     "migrate": "database",
     "prune": "database",
     "fit": "database",
@@ -296,9 +297,9 @@ def test_every_role_starts_from_the_manifests_once_the_secrets_are_real(tmp_path
         checked.add(role)
         if role != "api":
             assert "API_METRICS_TOKEN_FILE" not in env, container["name"]
-        if role not in ("api", "worker"):  # the worker signs unsubscribe links
+        if role not in ("api", "worker", "live"):  # the worker signs unsubscribe links, live reads sessions
             assert "DJANGO_SECRET_KEY_FILE" not in env, container["name"]
-    assert checked == {"api", "consumer", "database", "worker"}
+    assert checked == {"api", "consumer", "database", "worker", "live"}
 
 
 def test_the_secret_templates_placeholders_are_refused(tmp_path):

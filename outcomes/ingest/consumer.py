@@ -50,6 +50,7 @@ from outcomes.ingest.limits import RunLimits
 from outcomes.ingest.metrics import ConsumerMetrics
 from outcomes.ingest.parsing import DeadLetterLimit, DeadLetterLimitExceeded, ParseStep
 from outcomes.ingest.positions import PositionGuard
+from outcomes.ingest.publishing import LivePublisher
 from outcomes.ingest.retry import Abandoned
 from outcomes.ingest.writing import WriteStep
 from outcomes.writes import PartitionProgress, PreparedBatch, WriteResult, prepare_batch, stored_offsets
@@ -88,7 +89,12 @@ class OutcomeConsumer:
                 window=settings.dlq_window,
             ),
         )
-        self.writer = WriteStep(settings, self.metrics, self.health, self.stop_requested)
+        publisher = (
+            LivePublisher(settings.live_redis_url, settings.live_stream, settings.live_stream_length)
+            if settings.live_redis_url
+            else None
+        )
+        self.writer = WriteStep(settings, self.metrics, self.health, self.stop_requested, publisher)
         self.compactor = Compactor(settings.rollup_compact_seconds, self.stop_requested)
         self.positions = PositionGuard(settings, self.metrics, self.writer)
         self.kafka = None
@@ -226,7 +232,7 @@ class OutcomeConsumer:
                 return
             batch = self._builder.take()
             generation = self._generation
-        prepared = prepare_batch(batch)
+        prepared = prepare_batch(batch, live=self.writer.publisher is not None)
         self._finish_write()
         with self._lock:
             if generation != self._generation:

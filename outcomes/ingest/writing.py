@@ -54,8 +54,11 @@ class Written:
 
 
 class WriteStep:
-    def __init__(self, settings: ConsumerSettings, metrics: ConsumerMetrics, health: HealthFiles, stop) -> None:
+    def __init__(
+        self, settings: ConsumerSettings, metrics: ConsumerMetrics, health: HealthFiles, stop, publisher=None
+    ) -> None:
         self.settings = settings
+        self.publisher = publisher  # outcomes.ingest.publishing.LivePublisher, or None
         self.metrics = metrics
         self.health = health
         self.stop = stop
@@ -108,6 +111,8 @@ class WriteStep:
         # The writer thread's database connection is thread-local: close it from that thread.
         self._executor.submit(discard_connection).result()
         self._executor.shutdown(wait=True)
+        if self.publisher is not None:
+            self.publisher.close()
 
     # ---------------------------------------------------------------- on the writer thread
     def _write(self, batch: PreparedBatch, stage_first: bool) -> WriteResult | None:
@@ -116,7 +121,9 @@ class WriteStep:
         def attempt() -> WriteResult:
             nonlocal started
             started = time.monotonic()
-            return write_batch(batch, consumer_group=self.settings.group, stage_first=stage_first)
+            return write_batch(
+                batch, consumer_group=self.settings.group, stage_first=stage_first, live=self.publisher is not None
+            )
 
         try:
             result = self._retrying(
@@ -131,6 +138,8 @@ class WriteStep:
         elapsed = time.monotonic() - started
         self.metrics.batch_seconds.observe(elapsed)
         result.duration_ms = round(elapsed * 1000, 1)
+        if self.publisher is not None and result.live is not None:  # committed: tell the live servers
+            self.publisher.publish(result.live)
         return result
 
     def _retrying(self, function: Callable[[], T], message: str, *, count_retries: bool = False, **context) -> T:

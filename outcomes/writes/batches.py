@@ -12,6 +12,7 @@ import orjson
 from django.db import IntegrityError, connection, transaction
 
 from outcomes import pgcopy, rollups
+from outcomes.live import batch_event
 from outcomes.messages import OutcomeEvent
 from outcomes.pgcopy import NULL, escape
 from outcomes.writes import erasure, tables
@@ -82,6 +83,7 @@ class PreparedBatch:
     in_batch_duplicates: int
     reach: rollups.Reach  # users of the events that carry an auction time, assuming all are inserted
     last_inserted_id: int | None = None  # set by the slow path: rows skipped on conflict use up ids too
+    live: dict | None = None  # its live event assuming all are inserted (``prepare_batch(live=True)``)
 
     def __len__(self) -> int:
         """Messages in the batch (in-batch duplicates included)."""
@@ -97,10 +99,20 @@ class WriteResult:
     newest_event_time: datetime | None = None
     used_fallback: bool = False
     duration_ms: float = 0.0
+    live: dict | None = None  # what the batch changed (``outcomes.live``), when asked for
 
 
-def prepare_batch(batch: Batch) -> PreparedBatch:
-    """The CPU-bound half of a write: no I/O, safe to run beside a write in progress."""
+def prepare_batch(batch: Batch, *, live: bool = False) -> PreparedBatch:
+    """The CPU-bound half of a write: no I/O, safe to run beside a write in progress.
+    ``live``: its live event too (``outcomes.live``), computed here rather than after the
+    write, on the writer's time."""
+    prepared = _prepare(batch)
+    if live and prepared.events:
+        prepared.live = batch_event((e for e, _ in prepared.events), newest=_newest_event_time(prepared.events))
+    return prepared
+
+
+def _prepare(batch: Batch) -> PreparedBatch:
     first: dict[str, tuple[OutcomeEvent, Position]] = {}
     rejected = list(batch.rejected)
     duplicates = 0
@@ -130,19 +142,22 @@ def add_timeless(reach: rollups.Reach, events, cursor) -> None:
             reach.add(now, event.user_id)
 
 
-def write_batch(batch: Batch | PreparedBatch, *, consumer_group: str, stage_first: bool = False) -> WriteResult:
-    """Write one batch atomically. Raises ``OffsetConflict`` (nothing written) if fenced."""
+def write_batch(
+    batch: Batch | PreparedBatch, *, consumer_group: str, stage_first: bool = False, live: bool = False
+) -> WriteResult:
+    """Write one batch atomically. Raises ``OffsetConflict`` (nothing written) if fenced.
+    ``live``: the result says what the committed batch changed (``outcomes.live``)."""
     prepared = batch if isinstance(batch, PreparedBatch) else prepare_batch(batch)
     if prepared.events and not stage_first:
         try:
-            return _write_batch(prepared, consumer_group, fast=True)
+            return _write_batch(prepared, consumer_group, fast=True, live=live)
         except IntegrityError as exc:  # a bid id is stored already: nothing was written
             if getattr(exc.__cause__, "sqlstate", None) != tables.UNIQUE_VIOLATION:
                 raise
-    return _write_batch(prepared, consumer_group, fast=False)
+    return _write_batch(prepared, consumer_group, fast=False, live=live)
 
 
-def _write_batch(prepared: PreparedBatch, consumer_group: str, *, fast: bool) -> WriteResult:
+def _write_batch(prepared: PreparedBatch, consumer_group: str, *, fast: bool, live: bool = False) -> WriteResult:
     result = WriteResult(duplicates=prepared.in_batch_duplicates, used_fallback=not fast and bool(prepared.events))
     rejected = list(prepared.rejected)
     with transaction.atomic(), connection.cursor() as cursor:
@@ -181,6 +196,13 @@ def _write_batch(prepared: PreparedBatch, consumer_group: str, *, fast: bool) ->
                 raise OffsetConflict(topic, partition, progress.expected)
     result.dead_lettered.update(r.reason for r in rejected)
     result.newest_event_time = _newest_event_time(prepared.events)
+    if live and result.stored:  # committed: what it changed (erased users' outcomes left out: resync)
+        if fast and prepared.live is not None and not result.erased:
+            result.live = prepared.live  # every event was inserted: as prepared
+        else:
+            result.live = batch_event(
+                (event for event, _ in inserted_events), newest=result.newest_event_time, resync=bool(result.erased)
+            )
     return result
 
 

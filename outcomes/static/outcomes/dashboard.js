@@ -753,6 +753,44 @@
   }
 
   // ------------------------------------------------------------------ live
+  // With a live stream (config.live: /api/live/, Server-Sent Events), each committed batch
+  // triggers a refresh and nothing polls; while the stream is down, the page polls every
+  // refreshSeconds and says so. The figures always come from the reports, so they equal them.
+  let stream = null;
+  let streaming = false;
+  let pushed = null;
+
+  function connectStream() {
+    if (!config.live || !window.EventSource) return;
+    if (stream) stream.close();
+    const state = formState();
+    const params = new URLSearchParams();
+    for (const name of ["site_domain", "currency"]) if (state[name]) params.set(name, state[name]);
+    const query = params.toString();
+    stream = new EventSource(`${config.live}${query ? `?${query}` : ""}`, { withCredentials: true });
+    stream.addEventListener("open", () => {
+      streaming = true;
+      document.body.dataset.stream = "open";
+      schedule();
+    });
+    const update = () => {
+      if (document.hidden) return;
+      clearTimeout(pushed);
+      pushed = setTimeout(tick, 200);  // a burst of batches: one refresh
+    };
+    stream.addEventListener("batch", update);
+    stream.addEventListener("resync", () => {
+      update();
+      connectStream();  // resume from now: the refresh has everything before
+    });
+    stream.addEventListener("error", () => {
+      if (!streaming) return;
+      streaming = false;  // the browser reconnects on its own; the page polls meanwhile
+      document.body.dataset.stream = "down";
+      schedule();
+    });
+  }
+
   function schedule() {
     clearTimeout(timer);
     const live = $("#live");
@@ -761,8 +799,16 @@
       live.classList.add("paused");
       return;
     }
-    live.textContent = "live";
     live.classList.remove("paused");
+    if (streaming) {
+      live.textContent = "live";
+      live.title = "Updated as each batch of outcomes is stored";
+      return;
+    }
+    live.textContent = config.live ? "polling" : "live";
+    live.title = config.live
+      ? `Live updates are unavailable: refreshing every ${config.refreshSeconds} s`
+      : "Refreshes on its own while this tab is visible";
     timer = setTimeout(tick, config.refreshSeconds * 1000);
   }
 
@@ -779,6 +825,7 @@
     const state = formState();
     form.classList.toggle("is-custom", state.window === "custom");
     writeUrl(state);
+    connectStream();
     tick();
   }
 
@@ -817,5 +864,6 @@
   });
 
   showState(readState());
+  connectStream();
   tick();
 })();

@@ -40,14 +40,15 @@ def _order(entry_id: str) -> tuple[int, int]:
 class Client:
     def __init__(self, filters: dict[str, str]) -> None:
         self.filters = filters
+        self.key = tuple(sorted(filters.items()))  # clients with the same filters share each event's frame
         self.queue: asyncio.Queue = asyncio.Queue(maxsize=settings.LIVE_CLIENT_QUEUE)
         self.lagging = False
 
-    def offer(self, entry_id: str, event: dict) -> None:
+    def offer(self, entry_id: str, data: bytes) -> None:
         if self.lagging:
             return
         try:
-            self.queue.put_nowait((entry_id, event))
+            self.queue.put_nowait((entry_id, data))
         except asyncio.QueueFull:
             self.lagging = True  # told once, then it refetches and reconnects
 
@@ -99,8 +100,12 @@ class Hub:
                 for entry_id, fields in entries:
                     last = entry_id.decode()
                     event = orjson.loads(fields[b"data"])
+                    frames: dict[tuple, bytes] = {}  # one view and one frame per set of filters, not per client
                     for client in list(self.clients):
-                        client.offer(last, event)
+                        data = frames.get(client.key)
+                        if data is None:
+                            data = frames[client.key] = frame(last, "batch", live.view(event, client.filters))
+                        client.offer(last, data)
 
 
 HUB = Hub()
@@ -130,7 +135,7 @@ async def stream(filters: dict[str, str], last_id: str | None):
                 sent = entry_id
         while True:
             try:
-                entry_id, event = await asyncio.wait_for(client.queue.get(), timeout=settings.LIVE_HEARTBEAT_S)
+                entry_id, data = await asyncio.wait_for(client.queue.get(), timeout=settings.LIVE_HEARTBEAT_S)
             except TimeoutError:
                 if client.lagging:
                     yield frame(None, "resync", {"reason": "this connection fell behind"})
@@ -139,7 +144,7 @@ async def stream(filters: dict[str, str], last_id: str | None):
                 continue
             if sent is not None and _order(entry_id) <= _order(sent):
                 continue  # already sent while catching up
-            yield frame(entry_id, "batch", live.view(event, filters))
+            yield data
             sent = entry_id
             if client.lagging and client.queue.empty():
                 yield frame(None, "resync", {"reason": "this connection fell behind"})

@@ -53,3 +53,12 @@ def test_the_export_benchmark_exports_every_row_beside_the_raw_copy():
         line = next(line for line in output.splitlines() if line.startswith(label))
         assert line.endswith("(3,000 rows)"), line
     assert scratch_databases() == before
+
+
+def test_the_live_benchmark_streams_every_batch_to_every_subscriber():
+    before = scratch_databases()
+    output = bench("live.py", "--subscribers", "20", "--messages", "3000", "--batch-size", "500")
+    assert "subscribers connected              20  (refused 0)" in output, output
+    assert re.search(r"publish → client  p50 \d+ ms   p95 \d+ ms", output), output
+    assert "told to resync (fell behind)        0" in output, output
+    assert scratch_databases() == before

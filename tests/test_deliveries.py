@@ -255,6 +255,25 @@ def test_after_an_outage_one_catch_up_delivery_covers_the_missed_period(smtp):
     assert "Catch-up: 23 earlier runs could not be sent" in text
 
 
+def test_a_worker_back_after_a_day_down_sends_one_catch_up_on_its_own_clock(smtp, worker):
+    """The worker as a real process, on the real clock: an hourly subscription whose last
+    delivery was a day ago (the service was down) gets one catch-up delivery, not 24."""
+    now = timezone.now()
+    saved = SavedReport.objects.create(name="Hourly", report="stats", params={}, window="last_1h", timezone="UTC")
+    subscription = subscribe(saved, armed_at=now - timedelta(hours=25), timezone="UTC", recipients=["ops@example.com"])
+    process = worker()
+    delivery = wait_until(
+        lambda: Delivery.objects.filter(subscription=subscription, status="sent").first(),
+        90,
+        what=f"the catch-up delivery ({process.log_path})",
+    )
+    time.sleep(5)  # two more ticks of its scheduler: nothing more is due
+    assert Delivery.objects.filter(subscription=subscription).count() == 1 and len(smtp.messages) == 1
+    assert delivery.skipped in (23, 24) and delivery.scheduled_for > now - timedelta(hours=1)
+    assert delivery.window_end - delivery.window_start >= timedelta(hours=24)  # the missed period, once
+    assert "Catch-up:" in smtp.messages[0].get_body(preferencelist=("plain",)).get_content()
+
+
 @pytest.mark.parametrize(
     ("start", "before", "after"),
     [

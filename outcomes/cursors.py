@@ -73,6 +73,22 @@ def decode(token: str, ordering: list[str]) -> list:
     return values
 
 
+def position(ordering: list[str], row) -> str:
+    """The token of ``row``'s place in ``ordering``: the rows after it follow."""
+    return encode(ordering, [getattr(row, field.lstrip("-")) for field in ordering])
+
+
+def page(queryset, token: str, size: int) -> tuple[list, bool, list[str]]:
+    """(up to ``size`` rows after ``token`` in the queryset's order, whether more follow, the
+    ordering): every page one indexed range read. ``InvalidCursor`` for a token that is not
+    one of this ordering's. The list's cursor pages and the GraphQL connection both page so."""
+    ordering = list(queryset.query.order_by or queryset.model._meta.ordering)
+    if token:
+        queryset = queryset.filter(after(ordering, decode(token, ordering)))
+    rows = list(queryset[: size + 1])
+    return rows[:size], len(rows) > size, ordering
+
+
 def _plain_value_ok(kind: str | None, raw) -> bool:
     if kind == "int":
         return isinstance(raw, int) and not isinstance(raw, bool)

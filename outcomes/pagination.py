@@ -142,20 +142,13 @@ class OutcomePagination(BasePagination):
     # ------------------------------------------------------------------ cursors
     def _paginate_cursor(self, queryset, request):
         self.mode = "cursor"
-        ordering = list(queryset.query.order_by or queryset.model._meta.ordering)
         token = request.query_params.get(self.cursor_query_param, "")
-        if token:
-            try:
-                values = cursors.decode(token, ordering)
-            except cursors.InvalidCursor as exc:
-                raise ValidationError({self.cursor_query_param: [str(exc)]}) from None
-            queryset = queryset.filter(cursors.after(ordering, values))
-        rows = list(queryset[: self.page_size + 1])
-        has_next = len(rows) > self.page_size
-        rows = rows[: self.page_size]
+        try:
+            rows, has_next, ordering = cursors.page(queryset, token, self.page_size)
+        except cursors.InvalidCursor as exc:
+            raise ValidationError({self.cursor_query_param: [str(exc)]}) from None
         if has_next:
-            last = rows[-1]
-            self.next_cursor = cursors.encode(ordering, [getattr(last, f.lstrip("-")) for f in ordering])
+            self.next_cursor = cursors.position(ordering, rows[-1])
             self.next_link = replace_query_param(
                 request.build_absolute_uri(), self.cursor_query_param, self.next_cursor
             )

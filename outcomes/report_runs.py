@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import json
 from urllib.parse import urlencode, urlsplit
 from zoneinfo import ZoneInfo
 
+import orjson
 from django.conf import settings
 from django.db import DatabaseError, connection
 from django.http import HttpRequest, QueryDict
@@ -77,15 +77,20 @@ def answer_of(response):
     """The JSON answer of a report's response, rendered or not (a cached answer is bytes)."""
     if hasattr(response, "data"):
         return response.data
-    return json.loads(response.content)
+    return orjson.loads(response.content)
 
 
-def dispatch(request: HttpRequest, path: str, params: dict[str, str]):
-    """``path?params`` answered by its view, as ``request``'s caller (credentials, session)."""
+def dispatch(request: HttpRequest, path: str, params: dict[str, str], *, accept: str | None = None):
+    """``GET path?params`` answered by its view, as ``request``'s caller (credentials,
+    session), whatever ``request``'s own method; ``accept``: the media type asked for (else
+    the caller's ``Accept``)."""
     inner = copy.copy(request)
     query = urlencode(params)
+    inner.method = "GET"
     inner.path = inner.path_info = path
-    inner.META = {**inner.META, "PATH_INFO": path, "QUERY_STRING": query}
+    inner.META = {**inner.META, "PATH_INFO": path, "QUERY_STRING": query, "REQUEST_METHOD": "GET"}
+    if accept is not None:
+        inner.META["HTTP_ACCEPT"] = accept
     inner.GET = QueryDict(query)
     inner.rate_counted = True  # the run was counted as it came in: its report is not counted again
     match = resolve(path)

@@ -155,12 +155,12 @@ class _Leases:
         self.remaining: dict[str, int] = {}
         self.lock = threading.Lock()
 
-    def take(self, key: str) -> bool:
+    def take(self, key: str, amount: int = 1) -> bool:
         with self.lock:
             left = self.remaining.get(key, 0)
-            if left <= 0:
+            if left < amount:
                 return False
-            self.remaining[key] = left - 1
+            self.remaining[key] = left - amount
             return True
 
     def add(self, key: str, tokens: int) -> None:
@@ -228,8 +228,12 @@ class SharedRateThrottle(BaseThrottle):
         return f"ip:{self.get_ident(request)}", "API_RATE_LIMIT_ANON"
 
     def allow_request(self, request, view) -> bool:
+        """Admit the request if its cost fits in the window: 1, or what the view says it
+        costs (``view.request_cost(request)``: a GraphQL request, one per report it asks for)."""
         if getattr(getattr(request, "_request", None), "rate_counted", False):  # a saved report's run, counted once
             return True
+        cost_of = getattr(view, "request_cost", None)
+        cost = max(1, cost_of(request)) if cost_of is not None else 1
         who, setting = self.identity(request)
         rate = parse_rate(getattr(settings, setting), setting)
         if rate is None:
@@ -238,18 +242,20 @@ class SharedRateThrottle(BaseThrottle):
         now = time.time()
         window = int(now // period)
         key = f"rl:{who}:{period}:{window}"
-        if _leases.take(key):
+        if _leases.take(key, cost):
             return True
-        lease = lease_size(limit)
+        lease = max(lease_size(limit), cost)
         try:
             count = counters().hit(key, period + 1, lease)
         except StoreUnavailable:  # fail open (logged once per outage by the store)
             return True
         granted = min(lease, limit - (count - lease))  # the part of this lease under the limit
-        if granted <= 0:
+        if granted < cost:
+            if granted > 0:
+                _leases.add(key, granted)  # counted in the store: a cheaper request may use them
             self.retry_after = (window + 1) * period - now
             return False
-        _leases.add(key, granted - 1)  # one is this request's
+        _leases.add(key, granted - cost)  # ``cost`` are this request's
         return True
 
     def wait(self) -> float | None:

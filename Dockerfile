@@ -1,14 +1,16 @@
 # syntax=docker/dockerfile:1
-# One image, three roles: `api` (gunicorn), `consumer` (process_outcomes) and `worker` (scheduled
-# reports and alerts: run_worker); see entrypoint.sh.
+# One image, four roles: `api` (gunicorn), `consumer` (process_outcomes), `worker` (scheduled
+# reports and alerts: run_worker) and `live` (uvicorn: /api/live/); see entrypoint.sh.
 
-# The dashboard's front-end packages, pinned by package-lock.json (Node 24 LTS: 20 reached end of life).
+# The dashboard's and GraphiQL's front-end packages, pinned by package-lock.json (Node 24 LTS: 20 reached end of life).
 FROM node:24.21.0-bookworm-slim AS assets
 WORKDIR /assets
 COPY package.json package-lock.json ./
 RUN npm ci --no-audit --no-fund --ignore-scripts \
     && mkdir vendor \
-    && cp node_modules/uplot/dist/uPlot.iife.min.js node_modules/uplot/dist/uPlot.min.css vendor/
+    && cp node_modules/uplot/dist/uPlot.iife.min.js node_modules/uplot/dist/uPlot.min.css vendor/ \
+    && cp node_modules/react/umd/react.production.min.js node_modules/react-dom/umd/react-dom.production.min.js vendor/ \
+    && cp node_modules/graphiql/graphiql.min.js node_modules/graphiql/graphiql.min.css vendor/
 
 FROM python:3.11.14-slim-bookworm AS build
 ENV PIP_NO_CACHE_DIR=1 \

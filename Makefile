@@ -22,7 +22,7 @@ export DB_HOST ?= 127.0.0.1
 export KAFKA_BROKERS ?= 127.0.0.1:9092
 export REDIS_URL ?= redis://127.0.0.1:6379/0
 
-.PHONY: run test test-fast bench lint venv assets services services-down status clean clean-data env
+.PHONY: run test test-fast bench lint graphql-schema venv assets services services-down status clean clean-data env
 
 venv: $(STAMP)
 $(STAMP): requirements.txt requirements-dev.txt
@@ -38,6 +38,9 @@ $(VENDOR)/.installed: package.json package-lock.json
 	npm ci --no-audit --no-fund --ignore-scripts --loglevel=error
 	mkdir -p $(VENDOR)
 	cp node_modules/uplot/dist/uPlot.iife.min.js node_modules/uplot/dist/uPlot.min.css $(VENDOR)/
+	# GraphiQL (/api/graphql/ in a browser, DEBUG only) and the React it runs on: offline.
+	cp node_modules/react/umd/react.production.min.js node_modules/react-dom/umd/react-dom.production.min.js $(VENDOR)/
+	cp node_modules/graphiql/graphiql.min.js node_modules/graphiql/graphiql.min.css $(VENDOR)/
 	touch $@
 
 services: venv
@@ -70,6 +73,10 @@ test: services assets $(CHECKOV_VENV)/.installed
 test-fast: venv
 	scripts/services.sh pg-up
 	$(PY) -m pytest -m fast -q
+
+## graphql-schema: write schema.graphql, the GraphQL API's contract, after a deliberate change
+graphql-schema: venv
+	$(PY) manage.py export_schema outcomes.graphql.schema --path schema.graphql
 
 ## bench: ingestion and query benchmarks against the local services
 bench: services

@@ -49,6 +49,12 @@ DURATION = Histogram(
 DB_QUERIES = Counter("analytics_api_db_queries_total", "SQL statements run by requests, by route.", ["route"])
 DB_SECONDS = Counter("analytics_api_db_query_seconds_total", "Time in SQL statements, by route.", ["route"])
 CACHE = Counter("analytics_api_cache_answers_total", "Snapshot-cache answers (X-Cache).", ["result"])
+# GraphQL answers its errors with HTTP 200: counted here by extensions.code, and the cost
+# charged to the rate limits (one per report asked for).
+GRAPHQL_ERRORS = Counter(
+    "analytics_graphql_errors_total", "Errors in GraphQL answers (HTTP 200), by extensions.code.", ["code"]
+)
+GRAPHQL_COST = Counter("analytics_graphql_cost_total", "Rate-limit cost of GraphQL requests run (reports asked for).")
 # 0 as soon as any live process finds the store down (its limits let everything through
 # then). Each worker asks the store when it starts (gunicorn.conf.py), then at each lease.
 STORE_UP = Gauge(

@@ -53,6 +53,7 @@ INSTALLED_APPS = [
     "axes",
     "csp",
     "procrastinate.contrib.django",
+    "strawberry_django",  # manage.py export_schema: schema.graphql, the GraphQL API's contract
     "outcomes",
 ]
 

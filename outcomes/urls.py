@@ -1,6 +1,7 @@
 from django.urls import path, reverse
 from rest_framework.routers import APIRootView, DefaultRouter
 
+from outcomes.graphql.view import GraphQLView
 from outcomes.views import (
     AlertViewSet,
     AuctionOutcomeViewSet,
@@ -36,6 +37,7 @@ class ServiceRoot(APIRootView):
         response.data.update(
             {
                 "ingestion": absolute(reverse("ingestion")),
+                "graphql": absolute(reverse("graphql")),
                 "schema": absolute(reverse("schema")),
                 "docs": absolute(reverse("swagger-ui")),
                 "redoc": absolute(reverse("redoc")),
@@ -66,5 +68,6 @@ urlpatterns = [
     path("ingestion/", IngestionView.as_view(), name="ingestion"),
     path("unsubscribe/<str:token>/", unsubscribe, name="unsubscribe"),
     path("live/", live_stream, name="live"),
+    path("graphql/", GraphQLView.as_view(), name="graphql"),
     *router.urls,
 ]

@@ -758,3 +758,34 @@ def test_the_dashboard_is_pushed_each_batch_and_falls_back_to_polling(logged_in,
         server.wait(timeout=30)
     page.wait_for_function("() => document.body.dataset.stream === 'down'", timeout=15_000)
     assert page.text_content("#live") == "polling" and "unavailable" in page.get_attribute("#live", "title")
+
+
+def test_graphiql_runs_a_query_from_this_server_alone(logged_in, live_server, settings, outcome_factory):
+    """GraphiQL (DEBUG only) loads every file from this server, under the page policy, and runs
+    a query as the logged-in person (session and CSRF token): its answer is the REST answer."""
+    settings.DEBUG = True
+    outcome_factory(4, site_domain="graphiql.example")
+    hosts, refused = set(), []
+    logged_in.on("response", lambda response: hosts.add(urlparse(response.url).netloc))
+    logged_in.on("requestfailed", lambda request: refused.append((request.url, request.failure)))
+    violations = []
+    logged_in.on("console", lambda msg: violations.append(msg.text) if msg.text.startswith("csp-violation") else None)
+    logged_in.goto(f"{live_server.url}/api/graphql/")
+    logged_in.wait_for_selector(".graphiql-container .graphiql-editor", timeout=20_000)
+    editor = logged_in.locator(".graphiql-query-editor .CodeMirror").first
+    editor.evaluate(
+        "(el, q) => el.CodeMirror.setValue(q)",
+        '{ stats(siteDomain: "graphiql.example") { totalOutcomes totalRevenue } }',
+    )
+    with logged_in.expect_response(lambda r: r.url.endswith("/api/graphql/") and r.request.method == "POST") as done:
+        logged_in.click(".graphiql-execute-button")
+    answer = done.value.json()
+    staff = Client()
+    staff.force_login(User.objects.filter(is_staff=True).first())
+    rest = staff.get("/api/outcomes/stats/", {"site_domain": "graphiql.example"}).json()
+    assert answer["data"]["stats"] == {"totalOutcomes": 4, "totalRevenue": rest["total_revenue"]}
+    logged_in.wait_for_function("document.querySelector('.result-window').innerText.includes('totalOutcomes')")
+    shot(logged_in, "graphiql", full_page=False)
+    assert hosts - {""} == {urlparse(live_server.url).netloc}, hosts
+    assert not refused, refused
+    assert not [text for text in violations if " on /api/graphql" in text], violations

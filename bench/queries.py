@@ -220,6 +220,81 @@ def measure(port: int, t: dict, count: int, *, naive: bool) -> dict:
         out["lists"].append({"name": name, **stats})
         print(f"{name:<30}{stats['p50']:>9.1f}{stats['p95']:>9.1f}")
     out["windows"] = measure_windows(client, t, count, naive=naive)
+    out["graphql"] = measure_graphql(client, t, count)
+    return out
+
+
+def graphql_reports(t: dict) -> list[tuple[str, str, dict, str, dict]]:
+    """(name, REST path, REST parameters, GraphQL field, its arguments): the same report both ways."""
+    week = t["week"]
+    return [
+        ("stats", "stats/", {}, "stats", {}),
+        ("stats busiest domain", "stats/", {"site_domain": t["busiest"]}, "stats", {"siteDomain": t["busiest"]}),
+        ("daily_stats", "daily_stats/", {}, "dailyStats", {}),
+        (
+            "timeseries hour x 7 days",
+            "timeseries/",
+            {"granularity": "hour", **week},
+            "timeseries",
+            {"granularity": "hour", **week},
+        ),
+        (
+            "breakdown top 20 domains",
+            "breakdown/",
+            {"by": "site_domain", "limit": 20},
+            "breakdown",
+            {"by": "site_domain", "limit": 20},
+        ),
+        ("list page 1", "", {}, "outcomes", {}),
+    ]
+
+
+def measure_graphql(client: Client, t: dict, count: int) -> list[dict]:
+    """Each report through REST and through /api/graphql/ asking for every field REST gives,
+    requests alternated so both see the same machine: p50/p95 of each, and the ratio of p95s."""
+    from outcomes.graphql.schema import full_selection
+
+    types = {"stats": "Stats", "dailyStats": "DailyStats", "timeseries": "Timeseries", "breakdown": "Breakdown"}
+    enums = {"granularity", "by"}
+    print(f"\n{'GraphQL against REST':<30}{'REST p50/p95':>15}{'GraphQL p50/p95':>18}{'p95 ratio':>11}")
+    out = []
+    for name, path, params, field, arguments in graphql_reports(t):
+        args = ", ".join(
+            f"{k}: {v if k in enums or isinstance(v, int) else json.dumps(v)}" for k, v in arguments.items()
+        )
+        if field == "outcomes":
+            node = full_selection("Outcome")
+            selection = "{ edges { cursor node " + node + " } pageInfo { hasNextPage endCursor } totalCount }"
+        else:
+            selection = full_selection(types[field])
+        query = "{ " + field + (f"({args})" if args else "") + " " + selection + " }"
+        body = json.dumps({"query": query})
+        for _ in range(3):
+            answer = json.loads(client.post("/api/graphql/", body)[2])
+            if answer.get("errors"):
+                raise SystemExit(f"GraphQL {name}: {answer['errors']}")
+            client.get(path, params)
+        rest, gql = [], []
+        for _ in range(count):
+            started = time.perf_counter()
+            client.get(path, params)
+            rest.append((time.perf_counter() - started) * 1000)
+            started = time.perf_counter()
+            client.post("/api/graphql/", body)
+            gql.append((time.perf_counter() - started) * 1000)
+        row = {
+            "name": name,
+            "rest_p50": statistics.median(rest),
+            "rest_p95": percentile(rest, 95),
+            "graphql_p50": statistics.median(gql),
+            "graphql_p95": percentile(gql, 95),
+        }
+        row["p95_ratio"] = row["graphql_p95"] / row["rest_p95"]
+        out.append(row)
+        print(
+            f"{name:<30}{row['rest_p50']:>7.1f}/{row['rest_p95']:<7.1f}{row['graphql_p50']:>10.1f}/"
+            f"{row['graphql_p95']:<7.1f}{row['p95_ratio']:>10.2f}x"
+        )
     return out
 
 
@@ -500,6 +575,11 @@ class Client:
                 if attempt == 2:
                     raise
         raise AssertionError("unreachable")
+
+    def post(self, path: str, body: str) -> tuple[int, dict, bytes]:
+        self.conn.request("POST", path, body=body, headers={"Content-Type": "application/json"})
+        response = self.conn.getresponse()
+        return response.status, dict(response.getheaders()), response.read()
 
     def measure(self, path: str, params: dict, count: int) -> dict:
         for _ in range(3):

@@ -448,15 +448,16 @@ def outcome_page(params: dict[str, str], *, first: int | None, after: str) -> Ou
     except cursors.InvalidCursor as exc:
         raise refusal(400, {"after": [str(exc)]}) from None
     write = AuctionOutcomeSerializer().to_representation
-    edges = [OutcomeEdge(cursor=cursors.position(ordering, row), node=write(row)) for row in rows]
+    # Plain data, as the reports' answers: completed without resolvers (``execution``).
+    edges = [{"cursor": cursors.position(ordering, row), "node": write(row)} for row in rows]
     return OutcomeConnection(
         edges=edges,
-        page_info=PageInfo(
-            has_next_page=has_next,
-            has_previous_page=False,
-            start_cursor=edges[0].cursor if edges else None,
-            end_cursor=edges[-1].cursor if edges else None,
-        ),
+        page_info={
+            "has_next_page": has_next,
+            "has_previous_page": False,
+            "start_cursor": edges[0]["cursor"] if edges else None,
+            "end_cursor": edges[-1]["cursor"] if edges else None,
+        },
         query=queries.OutcomeQuery.from_filters(filterset.form.cleaned_data),
         counted={},
     )
@@ -508,7 +509,9 @@ schema = Schema(
     config=StrawberryConfig(default_resolver=types.resolve, scalar_map=types.SCALARS),
     execution_context_class=PlainDataExecutionContext,
 )
-PlainDataExecutionContext.plans = execution.plans(schema._schema, types.plain_types())
+PlainDataExecutionContext.plans = execution.plans(
+    schema._schema, types.plain_types() | {"OutcomeConnection", "OutcomeEdge", "PageInfo", "SampleRatio"}
+)
 
 
 def full_selection(type_name: str) -> str:

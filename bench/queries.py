@@ -426,8 +426,8 @@ def tag_experiments() -> bool:
                 continue
             cursor.execute(
                 "UPDATE outcomes_auctionoutcome SET experiment = %s, "
-                "variant = CASE WHEN abs(hashtext(user_id || 'v')) % 2 = 0 THEN 'control' ELSE 'B' END "
-                "WHERE experiment IS NULL AND abs(hashtext(user_id)) % 10 = %s",
+                "variant = CASE WHEN abs(hashtext(user_id || 'v')) %% 2 = 0 THEN 'control' ELSE 'B' END "
+                "WHERE experiment IS NULL AND abs(hashtext(user_id)) %% 10 = %s",
                 [key, residue],
             )
             tagged = True
@@ -563,9 +563,15 @@ class Client:
     def get(self, path: str, params: dict) -> tuple[int, dict, bytes]:
         base = path if path.startswith("/") else f"/api/outcomes/{path}"
         url = base + (f"?{urlencode(params)}" if params else "")
+        return self.request("GET", url)
+
+    def post(self, path: str, body: str) -> tuple[int, dict, bytes]:
+        return self.request("POST", path, body, {"Content-Type": "application/json"})
+
+    def request(self, method: str, url: str, body: str | None = None, headers: dict | None = None):
         for attempt in (1, 2):
             try:
-                self.conn.request("GET", url)
+                self.conn.request(method, url, body=body, headers=headers or {})
                 response = self.conn.getresponse()
                 return response.status, dict(response.getheaders()), response.read()
             except (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError):
@@ -575,11 +581,6 @@ class Client:
                 if attempt == 2:
                     raise
         raise AssertionError("unreachable")
-
-    def post(self, path: str, body: str) -> tuple[int, dict, bytes]:
-        self.conn.request("POST", path, body=body, headers={"Content-Type": "application/json"})
-        response = self.conn.getresponse()
-        return response.status, dict(response.getheaders()), response.read()
 
     def measure(self, path: str, params: dict, count: int) -> dict:
         for _ in range(3):

@@ -52,8 +52,8 @@ case "$role" in
     migrate
     # Under ASGI, Django's persistent connections are not reused between requests: closed.
     export DB_CONN_MAX_AGE=0
-    exec "$PYTHON" -m uvicorn analytics.asgi:application --host "${LIVE_HOST:-0.0.0.0}" --port "${LIVE_PORT:-8001}" \
-      --lifespan off --no-access-log --log-level warning --timeout-graceful-shutdown "${LIVE_GRACEFUL_SECONDS:-5}" "$@"
+    # uvicorn on LIVE_HOST:LIVE_PORT, JSON logs, LIVE_GRACEFUL_SECONDS on SIGTERM.
+    exec "$PYTHON" -m analytics.live_server "$@"
     ;;
   manage)
     exec "$PYTHON" manage.py "$@"

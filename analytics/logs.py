@@ -130,3 +130,26 @@ def gunicorn_logconfig(level: str, *, access: bool) -> dict:
             "gunicorn.access": {"handlers": ["stdout"], "level": "INFO" if access else "CRITICAL", "propagate": False},
         },
     )
+
+
+class WithoutColour(logging.Filter):
+    """Drops uvicorn's ``color_message`` (the message again, with terminal escapes)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.__dict__.pop("color_message", None)
+        return True
+
+
+def uvicorn_logconfig(level: str) -> dict:
+    """uvicorn's ``log_config`` (the live role): its own lines as JSON on stdout like every
+    other role's; no access log (a stream is one request that lasts)."""
+    config = json_logging(
+        level,
+        {
+            "uvicorn": {"handlers": ["uvicorn"], "level": level, "propagate": False},
+            "uvicorn.access": {"handlers": ["uvicorn"], "level": "CRITICAL", "propagate": False},
+        },
+    )
+    config["filters"]["without_colour"] = {"()": WithoutColour}
+    config["handlers"]["uvicorn"] = {**config["handlers"]["stdout"], "filters": ["request_id", "without_colour"]}
+    return config

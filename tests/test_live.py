@@ -9,6 +9,7 @@ from __future__ import annotations
 import http.client
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -197,3 +198,21 @@ def test_the_live_role_says_which_setting_it_lacks():
         [sys.executable, "manage.py", "check_role", "live"], cwd=ROOT, env=env, capture_output=True, text=True
     )
     assert result.returncode == 1 and "LIVE_REDIS_URL (or REDIS_URL) is required" in result.stderr
+
+
+def test_the_live_role_logs_json_lines_from_start_to_a_graceful_stop(stream_name, tmp_path):
+    """uvicorn's own lines (started, listening, shutting down) are JSON like the app's, and
+    SIGTERM ends the process cleanly."""
+    log = tmp_path / "live.log"
+    process = start_live(free_port(), log, LIVE_STREAM=stream_name, LIVE_GRACEFUL_SECONDS="1")
+    process.terminate()
+    # uvicorn shuts down gracefully, then re-raises the signal it caught: the exit says SIGTERM.
+    assert process.wait(timeout=30) in (0, -signal.SIGTERM)
+    # After the role's one-line settings check, every line is one JSON object.
+    lines = [line for line in log.read_text().splitlines() if line.strip()]
+    assert lines[0] == "live: the settings it needs are set."
+    records = [json.loads(line) for line in lines[1:]]
+    assert all("color_message" not in record and "\x1b" not in json.dumps(record) for record in records)
+    messages = " ".join(record["message"] for record in records)
+    assert "Uvicorn running on" in messages and "Finished server process" in messages, messages
+    assert {record["logger"] for record in records} >= {"uvicorn.error"}

@@ -423,6 +423,24 @@ def test_the_statement_timeout_holds_and_is_said(settings, outcome_factory):
 
 
 @pytest.mark.django_db
+def test_a_request_with_many_reports_is_bounded_by_one_time_budget(settings, monkeypatch):
+    """Fifteen reports in one request may not hold a thread fifteen statement timeouts long:
+    once the request's budget is spent, the fields not yet run are refused."""
+    from outcomes.graphql import schema as module
+
+    settings.API_STATEMENT_TIMEOUT_MS = 1000
+    clock = iter(range(0, 100_000, 400))  # each look at the clock: 0.4 s later
+    monkeypatch.setattr(module, "now", lambda: next(clock) / 1000)
+    query = "{ " + " ".join(f"r{i}: stats {{ totalOutcomes }}" for i in range(5)) + " }"
+    body = graphql(APIClient(), query).json()
+    answered = [key for key, value in body["data"].items() if value is not None]
+    refused = {error["path"][0]: error for error in body["errors"]}
+    assert answered == ["r0", "r1"] and sorted(refused) == ["r2", "r3", "r4"]
+    assert all(error["extensions"]["code"] == "TIMEOUT" for error in refused.values())
+    assert "API_STATEMENT_TIMEOUT_MS (1,000 ms)" in refused["r2"]["message"]
+
+
+@pytest.mark.django_db
 def test_an_unexpected_failure_is_masked_logged_and_counted(monkeypatch, caplog):
     from analytics.metrics import GRAPHQL_ERRORS
     from outcomes import queries

@@ -9,6 +9,8 @@ parse costs 1: the answer is its syntax error.
 
 from __future__ import annotations
 
+import functools
+
 from graphql import GraphQLError, parse
 from graphql.language import (
     DocumentNode,
@@ -21,6 +23,7 @@ from graphql.language import (
 )
 
 
+@functools.lru_cache(maxsize=256)  # clients send the same few documents again and again
 def request_cost(query: str, operation_name: str | None, *, max_tokens: int) -> int:
     """The cost of running ``operation_name`` (or the document's only operation) of ``query``."""
     try:

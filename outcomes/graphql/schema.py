@@ -18,6 +18,7 @@ import enum
 import functools
 import inspect
 import re
+import time
 from dataclasses import dataclass, field
 from typing import Annotated, Any
 
@@ -77,13 +78,34 @@ class FieldError(Exception):
         self.extensions = {"code": code, **extensions}
 
 
+def now() -> float:
+    """The clock of requests' time budgets (``Context``)."""
+    return time.monotonic()
+
+
 @dataclass
 class Context:
     """What a request's resolvers share: the HTTP request (its credentials answer the
-    dispatched endpoints) and, per answered field, the source that answered it."""
+    dispatched endpoints), per answered field the source that answered it, and the time the
+    request may take.
+
+    One REST request runs one report under the statement timeout; a GraphQL request may ask
+    for fifteen. So the request as a whole gets the statement timeout as its budget: a field
+    that would start after it is spent is refused (``TIMEOUT``) rather than run, and a
+    request holds a server thread for at most about twice ``API_STATEMENT_TIMEOUT_MS``."""
 
     request: HttpRequest
     sources: dict[str, str] = field(default_factory=dict)
+    started: float = field(default_factory=lambda: now())
+
+    def check_budget(self) -> None:
+        budget_ms = settings.API_STATEMENT_TIMEOUT_MS
+        if budget_ms and (now() - self.started) * 1000 >= budget_ms:
+            raise FieldError(
+                f"Not run: this request's fields before it took its time budget, API_STATEMENT_TIMEOUT_MS "
+                f"({budget_ms:,} ms). Ask for fewer reports in one request.",
+                "TIMEOUT",
+            )
 
 
 # ---------------------------------------------------------------------------- arguments
@@ -236,6 +258,7 @@ def _detail(answer: Any, default: str) -> str:
 # ---------------------------------------------------------------------------- report fields
 def _answer(info: strawberry.Info, url_name: str, params: dict[str, str], url_kwargs: dict | None = None) -> Any:
     context: Context = info.context
+    context.check_budget()
     try:
         path = reverse(url_name, kwargs=url_kwargs or {})
     except NoReverseMatch:  # a key no URL can carry: REST would answer 404
@@ -421,6 +444,7 @@ def _outcomes_field():
         signature.append(inspect.Parameter(arg, inspect.Parameter.KEYWORD_ONLY, annotation=annotation, default=None))
 
     def outcomes(info: strawberry.Info, first: int | None = None, after: str | None = None, **kwargs: Any):
+        info.context.check_budget()
         return outcome_page(rest_params(kwargs), first=first, after=after or "")
 
     outcomes.__signature__ = inspect.Signature(signature, return_annotation=OutcomeConnection | None)

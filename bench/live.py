@@ -4,7 +4,10 @@ concurrent subscribers, and each event's delay from the batch's publication (the
 stream entry's id is its millisecond, taken right after the commit) to every client is
 measured, with the server's memory per connection and CPU.
 
-    .venv/bin/python bench/live.py [--subscribers 1000] [--messages 300000]
+    .venv/bin/python bench/live.py [--subscribers 1000] [--messages 300000] [--server uvicorn]
+
+``--server`` serves the same ASGI application with another server for comparison
+(``daphne`` or ``granian``, development dependencies); the role ships uvicorn.
 
 Subscribers filter differently (none, a currency, a site domain), as dashboards would. A
 client that fell behind is told (``resync``) and counted; none may fall behind silently.
@@ -78,11 +81,64 @@ async def subscribers(port: int, n: int, delays: list, counts: dict, stop: async
     await asyncio.gather(*tasks, return_exceptions=True)
 
 
+SERVERS = {
+    # The role as shipped: ./entrypoint.sh live (uvicorn).
+    "uvicorn": lambda port, clients: ["./entrypoint.sh", "live"],
+    "daphne": lambda port, clients: [
+        sys.executable,
+        "-m",
+        "daphne",
+        "-b",
+        "127.0.0.1",
+        "-p",
+        str(port),
+        "analytics.asgi:application",
+    ],
+    "granian": lambda port, clients: [
+        str(Path(sys.executable).parent / "granian"),
+        "--interface",
+        "asgi",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--workers",
+        "1",
+        "--no-ws",
+        "--log-level",
+        "warning",
+        "--backpressure",
+        str(clients + 100),
+        "analytics.asgi:application",
+    ],
+}
+
+
+class Tree:
+    """A server and the processes it started (uvicorn's shell, granian's worker): their
+    memory and CPU together."""
+
+    def __init__(self, root) -> None:
+        self.root = root
+
+    def processes(self):
+        return [self.root, *self.root.children(recursive=True)]
+
+    def rss(self) -> int:
+        return sum(p.memory_info().rss for p in self.processes())
+
+    def cpu(self) -> float:
+        return sum(sum(p.cpu_times()[:2]) for p in self.processes())
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--subscribers", type=int, default=1000)
     parser.add_argument("--messages", type=int, default=300_000)
     parser.add_argument("--batch-size", type=int, default=10000, help="the consumer's (an event per batch)")
+    parser.add_argument(
+        "--server", choices=sorted(SERVERS), default="uvicorn", help="the ASGI server (the role's: uvicorn)"
+    )
     args = parser.parse_args()
 
     import psutil
@@ -111,7 +167,7 @@ def main() -> None:
     try:
         subprocess.run([sys.executable, "manage.py", "migrate", "-v0"], cwd=ROOT, env=env, check=True)
         live = subprocess.Popen(
-            ["./entrypoint.sh", "live"],
+            SERVERS[args.server](port, args.subscribers),
             cwd=ROOT,
             env={
                 **env,
@@ -122,6 +178,7 @@ def main() -> None:
                 "LIVE_PORT": str(port),
                 "LIVE_MAX_CLIENTS": str(args.subscribers + 10),
                 "API_READ_ACCESS": "public",
+                "DB_CONN_MAX_AGE": "0",  # as the role sets it under ASGI
             },
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
@@ -131,9 +188,8 @@ def main() -> None:
             if time.monotonic() > deadline:
                 raise SystemExit("the live server did not start")
             time.sleep(0.2)
-        server = psutil.Process(live.pid)
-        server = next((c for c in server.children(recursive=True) if "uvicorn" in " ".join(c.cmdline())), server)
-        rss_idle = server.memory_info().rss
+        server = Tree(psutil.Process(live.pid))
+        rss_idle = server.rss()
 
         from outcomes.simulation import OutcomeSimulator
 
@@ -154,12 +210,12 @@ def main() -> None:
         started = time.monotonic()
         while counts["connected"] + counts["refused"] < args.subscribers and time.monotonic() - started < 60:
             time.sleep(0.1)
-        rss_connected = server.memory_info().rss
-        cpu_before = server.cpu_times()
+        rss_connected = server.rss()
+        cpu_before = server.cpu()
         bench = psycopg.connect(dbname=BENCH_DB, **conninfo)
         consumer = run_consumer(env, topic, len(messages), args.batch_size, bench)
         time.sleep(2)  # the last events reach every client
-        cpu_after = server.cpu_times()
+        cpu_after = server.cpu()
         delete_topic(brokers, topic)
     finally:
         if stop is not None:
@@ -173,9 +229,11 @@ def main() -> None:
         harness.drop_database(admin, BENCH_DB)
         admin.close()
 
-    busy = (cpu_after.user + cpu_after.system) - (cpu_before.user + cpu_before.system)
+    busy = cpu_after - cpu_before
     batches = counts["events"] / max(1, counts["connected"])
-    print(f"live benchmark: {args.subscribers:,} subscribers on one server process, consumer at full speed")
+    print(
+        f"live benchmark: {args.subscribers:,} subscribers on one {args.server} server process, consumer at full speed"
+    )
     print(f"consumer sustained         {consumer['rate']:>10,.0f} msg/s  ({consumer['seconds']:.1f}s)")
     print(f"subscribers connected      {counts['connected']:>10,}  (refused {counts['refused']})")
     print(f"events delivered           {counts['events']:>10,}  ({batches:.1f} per subscriber)")

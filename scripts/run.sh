@@ -117,6 +117,7 @@ cat <<MSG
   Optimal bid     http://$GUNICORN_BIND/api/insights/optimal_bid/?value=1.50&currency=USD
   Ingestion       http://$GUNICORN_BIND/api/ingestion/
   Live stream     $LIVE_URL   (Server-Sent Events of each stored batch; the dashboard uses it)
+  GraphQL         http://$GUNICORN_BIND/api/graphql/   (GraphiQL in a browser; schema.graphql)
   OpenAPI schema  http://$GUNICORN_BIND/api/schema/
   API docs        http://$GUNICORN_BIND/api/docs/   (Swagger UI; Redoc: /api/redoc/)
   API metrics     http://$GUNICORN_BIND/metrics

@@ -10,7 +10,8 @@ RUN npm ci --no-audit --no-fund --ignore-scripts \
     && mkdir vendor \
     && cp node_modules/uplot/dist/uPlot.iife.min.js node_modules/uplot/dist/uPlot.min.css vendor/ \
     && cp node_modules/react/umd/react.production.min.js node_modules/react-dom/umd/react-dom.production.min.js vendor/ \
-    && cp node_modules/graphiql/graphiql.min.js node_modules/graphiql/graphiql.min.css vendor/
+    && sed '/sourceMappingURL=/d' node_modules/graphiql/graphiql.min.js > vendor/graphiql.min.js \
+    && sed '/sourceMappingURL=/d' node_modules/graphiql/graphiql.min.css > vendor/graphiql.min.css
 
 FROM python:3.11.14-slim-bookworm AS build
 ENV PIP_NO_CACHE_DIR=1 \

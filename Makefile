@@ -40,7 +40,9 @@ $(VENDOR)/.installed: package.json package-lock.json
 	cp node_modules/uplot/dist/uPlot.iife.min.js node_modules/uplot/dist/uPlot.min.css $(VENDOR)/
 	# GraphiQL (/api/graphql/ in a browser, DEBUG only) and the React it runs on: offline.
 	cp node_modules/react/umd/react.production.min.js node_modules/react-dom/umd/react-dom.production.min.js $(VENDOR)/
-	cp node_modules/graphiql/graphiql.min.js node_modules/graphiql/graphiql.min.css $(VENDOR)/
+	# Without their source-map comments: the maps are not shipped, and collectstatic's manifest
+	# storage refuses a reference to a missing file.
+	for f in graphiql.min.js graphiql.min.css; do sed '/sourceMappingURL=/d' node_modules/graphiql/$$f > $(VENDOR)/$$f; done
 	touch $@
 
 services: venv

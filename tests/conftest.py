@@ -34,6 +34,28 @@ def _fresh_planner_extent():
     routing.forget_extent()
 
 
+@pytest.fixture(autouse=True)
+def _no_statement_timeout_left_for_the_flush(request):
+    """A test that answers requests leaves its database connection under the API's statement
+    timeout (set for the session, as in production: ``analytics.guards``), often a short one the
+    test chose. pytest-django empties the tables after a transactional test on that connection,
+    and a TRUNCATE of every table on a busy machine may take longer than 300 ms: the timeout is
+    lifted before that flush (this fixture is torn down before the database helper)."""
+    if "_django_db_helper" not in request.fixturenames and request.node.get_closest_marker("django_db") is None:
+        yield
+        return
+    request.getfixturevalue("_django_db_helper")  # set up first, so torn down after this
+    yield
+    from django.db import DatabaseError, connections
+
+    for each in connections.all(initialized_only=True):
+        if each.connection is None or each.in_atomic_block:
+            continue
+        with contextlib.suppress(DatabaseError), each.cursor() as cursor:
+            cursor.execute("SELECT set_config('statement_timeout', '0', false)")
+        each.__dict__.pop("_statement_timeout_of", None)
+
+
 @pytest.fixture
 def person(db):
     """``person("add_auctionoutcome", …, staff=True)``: a user with those model permissions

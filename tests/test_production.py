@@ -28,10 +28,12 @@ HOST = "analytics.example.com"
 TOKEN = "m" * 8 + uuid.uuid4().hex
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def deployed(django_db_setup, django_db_blocker, tmp_path_factory):
     """``./entrypoint.sh api`` as the ConfigMap configures it, from a checkout whose static
-    files were never collected (STATIC_ROOT empty)."""
+    files were never collected (STATIC_ROOT empty). Started once for the run: pytest-django
+    runs this module's transactional test after everyone's others, and collecting (compressing)
+    the static files takes ~40 s here."""
     static_root = tmp_path_factory.mktemp("static")
     port = free_port()
     with django_db_blocker.unblock():

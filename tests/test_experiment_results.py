@@ -247,16 +247,16 @@ def draw(rng: random.Random, key: str, variant: str, users: int, n: int, *, win:
 def test_known_effects_through_kafka_and_the_consumer(make_topic, produce, consumer_settings, run_consumer):
     """A/A: no interval excludes 0 and no mismatch. B wins 50% → 56% of auctions and pays 0.7 →
     0.6 of its bid: the intervals contain the true differences and exclude 0. An arm that
-    lost 2% of its outcomes: the sample-ratio check flags it."""
+    lost 5% of its outcomes: the sample-ratio check flags it."""
     rng = random.Random(20261202)
-    per_arm = 20_000
+    per_arm = 8_000
     stream = [
         *draw(rng, "aa", "control", 50_000, per_arm, win=0.5, price=0.7),
         *draw(rng, "aa", "B", 50_000, per_arm, win=0.5, price=0.7),
         *draw(rng, "lift", "control", 50_000, per_arm, win=0.5, price=0.7),
         *draw(rng, "lift", "B", 50_000, per_arm, win=0.56, price=0.6),
-        *draw(rng, "leaky", "control", 50_000, 60_000, win=0.5, price=0.7),
-        *draw(rng, "leaky", "B", 50_000, 58_800, win=0.5, price=0.7),
+        *draw(rng, "leaky", "control", 50_000, 20_000, win=0.5, price=0.7),
+        *draw(rng, "leaky", "B", 50_000, 19_000, win=0.5, price=0.7),
     ]
     rng.shuffle(stream)
     for key in ("aa", "lift", "leaky"):
@@ -287,5 +287,5 @@ def test_known_effects_through_kafka_and_the_consumer(make_topic, produce, consu
 
     leaky = results("leaky")
     assert leaky["srm"]["mismatch"] and leaky["srm"]["p_value"] < 0.001
-    assert leaky["srm"]["observed"] == {"control": 60_000, "B": 58_800}
+    assert leaky["srm"]["observed"] == {"control": 20_000, "B": 19_000}
     assert "sample_ratio_mismatch" in {w["code"] for w in leaky["warnings"]}

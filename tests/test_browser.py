@@ -777,6 +777,7 @@ def test_graphiql_runs_a_query_from_this_server_alone(logged_in, live_server, se
         "(el, q) => el.CodeMirror.setValue(q)",
         '{ stats(siteDomain: "graphiql.example") { totalOutcomes totalRevenue } }',
     )
+
     def ours(response) -> bool:  # not GraphiQL's own introspection query
         return response.url.endswith("/api/graphql/") and "graphiql.example" in (response.request.post_data or "")
 

@@ -418,27 +418,16 @@ class OutcomeConnection:
 _LIST_SKIP = frozenset(parameters.ALLOWED_PARAMS["list"] & {"page", "page_size", "cursor"})
 
 
+def _optional(name: str, kind: type, description: str) -> inspect.Parameter:
+    annotation = Annotated[kind | None, strawberry.argument(description=description)]
+    return inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, annotation=annotation, default=None)
+
+
 def _outcomes_field():
     signature = [
         inspect.Parameter("info", inspect.Parameter.KEYWORD_ONLY, annotation=strawberry.Info),
-        inspect.Parameter(
-            "first",
-            inspect.Parameter.KEYWORD_ONLY,
-            annotation=Annotated[
-                int | None,
-                strawberry.argument(description="Outcomes per page: 1 to API_MAX_PAGE_SIZE. Default: API_PAGE_SIZE."),
-            ],
-            default=None,
-        ),
-        inspect.Parameter(
-            "after",
-            inspect.Parameter.KEYWORD_ONLY,
-            annotation=Annotated[
-                str | None,
-                strawberry.argument(description="The endCursor of the previous page (same filters and ordering)."),
-            ],
-            default=None,
-        ),
+        _optional("first", int, "Outcomes per page: 1 to API_MAX_PAGE_SIZE. Default: API_PAGE_SIZE."),
+        _optional("after", str, "The endCursor of the previous page (same filters and ordering)."),
     ]
     for arg, annotation, _required in arguments("list", skip=_LIST_SKIP):
         signature.append(inspect.Parameter(arg, inspect.Parameter.KEYWORD_ONLY, annotation=annotation, default=None))

@@ -383,9 +383,11 @@ PROCRASTINATE_WORKER_DEFAULTS = {
     "update_heartbeat_interval": max(1.0, WORKER_STALLED_AFTER_SECONDS / 6),
     "install_signal_handlers": True,
     # A finished job is deleted (the delivery row is the record): two ticks a minute would
-    # otherwise keep ~2,900 rows a day. Failed jobs stay, to be looked at.
+    # otherwise keep ~2,900 rows a day. Failed jobs stay, to be looked at, for
+    # WORKER_FAILED_JOBS_KEEP_DAYS (outcomes.tasks.prune_jobs deletes them after).
     "delete_jobs": "successful",
 }
+WORKER_FAILED_JOBS_KEEP_DAYS = env_int("WORKER_FAILED_JOBS_KEEP_DAYS", 30, minimum=1)
 
 # ---------------------------------------------------------------- live updates (the live role)
 # /api/live/ streams each committed batch's event (Server-Sent Events) from the Redis stream

@@ -8,6 +8,10 @@
 - ``retry_stalled_jobs`` (every minute): jobs whose worker stopped sending heartbeats
   (SIGKILL, a lost node) for WORKER_STALLED_AFTER_SECONDS are run again elsewhere; the
   services finish what the dead worker started without repeating what it did.
+- ``prune_jobs`` (daily): jobs that ended failed, cancelled or aborted more than
+  WORKER_FAILED_JOBS_KEEP_DAYS ago are deleted (successful ones are deleted when they end), so
+  ``procrastinate_jobs`` stays bounded however long the worker runs; the deliveries and alert
+  events keep the record of what was sent.
 """
 
 from __future__ import annotations
@@ -48,3 +52,14 @@ async def retry_stalled_jobs(context, timestamp: int) -> None:
     for job in await manager.get_stalled_jobs(seconds_since_heartbeat=settings.WORKER_STALLED_AFTER_SECONDS):
         log.warning("retrying a stalled job", extra={"job": job.id, "task": job.task_name})
         await manager.retry_job(job)
+
+
+@app.periodic(cron="17 3 * * *", periodic_id="prune_jobs")
+@app.task(name="outcomes.prune_jobs", queue="schedules", queueing_lock="outcomes.prune_jobs", pass_context=True)
+async def prune_jobs(context, timestamp: int) -> None:
+    await context.app.job_manager.delete_old_jobs(
+        nb_hours=settings.WORKER_FAILED_JOBS_KEEP_DAYS * 24,
+        include_failed=True,
+        include_cancelled=True,
+        include_aborted=True,
+    )

@@ -351,3 +351,54 @@ def test_the_worker_role_starts_through_the_entrypoint_and_its_tick_schedules(sm
     )
     assert delivery.scheduled_for <= now and len(smtp.messages) == 1
     assert process.stop() == 0  # SIGTERM: a clean stop
+
+
+def test_jobs_that_ended_badly_are_pruned_after_the_kept_days_and_the_rest_kept(settings):
+    import asyncio
+    from types import SimpleNamespace
+
+    from asgiref.sync import sync_to_async
+    from procrastinate.contrib.django import app
+
+    from outcomes import tasks
+
+    settings.WORKER_FAILED_JOBS_KEEP_DAYS = 2
+    ended = {}  # (status, days ago) -> job id
+    with connection.cursor() as cursor:
+        for status, event in [("failed", "failed"), ("cancelled", "cancelled"), ("aborted", "aborted")]:
+            for days in (3, 1):
+                cursor.execute(
+                    "INSERT INTO procrastinate_jobs (queue_name, task_name, args, status)"
+                    " VALUES ('deliveries', 'outcomes.send_delivery', '{}', %s) RETURNING id",
+                    [status],
+                )
+                job = cursor.fetchone()[0]
+                cursor.execute("DELETE FROM procrastinate_events WHERE job_id = %s", [job])
+                cursor.execute(
+                    "INSERT INTO procrastinate_events (job_id, type, at) VALUES"
+                    " (%s, 'deferred', now() - %s * interval '1 day' - interval '1 hour'),"
+                    " (%s, %s, now() - %s * interval '1 day')",
+                    [job, days, job, event, days],
+                )
+                ended[status, days] = job
+        cursor.execute(
+            "INSERT INTO procrastinate_jobs (queue_name, task_name, args, status)"
+            " VALUES ('deliveries', 'outcomes.send_delivery', '{}', 'todo') RETURNING id"
+        )
+        waiting = cursor.fetchone()[0]
+        cursor.execute("UPDATE procrastinate_events SET at = now() - interval '5 days' WHERE job_id = %s", [waiting])
+
+    async def prune() -> None:  # as the worker runs it: procrastinate's Django connector, in its thread
+        await tasks.prune_jobs.func(SimpleNamespace(app=app), timestamp=0)
+        await sync_to_async(connections.close_all)()  # that thread's connection, closed
+
+    asyncio.run(prune())
+
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT id FROM procrastinate_jobs")
+        left = {row[0] for row in cursor.fetchall()}
+    assert left == {ended["failed", 1], ended["cancelled", 1], ended["aborted", 1], waiting}
+    # and the worker runs it every day
+    assert {(p.task.name, p.cron) for p in app.periodic_registry.periodic_tasks.values()} >= {
+        ("outcomes.prune_jobs", "17 3 * * *")
+    }

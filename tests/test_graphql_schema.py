@@ -3,6 +3,7 @@ schema, each request's cost, the scalars, the types made from the REST serialize
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -102,3 +103,14 @@ def test_scalars_refuse_what_rest_could_not_take():
             decimal.parse_value(bad)
     with pytest.raises(ValueError, match="ISO 8601"):
         types.SCALARS[types.DateTime].parse_value(20251025)
+
+
+def test_descriptions_speak_of_graphql_errors_not_http_statuses():
+    """REST's help texts say "a 409"; a GraphQL client gets an error with a code instead."""
+    assert types.graphql_text("A missing rate is a 409 naming the day.") == (
+        "A missing rate is a CONFLICT error naming the day."
+    )
+    assert types.graphql_text("Not `site_domain`: a 400.") == "Not `siteDomain`: a BAD_USER_INPUT error."
+    printed = print_schema(schema)
+    assert "CONFLICT error naming the day and currency" in printed
+    assert not re.search(r"\ban? [45]\d\d\b", printed), re.search(r".{60}\ban? [45]\d\d\b.{20}", printed)

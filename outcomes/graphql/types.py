@@ -189,8 +189,15 @@ def _entries(name: str, annotation: Any):
 _SNAKE = re.compile(r"`([a-z][a-z0-9]*(?:_[a-z0-9]+)+)`")
 
 
+# REST's answers named by status, as GraphQL says them (the error's extensions.code).
+_STATUS_WORDS = {"a 400": "a BAD_USER_INPUT error", "a 404": "a NOT_FOUND error", "a 409": "a CONFLICT error"}
+_STATUS = re.compile("|".join(_STATUS_WORDS))
+
+
 def graphql_text(text: str) -> str:
-    """A REST description in GraphQL's words: `snake_case` names in camelCase."""
+    """A REST description in GraphQL's words: `snake_case` names in camelCase, HTTP statuses
+    as the error codes GraphQL answers with."""
+    text = _STATUS.sub(lambda m: _STATUS_WORDS[m.group(0)], text)
     return _SNAKE.sub(lambda m: f"`{to_camel_case(m.group(1))}`", text)
 
 

@@ -355,6 +355,7 @@ def test_the_worker_role_starts_through_the_entrypoint_and_its_tick_schedules(sm
 
 def test_jobs_that_ended_badly_are_pruned_after_the_kept_days_and_the_rest_kept(settings):
     import asyncio
+    import concurrent.futures
     from types import SimpleNamespace
 
     from asgiref.sync import sync_to_async
@@ -392,7 +393,9 @@ def test_jobs_that_ended_badly_are_pruned_after_the_kept_days_and_the_rest_kept(
         await tasks.prune_jobs.func(SimpleNamespace(app=app), timestamp=0)
         await sync_to_async(connections.close_all)()  # that thread's connection, closed
 
-    asyncio.run(prune())
+    # In a thread of its own: after the browser tests this one has an event loop running.
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        pool.submit(lambda: asyncio.run(prune())).result()
 
     with connection.cursor() as cursor:
         cursor.execute("SELECT id FROM procrastinate_jobs")

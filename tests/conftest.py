@@ -86,17 +86,22 @@ def person(db):
 def outcome_factory(db):
     """Store outcomes through the write service (rollups included), as the consumer would:
     ``outcome_factory(n=3, win_status=False, ...)``. ``raw_data`` adds fields to the stored
-    message. Returns the stored rows in creation order."""
+    message. Returns the stored rows in creation order. ``outcome_factory.many([fields, …])``
+    stores one outcome per dictionary, all in one batch (as one consumer poll would)."""
     from outcomes import writes
     from outcomes.models import AuctionOutcome
 
     counter = iter(range(10**9))
 
     def create(n: int = 1, **fields):
-        extra = fields.pop("raw_data", None) or {}
+        return many([fields] * n)
+
+    def many(rows: list[dict]):
         batch = writes.Batch()
         bids = []
-        for _ in range(n):
+        for fields in rows:
+            fields = dict(fields)
+            extra = fields.pop("raw_data", None) or {}
             values = {
                 "bid_id": f"bid-{uuid.uuid4()}",
                 "user_id": "user-1",
@@ -117,10 +122,11 @@ def outcome_factory(db):
             batch.events.append((parsed, writes.Position("factory", 0, next(counter))))
             bids.append(parsed.bid_id)
         result = writes.write_batch(batch, consumer_group="factory")
-        assert result.stored == n, result
+        assert result.stored == len(rows), result
         stored = {row.bid_id: row for row in AuctionOutcome.objects.filter(bid_id__in=bids)}
         return [stored[bid] for bid in bids]
 
+    create.many = many
     return create
 
 

@@ -93,8 +93,8 @@ def dataset(outcome_factory):
             "auction_timestamp": start
             + timedelta(days=i % 5, hours=rng.choice([0, 12, 23]), minutes=rng.choice([0, 59])),
         }
-        outcome_factory(1, **row)
         rows.append(row)
+    outcome_factory.many(rows)
     return rows
 
 

@@ -46,23 +46,26 @@ def seed(outcome_factory, key="shading-v2", *, users=40, hours=30, rng=None):
     """Tagged outcomes spread over ``hours`` hours from T0 (minutes and seconds too), several
     per user, B winning more often at lower prices, in two currencies; and untagged ones."""
     rng = rng or random.Random(5)
+    made = []
     for i in range(users * 3):
         user = f"user-{i % users}"
         variant = "B" if (i % users) % 2 else "control"
         won = rng.random() < (0.6 if variant == "B" else 0.45)
         bid = Decimal(rng.randint(50, 300)) / 100
         price = (bid * Decimal(rng.randint(60, 100)) / 100).quantize(Decimal("0.01")) if won else Decimal("0")
-        outcome_factory(
-            1,
-            user_id=user,
-            experiment=key,
-            variant=variant,
-            win_status=won,
-            bid_price=bid,
-            win_price=price,
-            currency="EUR" if i % 7 == 0 else "USD",
-            auction_timestamp=T0 + timedelta(seconds=rng.randint(0, hours * 3600)),
+        made.append(
+            dict(
+                user_id=user,
+                experiment=key,
+                variant=variant,
+                win_status=won,
+                bid_price=bid,
+                win_price=price,
+                currency="EUR" if i % 7 == 0 else "USD",
+                auction_timestamp=T0 + timedelta(seconds=rng.randint(0, hours * 3600)),
+            )
         )
+    outcome_factory.many(made)
     outcome_factory(5, auction_timestamp=T0 + timedelta(hours=2))
 
 

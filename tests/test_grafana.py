@@ -40,12 +40,13 @@ ALL = "__all"
 @pytest.fixture
 def data(outcome_factory):
     rng = random.Random(20261203)
+    made = []
     for _ in range(160):
         won = rng.random() < 0.6
         bid = Decimal(rng.randint(20, 400)) / 100
         tagged = rng.random() < 0.5
-        outcome_factory(
-            rng.randint(1, 3),
+        n = rng.randint(1, 3)
+        fields = dict(
             site_domain=rng.choice(DOMAINS[: rng.randint(1, len(DOMAINS))]),
             currency=rng.choice(["EUR", "USD", "USD"]),
             win_status=won,
@@ -56,6 +57,8 @@ def data(outcome_factory):
             variant=rng.choice(["control", "B"]) if tagged else None,
             auction_timestamp=START - timedelta(hours=3) + timedelta(minutes=rng.randint(0, 60 * 54)),
         )
+        made.extend([fields] * n)
+    outcome_factory.many(made)
 
 
 @pytest.fixture

@@ -37,8 +37,8 @@ def rows(outcome_factory):
             "user_interests": rng.sample(["sports", "news", "travel"], rng.randint(0, 2)),
             "auction_timestamp": BASE + timedelta(minutes=rng.randint(0, 3 * 24 * 60 - 1), seconds=rng.randint(0, 59)),
         }
-        outcome_factory(1, **row)
         made.append(row)
+    outcome_factory.many(made)
     return made
 
 

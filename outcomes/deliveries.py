@@ -211,20 +211,40 @@ def run_report(saved: SavedReport, delivery: Delivery, fmt: str) -> Report:
     return Report(answer, "", b"", "text/html", False)
 
 
+# Text a spreadsheet would take for a formula: quoted with ' as the CSV export does
+# (outcomes.exports), unless it is a number written as text (a negative lift).
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def _csv_cell(value):
+    if value is None:
+        return ""
+    if isinstance(value, str) and value.startswith(_FORMULA_START):
+        try:
+            float(value)
+        except ValueError:
+            return "'" + value
+    return value
+
+
 def report_csv(answer) -> str:
-    """A report's answer as CSV: its (first) table of rows, or its figures as name,value."""
+    """A report's answer as CSV: its table of rows; a report of several tables (experiment
+    results: variants, comparisons…) as one table whose first column names each row's table;
+    a report without rows as its figures, name,value."""
     sheets, summary = report_workbooks.tables(answer)
     out = io.StringIO()
     writer = csv.writer(out)
-    rows = next((rows for rows in sheets.values() if rows), None)
-    if rows:
-        columns = list(dict.fromkeys(name for row in rows for name in row))
-        writer.writerow(columns)
-        for row in rows:
-            writer.writerow(["" if row.get(c) is None else row.get(c) for c in columns])
+    filled = {name: rows for name, rows in sheets.items() if rows}
+    if filled:
+        several = len(filled) > 1
+        columns = list(dict.fromkeys(name for rows in filled.values() for row in rows for name in row))
+        writer.writerow((["table"] if several else []) + columns)
+        for name, rows in filled.items():
+            for row in rows:
+                writer.writerow(([name] if several else []) + [_csv_cell(row.get(c)) for c in columns])
     else:
         writer.writerow(["name", "value"])
-        writer.writerows(summary)
+        writer.writerows((name, _csv_cell(value)) for name, value in summary)
     return out.getvalue()
 
 

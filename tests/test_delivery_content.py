@@ -52,3 +52,27 @@ def test_a_report_as_csv_is_its_table_or_its_figures():
     assert rows == [["site_domain", "outcomes", "wins"], ["a.example", "5", "2"], ["b.example", "3", "1"]]
     figures = list(csv.reader(io.StringIO(deliveries.report_csv({"total_outcomes": 10, "currency": None}))))
     assert figures == [["name", "value"], ["total_outcomes", "10"], ["currency", ""]]
+
+
+def test_a_report_of_several_tables_keeps_them_all_in_one_csv():
+    results = {
+        "key": "floor-test",
+        "variants": [{"variant": "control", "outcomes": 10}, {"variant": "B", "outcomes": 12}],
+        "comparisons": [{"variant": "B", "metric": "win_rate", "ci_low": -1.5, "ci_high": 4.0}],
+        "srm": {"mismatch": False, "p_value": 0.7},
+    }
+    rows = list(csv.reader(io.StringIO(deliveries.report_csv(results))))
+    assert rows == [
+        ["table", "variant", "outcomes", "metric", "ci_low", "ci_high"],
+        ["variants", "control", "10", "", "", ""],
+        ["variants", "B", "12", "", "", ""],
+        ["comparisons", "B", "", "win_rate", "-1.5", "4.0"],
+    ]
+
+
+def test_text_a_spreadsheet_would_run_is_quoted_and_numbers_are_not():
+    answer = {"rows": [{"site_domain": '=HYPERLINK("http://x")', "lift": "-0.25"}, {"site_domain": "@a", "lift": "+x"}]}
+    rows = list(csv.reader(io.StringIO(deliveries.report_csv(answer))))
+    assert rows == [["site_domain", "lift"], ['\'=HYPERLINK("http://x")', "-0.25"], ["'@a", "'+x"]]
+    figures = list(csv.reader(io.StringIO(deliveries.report_csv({"note": "=1+1", "delta": "-3"}))))
+    assert figures == [["name", "value"], ["note", "'=1+1"], ["delta", "-3"]]

@@ -48,7 +48,7 @@ def test_clients_that_hang_up_before_the_first_byte_cancel_their_exports_and_pro
         # The others were refused at once, with a reason and when to come back.
         refused = 0
         for sock in clients:
-            sock.settimeout(0.2)
+            sock.settimeout(1.0)  # the two accepted ones wait for the lock: 1 s each, not longer
             try:
                 head = sock.recv(4096).decode(errors="replace")
             except TimeoutError:
